@@ -1,0 +1,72 @@
+"""The anti-aliased strided convolution: Conv(stride 1) + ReLU + BlurPool (Zhang, ICML 2019)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+from lightning_modules.layers.blur_pool import BlurPool2d
+from lightning_modules.layers.checks import check_choice, check_positive
+
+CONV_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+# Blur padding that matches a convolution's: zero-padding a blur would darken the border, so
+# zero-padded convolutions get the reference's reflect padding; circular stays circular.
+BLUR_PAD_TYPES = {
+    "zeros": "reflect",
+    "reflect": "reflect",
+    "replicate": "replicate",
+    "circular": "circular",
+}
+
+
+class ConvBlurPool2d(nn.Sequential):
+    """``Conv(stride s) + ReLU`` made shift-robust: ``Conv(stride 1) + BN + ReLU + BlurPool(s)``.
+
+    A strided convolution is a dense convolution followed by naive subsampling; Zhang
+    (ICML 2019, "Making Convolutional Networks Shift-Invariant Again") evaluates it densely,
+    applies the nonlinearity, and blurs before subsampling. Children are named ``conv``,
+    ``norm`` (``nn.Identity`` when ``norm=False``), ``act`` and ``blur``.
+
+    Args:
+        in_channels, out_channels, kernel_size: the convolution (odd or even kernels, "same"
+            padding).
+        stride: subsampling factor of the blur.
+        filt_size: binomial taps of the blur, 1..7.
+        padding_mode: convolution padding, ``zeros``, ``reflect``, ``replicate`` or
+            ``circular``; the blur pads the matching way (``reflect`` for ``zeros``).
+        norm: BatchNorm after the convolution (the convolution then has no bias).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 2,
+        filt_size: int = 4,
+        padding_mode: str = "zeros",
+        norm: bool = True,
+    ) -> None:
+        check_positive("in_channels", in_channels)
+        check_positive("out_channels", out_channels)
+        check_positive("kernel_size", kernel_size)
+        check_choice("padding_mode", padding_mode, CONV_PADDING_MODES)
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv2d(
+                    in_channels,
+                    out_channels,
+                    kernel_size,
+                    padding="same",
+                    padding_mode=padding_mode,
+                    bias=not norm,
+                ),
+                norm=nn.BatchNorm2d(out_channels) if norm else nn.Identity(),
+                act=nn.ReLU(inplace=True),
+                blur=BlurPool2d(out_channels, filt_size, stride, BLUR_PAD_TYPES[padding_mode]),
+            )
+        )
+
+    def extra_repr(self) -> str:
+        return f"stride={self.blur.stride}"

@@ -1,0 +1,50 @@
+"""MaxBlurPool: dense max-pooling, then BlurPool (Zhang, ICML 2019)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from lightning_modules.layers.blur_pool import BlurPool2d
+from lightning_modules.layers.checks import check_choice, check_positive
+from lightning_modules.layers.padding import PAD_TYPES
+from lightning_modules.layers.same_max_pool import SameMaxPool2d
+
+
+class MaxBlurPool2d(nn.Module):
+    """Anti-aliased max-pooling: ``MaxPool(k, stride 1)`` then ``BlurPool(stride)``.
+
+    Max-pooling with stride 2 is a dense max (which keeps the nonlinearity's benefit)
+    followed by naive subsampling (which aliases); Zhang (ICML 2019, "Making Convolutional
+    Networks Shift-Invariant Again") keeps the first and blurs before subsampling. The
+    max-pool keeps the size (see :class:`SameMaxPool2d`; it wraps around when
+    ``pad_type='circular'``), so an ``n``-pixel side becomes ``ceil(n / stride)`` like every
+    downsampling layer here, and a circular layer commutes exactly with circular shifts by
+    multiples of ``stride``.
+
+    Args:
+        channels: channels of the input.
+        kernel_size: max-pool window.
+        filt_size: binomial taps of the blur, 1..7.
+        stride: subsampling factor.
+        pad_type: blur padding, see :class:`BlurPool2d`.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 2,
+        filt_size: int = 4,
+        stride: int = 2,
+        pad_type: str = "reflect",
+    ) -> None:
+        super().__init__()
+        check_positive("kernel_size", kernel_size)
+        check_choice("pad_type", pad_type, PAD_TYPES)
+        self.pool = SameMaxPool2d(kernel_size, circular=pad_type == "circular")
+        self.blur = BlurPool2d(channels, filt_size, stride, pad_type)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.blur(self.pool(x))
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.pool.kernel_size}, stride={self.blur.stride}"

@@ -1,0 +1,53 @@
+"""Max-pooling with adaptive polyphase subsampling (Chaman & Dokmanic, CVPR 2021)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from lightning_modules.layers.checks import check_choice, check_positive
+from lightning_modules.layers.padding import PAD_TYPES
+from lightning_modules.layers.polyphase import PolyphaseDownsample2d
+from lightning_modules.layers.same_max_pool import SameMaxPool2d
+
+
+class MaxPolyphasePool2d(nn.Module):
+    """``MaxPool(k, stride 1)`` then adaptive polyphase sampling: APS's ``MaxPool(k, stride s)``.
+
+    The APS counterpart of :class:`MaxBlurPool2d`: the dense max-pool is kept and its
+    fixed subsampling is replaced by the polyphase component of largest norm, as Chaman &
+    Dokmanic (CVPR 2021) do for ResNet's max-pool. With ``pad_type='circular'`` the
+    max-pool wraps around too, so the layer is exactly shift-consistent for circular shifts.
+
+    Args:
+        channels: channels of the input.
+        kernel_size: max-pool window.
+        stride: subsampling factor.
+        filt_size: binomial taps of the stride-1 blur before the selection, 1 (none) .. 7.
+        norm: selection norm, see :class:`PolyphaseDownsample2d`.
+        pad_type: padding of the blur and of odd sizes, see :class:`BlurPool2d`.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        filt_size: int = 1,
+        norm: str = "l2",
+        pad_type: str = "circular",
+    ) -> None:
+        super().__init__()
+        check_positive("kernel_size", kernel_size)
+        check_choice("pad_type", pad_type, PAD_TYPES)
+        self.pool = SameMaxPool2d(kernel_size, circular=pad_type == "circular")
+        self.aps = PolyphaseDownsample2d(channels, stride, filt_size, norm, pad_type)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.aps(self.pool(x))
+
+    def forward_with_phase(self, x: Tensor, phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(output, phase)``; see :meth:`PolyphaseDownsample2d.forward_with_phase`."""
+        return self.aps.forward_with_phase(self.pool(x), phase)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.pool.kernel_size}, stride={self.aps.stride}"

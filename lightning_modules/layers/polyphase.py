@@ -1,0 +1,133 @@
+"""Adaptive polyphase sampling (APS, Chaman & Dokmanic, CVPR 2021)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from lightning_modules.layers.blur_pool import BlurPool2d
+from lightning_modules.layers.checks import check_choice, check_stride
+from lightning_modules.layers.padding import PAD_TYPES, pad2d
+
+NORMS = ("l1", "l2", "linf")
+_ORDERS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
+
+
+def _components(x: Tensor, stride: int) -> Tensor:
+    """``[B, C, H/s, s, W/s, s]`` view; index ``(py, px)`` is ``x[..., py::s, px::s]``."""
+    if x.ndim != 4:
+        raise ValueError(
+            "polyphase sampling expects a [batch, channels, height, width] tensor, "
+            f"got shape {tuple(x.shape)}"
+        )
+    b, c, h, w = x.shape
+    if h % stride or w % stride:
+        raise ValueError(
+            f"polyphase sampling with stride={stride} needs height and width divisible by it, "
+            f"got {h}x{w}: pad the input or use PolyphaseDownsample2d, which pads"
+        )
+    return x.reshape(b, c, h // stride, stride, w // stride, stride)
+
+
+def select_phase(x: Tensor, stride: int = 2, norm: str = "l2") -> Tensor:
+    """Per sample, the index ``py * stride + px`` of the polyphase component of largest norm.
+
+    The norm is taken over channels and space. Ties go to the first maximum (the lowest
+    index), on every device. The choice is not differentiable and is made on detached data.
+    """
+    check_stride(stride)
+    check_choice("norm", norm, NORMS)
+    parts = _components(x.detach(), stride)
+    norms = torch.linalg.vector_norm(parts, ord=_ORDERS[norm], dim=(1, 2, 4))
+    return norms.flatten(1).argmax(dim=1)
+
+
+def take_phase(x: Tensor, phase: Tensor, stride: int = 2) -> Tensor:
+    """Per sample, the polyphase component ``x[b, :, py::s, px::s]`` named by ``phase[b]``.
+
+    Reusing the phases chosen on another map of the same size keeps two paths on the same
+    sampling grid, as a residual block's main path and shortcut must be.
+    """
+    check_stride(stride)
+    parts = _components(x, stride)
+    if phase.shape != (x.shape[0],) or phase.is_floating_point():
+        raise ValueError(
+            f"phase must be an integer tensor of shape ({x.shape[0]},), one index per sample, "
+            f"got {phase.dtype} of shape {tuple(phase.shape)}: pass the output of select_phase"
+        )
+    batch = torch.arange(x.shape[0], device=x.device)
+    # Advanced indices on dims 0, 3 and 5 broadcast to the front: [B, C, H/s, W/s].
+    return parts[batch, :, :, phase // stride, :, phase % stride]
+
+
+def aps_downsample(x: Tensor, stride: int = 2, norm: str = "l2") -> Tensor:
+    """Subsample each sample on the polyphase grid of largest norm (Chaman & Dokmanic 2021).
+
+    A circular shift of the input permutes and circularly shifts the polyphase components;
+    choosing by norm follows the shift, so the output is a circular shift of the unshifted
+    output for every integer shift, not only multiples of ``stride``.
+    """
+    return take_phase(x, select_phase(x, stride, norm), stride)
+
+
+class PolyphaseDownsample2d(nn.Module):
+    """Adaptive polyphase sampling with an optional stride-1 binomial blur before it.
+
+    Fixed subsampling keeps the grid ``x[..., ::s, ::s]`` whatever the input's position,
+    which breaks shift invariance. APS (Chaman & Dokmanic, CVPR 2021, "Truly shift-invariant
+    convolutional neural networks") keeps, per sample, the polyphase component of largest
+    norm; with circular padding throughout and a global pooling head a network becomes
+    exactly invariant to circular shifts. A blur (``filt_size > 1``, as in their "APS + LPF")
+    reduces aliasing for shifts of real images; circular padding keeps it exact. Odd sizes
+    are padded at the end to a multiple of ``stride`` (with ``pad_type``), so an ``n``-pixel
+    side becomes ``ceil(n / stride)``.
+
+    ``forward_with_phase`` also returns the chosen phases and accepts given ones, so a
+    residual block can subsample its shortcut on the grid its main path chose.
+
+    Args:
+        channels: channels of the input.
+        stride: subsampling factor (``stride**2`` candidate components).
+        filt_size: binomial taps of the stride-1 blur, 1 (none) .. 7.
+        norm: ``l2`` (paper default), ``l1`` or ``linf``.
+        pad_type: padding of the blur and of odd sizes, see :class:`BlurPool2d`.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        stride: int = 2,
+        filt_size: int = 1,
+        norm: str = "l2",
+        pad_type: str = "circular",
+    ) -> None:
+        super().__init__()
+        check_stride(stride)
+        check_choice("norm", norm, NORMS)
+        check_choice("pad_type", pad_type, PAD_TYPES)
+        self.blur = BlurPool2d(channels, filt_size, stride=1, pad_type=pad_type)
+        self.stride = stride
+        self.norm = norm
+        self.pad_type = pad_type
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_phase(x)[0]
+
+    def forward_with_phase(self, x: Tensor, phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Blur, pad to a multiple of the stride, subsample; return ``(output, phase)``.
+
+        With ``phase=None`` the phases are chosen on this input, otherwise the given ones
+        (from an input of the same size) are used.
+        """
+        x = self.blur(x)
+        extra_h, extra_w = -x.shape[-2] % self.stride, -x.shape[-1] % self.stride
+        if extra_h or extra_w:
+            x = pad2d(x, (0, extra_w, 0, extra_h), self.pad_type)
+        if phase is None:
+            phase = select_phase(x, self.stride, self.norm)
+        return take_phase(x, phase, self.stride), phase
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, norm={self.norm!r}"

@@ -1,0 +1,115 @@
+"""The small CNN backbone: conv-BN-ReLU stages that each end in a downsampling step."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from lightning_modules.layers import ConvBlurPool2d
+from lightning_modules.layers.checks import check_choice, check_filt_size, check_positive
+from lightning_modules.nets.downsample import downsample_step
+from lightning_modules.nets.heads import ClassifierHead
+from lightning_modules.nets.input_check import check_input
+from lightning_modules.nets.options import DOWNSAMPLES, PADDING_MODES
+
+
+def conv_bn_relu(
+    in_channels: int, out_channels: int, padding_mode: str, stride: int = 1
+) -> nn.Sequential:
+    """3x3 convolution (no bias: BatchNorm follows), BatchNorm, ReLU."""
+    conv = nn.Conv2d(
+        in_channels, out_channels, 3, stride, padding=1, padding_mode=padding_mode, bias=False
+    )
+    return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+class SmallCNN(nn.Module):
+    """A CNN that trains in seconds per epoch on CPU, for comparing downsampling and heads.
+
+    One stage per entry of ``widths``: ``blocks_per_stage`` conv-BN-ReLU blocks, the last of
+    which downsamples by 2 the ``downsample`` way (see ``downsample.py``): ``strided``
+    gives its convolution stride 2, ``strided-blur`` makes it a :class:`ConvBlurPool2d`,
+    the others append a pooling step. Every option has the same parameters, so a comparison
+    isolates the downsampling. The feature map has side ``ceil(image_size / 2**len(widths))``.
+
+    Args:
+        in_channels, num_classes: image channels and logits.
+        image_size: side of the training images (sizes the flattening heads).
+        widths: channels of each stage.
+        blocks_per_stage: conv-BN-ReLU blocks per stage.
+        downsample, head, padding_mode, filt_size, mlp_hidden, dropout: see
+            :func:`lightning_modules.nets.build_net`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        image_size: int,
+        *,
+        widths: Sequence[int] = (32, 64, 128),
+        blocks_per_stage: int = 1,
+        downsample: str = "max",
+        head: str = "flatten",
+        padding_mode: str = "zeros",
+        filt_size: int = 4,
+        mlp_hidden: Sequence[int] = (256,),
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        check_positive("in_channels", in_channels)
+        check_positive("image_size", image_size)
+        check_positive("blocks_per_stage", blocks_per_stage)
+        check_choice("downsample", downsample, DOWNSAMPLES)
+        check_choice("padding_mode", padding_mode, PADDING_MODES)
+        check_filt_size(filt_size)
+        if not widths or any(
+            isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths
+        ):
+            raise ValueError(
+                f"widths={tuple(widths)!r} is invalid: list one positive channel count per "
+                "stage, e.g. (32, 64, 128)"
+            )
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.total_stride = 2 ** len(widths)
+        if image_size < self.total_stride:
+            raise ValueError(
+                f"image_size={image_size} is smaller than the total stride {self.total_stride} "
+                f"of {len(widths)} stages: use fewer widths or larger images"
+            )
+        self.downsample = downsample
+        stages = []
+        channels = in_channels
+        for width in widths:
+            inputs = [channels] + [width] * (blocks_per_stage - 1)
+            blocks = [conv_bn_relu(c, width, padding_mode) for c in inputs[:-1]]
+            if downsample == "strided":
+                blocks.append(conv_bn_relu(inputs[-1], width, padding_mode, stride=2))
+            elif downsample == "strided-blur":
+                blocks.append(ConvBlurPool2d(inputs[-1], width, 3, 2, filt_size, padding_mode))
+            else:
+                step = downsample_step(
+                    downsample, width, padding_mode=padding_mode, filt_size=filt_size
+                )
+                blocks += [conv_bn_relu(inputs[-1], width, padding_mode), step]
+            stages.append(nn.Sequential(*blocks))
+            channels = width
+        self.features = nn.Sequential(*stages)
+        spatial = math.ceil(image_size / self.total_stride)
+        self.head = ClassifierHead(head, channels, spatial, num_classes, mlp_hidden, dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_input(
+            x,
+            in_channels=self.in_channels,
+            image_size=self.image_size,
+            total_stride=self.total_stride,
+            fixed_size=self.head.fixed_size,
+        )
+        return self.head(self.features(x))
+
+    def extra_repr(self) -> str:
+        return f"downsample={self.downsample!r}, total_stride={self.total_stride}"

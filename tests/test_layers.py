@@ -1,0 +1,279 @@
+"""Anti-aliasing and polyphase layers against independent NumPy/SciPy references."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.signal import correlate2d
+from scipy.special import binom
+
+from lightning_modules.layers import (
+    NORMS,
+    PAD_TYPES,
+    BlurPool2d,
+    ConvBlurPool2d,
+    MaxBlurPool2d,
+    MaxPolyphasePool2d,
+    PolyphaseDownsample2d,
+    SameMaxPool2d,
+    aps_downsample,
+    binomial_filter,
+    select_phase,
+    take_phase,
+)
+
+NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "zero": "constant", "circular": "wrap"}
+SIZES = [(9, 12), (8, 7), (1, 1), (2, 3), (3, 2)]  # odd, even, and smaller than the padding
+
+
+def reference_blur(x: torch.Tensor, filt_size: int, stride: int, pad_type: str) -> np.ndarray:
+    """Pad each plane with np.pad, correlate with the binomial outer product, subsample."""
+    taps = binom(filt_size - 1, np.arange(filt_size))
+    kernel = np.outer(taps, taps) / np.outer(taps, taps).sum()
+    before, after = (filt_size - 1) // 2, int(np.ceil((filt_size - 1) / 2))
+    planes = x.double().numpy()
+    mode = NUMPY_PAD[pad_type]
+    if pad_type == "reflect" and min(planes.shape[-2:]) <= max(before, after):
+        mode = "edge"  # the documented fallback for inputs smaller than the padding
+    out = [
+        [
+            correlate2d(np.pad(plane, (before, after), mode=mode), kernel, mode="valid")
+            for plane in sample
+        ]
+        for sample in planes
+    ]
+    return np.asarray(out)[..., ::stride, ::stride]
+
+
+def reference_components(x: np.ndarray, stride: int) -> list[np.ndarray]:
+    """The stride**2 polyphase components of one sample, in (py, px) row-major order."""
+    return [x[:, py::stride, px::stride] for py in range(stride) for px in range(stride)]
+
+
+def circular_shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    return torch.roll(x, (dy, dx), dims=(-2, -1))
+
+
+@pytest.mark.parametrize("size", range(1, 8))
+def test_binomial_filter_is_pascal_row_normalized_and_symmetric(size: int) -> None:
+    taps = binomial_filter(size)
+    expected = binom(size - 1, np.arange(size)) / 2 ** (size - 1)
+    np.testing.assert_allclose(taps.numpy(), expected, rtol=1e-7)
+    assert taps.sum().item() == pytest.approx(1.0)
+    assert torch.equal(taps, taps.flip(0))
+
+
+@pytest.mark.parametrize("filt_size", range(1, 8))
+def test_blurpool_filter_sums_to_one_and_is_symmetric(filt_size: int) -> None:
+    kernel = BlurPool2d(3, filt_size).filt
+    assert kernel.shape == (3, 1, filt_size, filt_size)
+    torch.testing.assert_close(kernel.sum(dim=(-2, -1)), torch.ones(3, 1))
+    assert torch.equal(kernel, kernel.flip(-1)) and torch.equal(kernel, kernel.transpose(-2, -1))
+
+
+@pytest.mark.parametrize("pad_type", PAD_TYPES)
+@pytest.mark.parametrize("filt_size", range(1, 8))
+def test_blurpool_matches_numpy_scipy_reference(filt_size: int, pad_type: str) -> None:
+    generator = torch.Generator().manual_seed(filt_size)
+    for (height, width), stride in itertools.product(SIZES, (1, 2, 3)):
+        x = torch.randn(2, 3, height, width, generator=generator)
+        out = BlurPool2d(3, filt_size, stride, pad_type)(x)
+        expected = reference_blur(x, filt_size, stride, pad_type)
+        assert out.shape == (2, 3, -(-height // stride), -(-width // stride))
+        np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_blurpool_filt_size_one_is_plain_subsampling(stride: int) -> None:
+    x = torch.randn(2, 4, 9, 10)
+    assert torch.equal(BlurPool2d(4, 1, stride)(x), x[:, :, ::stride, ::stride])
+
+
+@pytest.mark.parametrize("pad_type", PAD_TYPES)
+def test_blurpool_gradcheck(pad_type: str) -> None:
+    layer = BlurPool2d(2, 3, 2, pad_type).double()
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,))
+
+
+def test_blurpool_filter_is_not_in_the_state_dict_and_follows_dtype() -> None:
+    layer = BlurPool2d(4)
+    assert layer.state_dict() == {}
+    assert layer.double().filt.dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "layer", [BlurPool2d(3, 4, 2, "circular"), BlurPool2d(3, 5, 3, "circular")]
+)
+def test_circular_blurpool_commutes_with_shifts_by_multiples_of_the_stride(
+    layer: BlurPool2d,
+) -> None:
+    s = layer.stride
+    x = torch.randn(2, 3, 6 * s, 4 * s)
+    out = layer(x)
+    for dy, dx in [(1, 0), (0, 1), (2, 3), (-1, 2)]:
+        shifted = layer(circular_shift(x, dy * s, dx * s))
+        torch.testing.assert_close(shifted, circular_shift(out, dy, dx), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("circular", [False, True])
+@pytest.mark.parametrize("kernel_size", [1, 2, 3, 4])
+def test_same_max_pool_matches_numpy_sliding_max(kernel_size: int, circular: bool) -> None:
+    x = torch.randn(2, 3, 7, 6)
+    before, after = (kernel_size - 1) // 2, kernel_size // 2
+    pad = ((0, 0), (0, 0), (before, after), (before, after))
+    if circular:
+        padded = np.pad(x.numpy(), pad, mode="wrap")
+    else:
+        padded = np.pad(x.numpy(), pad, mode="constant", constant_values=-np.inf)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kernel_size, kernel_size), (2, 3))
+    out = SameMaxPool2d(kernel_size, circular)(x)
+    np.testing.assert_array_equal(out.numpy(), windows.max(axis=(-2, -1)))
+
+
+@pytest.mark.parametrize("pad_type", PAD_TYPES)
+def test_max_blur_pool_is_dense_max_then_reference_blur(pad_type: str) -> None:
+    x = torch.randn(2, 3, 9, 8)
+    padded = np.pad(
+        x.numpy(),
+        ((0, 0), (0, 0), (0, 1), (0, 1)),
+        mode="wrap" if pad_type == "circular" else "edge",
+    )
+    dense = np.maximum.reduce(
+        [padded[..., :-1, :-1], padded[..., 1:, :-1], padded[..., :-1, 1:], padded[..., 1:, 1:]]
+    )
+    expected = reference_blur(torch.from_numpy(dense), 4, 2, pad_type)
+    out = MaxBlurPool2d(3, 2, 4, 2, pad_type)(x)
+    assert out.shape == (2, 3, 5, 4)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_circular_max_blur_pool_commutes_with_even_shifts() -> None:
+    layer = MaxBlurPool2d(3, pad_type="circular")
+    x = torch.randn(2, 3, 12, 10)
+    torch.testing.assert_close(layer(circular_shift(x, 4, -2)), circular_shift(layer(x), 2, -1))
+
+
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_conv_blur_pool_circular_commutes_with_even_shifts(kernel_size: int) -> None:
+    layer = ConvBlurPool2d(3, 5, kernel_size, padding_mode="circular").eval()
+    x = torch.randn(2, 3, 8, 10)
+    out = layer(x)
+    assert out.shape == (2, 5, 4, 5)
+    torch.testing.assert_close(layer(circular_shift(x, 2, 4)), circular_shift(out, 1, 2))
+
+
+def test_conv_blur_pool_blurs_the_dense_relu_map() -> None:
+    layer = ConvBlurPool2d(3, 4, 3, stride=2, filt_size=3, norm=False).eval()
+    x = torch.randn(1, 3, 9, 9)
+    dense = F.relu(F.conv2d(x, layer.conv.weight, layer.conv.bias, padding=1))
+    expected = reference_blur(dense.detach(), 3, 2, "reflect")
+    np.testing.assert_allclose(layer(x).detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("stride", [2, 3])
+def test_aps_keeps_the_component_of_largest_norm_per_sample(norm: str, stride: int) -> None:
+    x = torch.randn(5, 3, 4 * stride, 2 * stride)
+    order = {"l1": 1, "l2": 2, "linf": np.inf}[norm]
+    out = aps_downsample(x, stride, norm)
+    for sample, result in zip(x.numpy(), out.numpy(), strict=True):
+        parts = reference_components(sample, stride)
+        best = int(np.argmax([np.linalg.norm(p.ravel(), order) for p in parts]))
+        np.testing.assert_array_equal(result, parts[best])
+
+
+def test_aps_chooses_per_sample_and_breaks_ties_to_the_first_phase() -> None:
+    x = torch.zeros(4, 1, 4, 4)
+    x[1, 0, 1, 1] = 1.0  # phase (1, 1) -> 3
+    x[2, 0, 0, 1] = 1.0  # phase (0, 1) -> 1
+    x[3] = 1.0  # all phases tie -> 0
+    assert select_phase(x).tolist() == [0, 3, 1, 0]
+
+
+def test_aps_output_is_a_circular_shift_of_the_unshifted_output_for_every_shift() -> None:
+    x = torch.randn(3, 2, 8, 6)
+    out = aps_downsample(x)
+    rolls = [circular_shift(out, a, b) for a in range(4) for b in range(3)]
+    for dy, dx in itertools.product(range(8), range(6)):
+        shifted = aps_downsample(circular_shift(x, dy, dx))
+        for i in range(3):
+            assert any(torch.equal(shifted[i], r[i]) for r in rolls), (dy, dx, i)
+
+
+def test_take_phase_reuses_given_phases_on_another_map() -> None:
+    x, other = torch.randn(4, 2, 6, 8), torch.randn(4, 5, 6, 8)
+    phase = torch.tensor([0, 3, 2, 1])
+    taken = take_phase(other, phase)
+    for i, p in enumerate(phase.tolist()):
+        assert torch.equal(taken[i], other[i, :, p // 2 :: 2, p % 2 :: 2])
+    assert torch.equal(take_phase(x, select_phase(x)), aps_downsample(x))
+
+
+def test_aps_gradient_flows_to_the_selected_component_only() -> None:
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    aps_downsample(x).sum().backward()
+    phase = select_phase(x)
+    for i, p in enumerate(phase.tolist()):
+        mask = torch.zeros(4, 4)
+        mask[p // 2 :: 2, p % 2 :: 2] = 1
+        assert torch.equal(x.grad[i], mask.expand(3, 4, 4))
+
+
+@pytest.mark.parametrize("filt_size", [1, 3, 4])
+def test_polyphase_downsample_with_circular_blur_is_shift_consistent(filt_size: int) -> None:
+    layer = PolyphaseDownsample2d(3, 2, filt_size, pad_type="circular")
+    x = torch.randn(2, 3, 8, 8)
+    pooled = layer(x).sum(dim=(-2, -1))  # any shift-invariant summary
+    for dy, dx in [(1, 0), (0, 1), (3, 5), (7, 2)]:
+        torch.testing.assert_close(layer(circular_shift(x, dy, dx)).sum(dim=(-2, -1)), pooled)
+
+
+def test_polyphase_downsample_pads_odd_sizes_and_shares_phases() -> None:
+    layer = MaxPolyphasePool2d(3, filt_size=3)
+    x = torch.randn(2, 3, 7, 9)
+    out, phase = layer.forward_with_phase(x)
+    assert out.shape == (2, 3, 4, 5) and phase.shape == (2,)
+    assert torch.equal(layer(x), out)
+    forced = torch.tensor([3, 0])
+    blurred = F.pad(layer.aps.blur(layer.pool(x)), (0, 1, 0, 1), mode="circular")
+    assert torch.equal(layer.forward_with_phase(x, forced)[0], take_phase(blurred, forced))
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [BlurPool2d(3), MaxBlurPool2d(3, pad_type="circular"), PolyphaseDownsample2d(3, filt_size=3)],
+    ids=["blur", "maxblur", "aps"],
+)
+def test_layers_compile_to_one_graph(layer: torch.nn.Module) -> None:
+    x = torch.randn(2, 3, 8, 10)
+    compiled = torch.compile(layer, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(x), layer(x))
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: BlurPool2d(3, filt_size=0), "filt_size=0"),
+        (lambda: BlurPool2d(3, filt_size=8), "filt_size=8"),
+        (lambda: BlurPool2d(3, stride=0), "stride=0"),
+        (lambda: BlurPool2d(0), "channels=0"),
+        (lambda: BlurPool2d(3, pad_type="zeros"), "reflect, replicate, zero, circular"),
+        (lambda: PolyphaseDownsample2d(3, norm="l3"), "l1, l2, linf"),
+        (lambda: binomial_filter(9), "filt_size=9"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(build, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_bad_inputs_raise_clear_errors() -> None:
+    with pytest.raises(ValueError, match=r"BlurPool2d\(channels=4\) got an input of shape"):
+        BlurPool2d(4)(torch.randn(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="divisible"):
+        aps_downsample(torch.randn(1, 3, 5, 4))
+    with pytest.raises(ValueError, match="one index per sample"):
+        take_phase(torch.randn(2, 3, 4, 4), torch.tensor([0]))
