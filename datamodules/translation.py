@@ -228,6 +228,9 @@ class TranslationDataModule(LightningDataModule):
         return self._loader(dataset, sampler)
 
     def _loader(self, dataset: CanvasDataset, sampler: Sampler | None) -> DataLoader:
+        # The loader's own generator seeds its workers, so starting an iterator never draws
+        # from the global RNG: Lightning may start the first one before a resumed run has
+        # restored its RNG state, and the augmentation would then drift by one draw.
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
@@ -235,6 +238,7 @@ class TranslationDataModule(LightningDataModule):
             num_workers=self.hparams.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
+            generator=torch.Generator().manual_seed(self.hparams.seed + 1),
         )
 
 
