@@ -1,0 +1,135 @@
+"""Show the shift failure, not just a number: the accuracy-vs-offset curve and example
+inputs at several offsets with their predictions, as files and (when W&B logs) as a
+``wandb.Table`` line plot and an image panel."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor
+
+from lightning_modules.shifts import translate
+
+EXAMPLE_COLUMNS = 7  # offsets shown per example row
+EXAMPLE_ROWS = 6
+
+
+class ShiftReportLogger(L.Callback):
+    """After ``trainer.test``: write ``shift_curve.csv``/``.png`` and ``shift_examples.png``
+    to ``out_dir`` and log them to W&B when the trainer's logger is a ``WandbLogger``.
+
+    Reads the curve that :class:`~lightning_modules.InvarianceClassifier` keeps in
+    ``last_shift_curve`` and the first test batch for the example panel.
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.out_dir = Path(out_dir)
+        self._examples: Tensor | None = None
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._examples = None
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._examples is None and trainer.is_global_zero:
+            self._examples = batch[0][:64].detach()
+
+    @torch.no_grad()
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or getattr(pl_module, "last_shift_curve", None) is None:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        offsets, accuracy = pl_module.last_shift_curve
+        rows = [(int(dy), int(dx), float(a)) for (dy, dx), a in zip(offsets, accuracy, strict=True)]
+        with open(self.out_dir / "shift_curve.csv", "w", newline="") as f:
+            csv.writer(f).writerows([("dy", "dx", "accuracy"), *rows])
+        curve_fig = plot_curve(rows)
+        curve_fig.savefig(self.out_dir / "shift_curve.png", dpi=100)
+        examples_fig = None
+        if self._examples is not None:
+            examples_fig = plot_examples(pl_module, self._examples, offsets)
+            examples_fig.savefig(self.out_dir / "shift_examples.png", dpi=100)
+        logger = trainer.logger
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            table = wandb.Table(columns=["dy", "dx", "accuracy"], data=[list(r) for r in rows])
+            logger.experiment.log(
+                {
+                    "test/acc_vs_shift": wandb.plot.line(
+                        table, "dx", "accuracy", title="test accuracy vs diagonal offset"
+                    ),
+                    "test/acc_vs_shift_table": table,
+                    **({"test/shift_examples": wandb.Image(examples_fig)} if examples_fig else {}),
+                }
+            )
+        plt.close("all")
+
+
+def plot_curve(rows: list[tuple[int, int, float]]) -> Any:
+    """Accuracy against the diagonal offset (dy = dx)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
+    ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o")
+    ax.set(xlabel="offset (pixels, dy = dx)", ylabel="test accuracy", ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_examples(pl_module: L.LightningModule, images: Tensor, offsets: Tensor) -> Any:
+    """A grid: rows are test images, columns offsets, titles the predictions.
+
+    Rows prefer images whose prediction flips across the offsets, so the panel shows
+    the failure the metrics count.
+    """
+    import matplotlib.pyplot as plt
+
+    offsets = torch.as_tensor(offsets)
+    pick = torch.linspace(0, len(offsets) - 1, EXAMPLE_COLUMNS).round().long().unique()
+    offsets = offsets[pick]
+    was_training = pl_module.training
+    pl_module.eval()
+    fill = getattr(pl_module, "fill", 0.0)
+    images = images.to(pl_module.device)
+    shifted = torch.stack([translate(images, tuple(o.tolist()), "zero", fill) for o in offsets])
+    preds = pl_module(shifted.flatten(0, 1)).argmax(-1).view(len(offsets), -1)
+    pl_module.train(was_training)
+    flips = (preds != preds[0]).any(0)
+    order = torch.argsort(flips.int(), descending=True, stable=True)[:EXAMPLE_ROWS]
+    fig, axes = plt.subplots(
+        len(order), len(offsets), figsize=(1.3 * len(offsets), 1.4 * len(order)), squeeze=False
+    )
+    for r, i in enumerate(order.tolist()):
+        for c, offset in enumerate(offsets.tolist()):
+            image = shifted[c, i].float().cpu()
+            image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-8)
+            ax = axes[r, c]
+            ax.imshow(image.permute(1, 2, 0).squeeze(-1), cmap="gray")
+            flipped = preds[c, i] != preds[0, i]
+            ax.set_title(
+                f"{tuple(offset)}: {int(preds[c, i])}",
+                fontsize=7,
+                color="red" if flipped else "black",
+            )
+            ax.axis("off")
+    fig.suptitle("predictions under shifts (red: changed)", fontsize=9)
+    fig.tight_layout()
+    return fig

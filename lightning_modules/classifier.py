@@ -1,0 +1,239 @@
+"""The one LightningModule shared by every variant.
+
+The network is built from plain options through :func:`lightning_modules.nets.build_net`,
+so a checkpoint's hyperparameters rebuild the exact model, and two variants differ only
+in the options their preset sets. Metrics are separate objects per split and are logged
+as metric objects under names every variant shares, so runs line up in one dashboard.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_modules.metrics import ShiftConsistency, ShiftReport
+from lightning_modules.nets import build_net
+from lightning_modules.shifts import offset_sweep, sample_offset_pair, translate
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULERS = ("cosine", "onecycle", "step", "none")
+
+
+class InvarianceClassifier(L.LightningModule):
+    """Image classifier whose network, optimizer and shift evaluation are plain options.
+
+    Args:
+        num_classes, in_channels, image_size: taken from the DataModule (linked by the CLI).
+        backbone, downsample, head, padding_mode, widths, blocks_per_stage, mlp_hidden,
+            dropout, filt_size: network options, see :func:`lightning_modules.nets.build_net`.
+        optimizer: ``adamw`` or ``sgd`` (with Nesterov momentum).
+        lr, weight_decay, momentum: optimizer settings.
+        scheduler: ``cosine``, ``onecycle``, ``step`` or ``none``; stepped every batch.
+        warmup_epochs: linear warm-up before the schedule (``onecycle`` has its own).
+        consistency_max_shift: max offset (pixels, per axis) of the shift-consistency pairs.
+        consistency_mode: shift mode of ``val/consistency`` (``zero`` moves the object on
+            its background; the test reports ``zero`` and ``circular``).
+        consistency_every_n_epochs: measure ``val/consistency`` every N epochs (and on the
+            last epoch); it costs two extra forward passes per validation batch.
+        curve_max_shift: the test's accuracy-vs-offset curve sweeps the diagonal from
+            ``-curve_max_shift`` to ``+curve_max_shift``.
+        fill_value: value of an empty pixel per channel (from the DataModule), used for
+            the pixels a ``zero``-mode shift vacates.
+        shift_seed: seed of the per-sample offsets, which depend only on the sample and
+            this seed, so the numbers do not change with batch size or device count.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int = 32,
+        backbone: str = "small-cnn",
+        downsample: str = "max",
+        head: str = "flatten",
+        padding_mode: str = "zeros",
+        widths: Sequence[int] = (32, 64, 128),
+        blocks_per_stage: int = 1,
+        mlp_hidden: Sequence[int] = (256,),
+        dropout: float = 0.5,
+        filt_size: int = 4,
+        optimizer: str = "adamw",
+        lr: float = 3e-3,
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,
+        scheduler: str = "cosine",
+        warmup_epochs: float = 1.0,
+        consistency_max_shift: int = 4,
+        consistency_mode: str = "zero",
+        consistency_every_n_epochs: int = 1,
+        curve_max_shift: int = 8,
+        fill_value: Sequence[float] | float = 0.0,
+        shift_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {optimizer!r} (--model.optimizer): choose one of "
+                f"{', '.join(OPTIMIZERS)}"
+            )
+        if scheduler not in SCHEDULERS:
+            raise ValueError(
+                f"unknown scheduler {scheduler!r} (--model.scheduler): choose one of "
+                f"{', '.join(SCHEDULERS)}"
+            )
+        if consistency_every_n_epochs < 1:
+            raise ValueError(
+                f"consistency_every_n_epochs must be >= 1, got {consistency_every_n_epochs} "
+                "(--model.consistency_every_n_epochs)"
+            )
+        self.save_hyperparameters()
+        self.net = build_net(
+            backbone,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            image_size=image_size,
+            downsample=downsample,
+            head=head,
+            padding_mode=padding_mode,
+            widths=tuple(widths),
+            blocks_per_stage=blocks_per_stage,
+            mlp_hidden=tuple(mlp_hidden),
+            dropout=dropout,
+            filt_size=filt_size,
+        )
+        fill = float(fill_value) if isinstance(fill_value, (int, float)) else list(fill_value)
+        self.register_buffer("fill", torch.tensor(fill, dtype=torch.float32), persistent=False)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_consistency = ShiftConsistency(consistency_max_shift, consistency_mode)
+        self.test_report = ShiftReport(
+            max_shift=consistency_max_shift,
+            modes=("zero", "circular"),
+            sweep=offset_sweep(curve_max_shift, "diagonal"),
+            fill=fill,
+            seed=shift_seed,
+        )
+        self._pending_rng_state: dict[str, Any] | None = None
+        self.last_shift_curve: tuple[Tensor, Tensor] | None = None  # (offsets, accuracy)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    # --- steps ---------------------------------------------------------------------------
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True)
+        self.val_acc(logits, y)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+        if self._measure_consistency():
+            hp = self.hparams
+            offsets = sample_offset_pair(x, hp.consistency_max_shift, hp.shift_seed)
+            pair = translate(x.repeat(2, 1, 1, 1), offsets, hp.consistency_mode, self.fill)
+            self.val_consistency(*self(pair).chunk(2))
+            self.log("val/consistency", self.val_consistency, on_epoch=True, prog_bar=True)
+
+    def _measure_consistency(self) -> bool:
+        every = self.hparams.consistency_every_n_epochs
+        epoch = self.current_epoch
+        last = self.trainer.max_epochs is not None and epoch + 1 >= self.trainer.max_epochs
+        return (epoch + 1) % every == 0 or last or self.trainer.sanity_checking
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True)
+        self.test_report.update(self, x, y, logits=logits)
+        for name, metric in self.test_report.metrics.items():
+            self.log(f"test/{name}", metric, on_epoch=True)
+
+    def on_test_epoch_end(self) -> None:
+        curve = self.test_report.curve
+        values = curve.compute()
+        for (dy, dx), value in zip(curve.offsets.tolist(), values, strict=True):
+            self.log(f"test/acc_at_shift/{dy:+d}_{dx:+d}", value)
+        self.last_shift_curve = (curve.offsets.cpu(), values.cpu())
+        curve.reset()
+
+    # --- optimization --------------------------------------------------------------------
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        params = self.parameters()
+        if hp.optimizer == "sgd":
+            optimizer = torch.optim.SGD(
+                params, lr=hp.lr, momentum=hp.momentum, nesterov=True, weight_decay=hp.weight_decay
+            )
+        else:
+            optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
+        warmup = min(total - 1, round(hp.warmup_epochs * steps_per_epoch))
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": _schedule(optimizer, hp, total, warmup),
+                "interval": "step",
+            },
+        }
+
+    # --- exact resumption ----------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the RNG states, so a resumed run draws the same augmentation and dropout."""
+        states = _collect_rng_states()
+        if "numpy" in states:  # plain lists keep the checkpoint loadable with weights_only
+            kind, keys, pos, has_gauss, cached = states["numpy"]
+            states["numpy"] = (kind, keys.tolist(), pos, has_gauss, cached)
+        checkpoint["rng_states"] = states
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Applied when training restarts, after the sanity check has consumed randomness.
+        self._pending_rng_state = checkpoint.get("rng_states")
+
+    def on_train_epoch_start(self) -> None:
+        if self._pending_rng_state is not None:
+            _set_rng_states(self._pending_rng_state)
+            self._pending_rng_state = None
+
+
+def _schedule(
+    optimizer: torch.optim.Optimizer, hp: Any, total: int, warmup: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step learning-rate schedule with a linear warm-up."""
+    sched = torch.optim.lr_scheduler
+    if hp.scheduler == "onecycle":
+        return sched.OneCycleLR(
+            optimizer, max_lr=hp.lr, total_steps=total, pct_start=max(warmup, 1) / total
+        )
+    rest = total - warmup
+    if hp.scheduler == "cosine":
+        main = sched.CosineAnnealingLR(optimizer, T_max=max(1, rest))
+    else:  # step: divide by 10 at 1/2 and 3/4 of the remaining steps
+        main = sched.MultiStepLR(
+            optimizer, milestones=[math.ceil(rest / 2), math.ceil(3 * rest / 4)], gamma=0.1
+        )
+    if warmup == 0:
+        return main
+    ramp = sched.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), total_iters=warmup)
+    return sched.SequentialLR(optimizer, [ramp, main], milestones=[warmup])

@@ -1,0 +1,42 @@
+"""Run the recipes as a user does: real subprocesses of ``python recipes/<script>``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# A small slice of digits, one epoch, no loader workers: a whole run in seconds.
+QUICK = [
+    "--max_epochs", "1", "--data.max_samples", "200", "--data.batch_size", "50",
+    "--data.num_workers", "0", "--model.curve_max_shift", "3",
+    "--trainer.enable_progress_bar", "false",
+]  # fmt: skip
+
+
+def recipe_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(PYTHONUNBUFFERED="1", WANDB_MODE="offline", WANDB_SILENT="true")
+    env.update(extra)
+    return {k: v for k, v in env.items() if v != ""}
+
+
+def run_recipe(
+    script: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / script), *args],
+        cwd=cwd,
+        env=env or recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_test_metrics(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "test_metrics.json").read_text())

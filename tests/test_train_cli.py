@@ -1,0 +1,203 @@
+"""The training recipe end to end, through its real command line in subprocesses."""
+
+from __future__ import annotations
+
+import glob
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_modules.variants import VARIANTS
+from recipe_runs import QUICK, ROOT, read_test_metrics, recipe_env, run_recipe
+from wandb_records import read_run
+
+SCALARS = (
+    "test/acc",
+    "test/consistency_zero",
+    "test/consistency_circular",
+    "test/flip_rate",
+    "test/mac",
+)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def variant_runs(workdir: Path) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every variant, one quick epoch each; blurpool logs to W&B, which must go offline
+    by itself (no credentials in a fresh HOME, no WANDB_MODE)."""
+    runs = {}
+    for name in VARIANTS:
+        if name == "blurpool":
+            env = recipe_env(WANDB_MODE="", HOME=str(workdir), NETRC=str(workdir / "none"))
+            args = ["--logger", "wandb", "--experiment", "cli-test"]
+        else:
+            env, args = recipe_env(), ["--logger", "csv"]
+        runs[name] = run_recipe("train.py", "--variant", name, *QUICK, *args, cwd=workdir, env=env)
+    return runs
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_variant_trains_end_to_end(variant: str, variant_runs, workdir: Path) -> None:
+    proc = variant_runs[variant]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = workdir / "runs" / f"{variant}-seed0"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert glob.glob(str(run_dir / "checkpoints" / "best-epoch=*.ckpt"))
+    assert (run_dir / "config.yaml").is_file()
+    metrics = read_test_metrics(run_dir)
+    for key in SCALARS:
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert any(k.startswith("test/acc_at_shift/") for k in metrics)
+    for key in ("test/acc", "test/consistency_zero"):  # the final table
+        assert key in proc.stdout
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    preset = VARIANTS[variant]
+    for key, value in preset.model.items():
+        assert ckpt["hyper_parameters"][key] == value
+    for key, value in preset.data.items():
+        assert ckpt["datamodule_hyper_parameters"][key] == value
+    assert (run_dir / "shift_curve.png").stat().st_size > 1000
+    assert (run_dir / "shift_examples.png").stat().st_size > 1000
+
+
+def test_wandb_offline_run_reads_back(variant_runs, workdir: Path) -> None:
+    proc = variant_runs["blurpool"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wandb sync" in proc.stdout + proc.stderr
+    files = glob.glob(str(workdir / "runs/blurpool-seed0/wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 1
+    run = read_run(Path(files[0]))
+    assert run.run.display_name == "blurpool-seed0"
+    assert run.run.run_group == "cli-test"
+    assert {"blurpool", "digits", "small-cnn"} <= set(run.run.tags)
+    assert run.config["variant"] == "blurpool"
+    assert run.config["model"]["downsample"] == "blur"
+    assert run.config["data"]["dataset"] == "digits"
+    logged = {k for row in run.history for k in row}
+    assert {"val/acc", "val/consistency", "train/loss_epoch", *SCALARS} <= logged
+    assert 0.0 <= run.summary["test/consistency_zero"] <= 1.0
+    metrics = read_test_metrics(workdir / "runs/blurpool-seed0")
+    assert run.summary["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+def test_ddp_two_processes_match_single_process_evaluation(workdir: Path) -> None:
+    proc = run_recipe(
+        "train.py",
+        *QUICK,
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--logger",
+        "csv",
+        "--run_name",
+        "ddp",
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = workdir / "runs" / "ddp"
+    ddp = read_test_metrics(run_dir)
+    (best,) = glob.glob(str(run_dir / "checkpoints" / "best-epoch=*.ckpt"))
+    proc = run_recipe(
+        "evaluate.py",
+        "--ckpt",
+        best,
+        "--max_shifts",
+        "4",
+        "--logger",
+        "none",
+        "--modes",
+        "zero",
+        "circular",
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    single = json.loads((run_dir / "evaluation" / "report.json").read_text())
+    assert ddp["test/acc"] == pytest.approx(single["acc"], abs=1e-6)
+    assert ddp["test/flip_rate"] == pytest.approx(single["flip_rate"], abs=1e-6)
+    assert ddp["test/mac"] == pytest.approx(single["mac"], abs=1e-5)
+    for mode in ("zero", "circular"):
+        assert ddp[f"test/consistency_{mode}"] == pytest.approx(
+            single["consistency"]["4"][mode], abs=1e-6
+        )
+
+
+def test_resume_after_ctrl_c_matches_uninterrupted_run(workdir: Path) -> None:
+    args = [*QUICK, "--max_epochs", "3", "--logger", "csv"]
+    full = run_recipe("train.py", *args, "--run_name", "full", cwd=workdir)
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    cut = subprocess.Popen(
+        [sys.executable, str(ROOT / "recipes/train.py"), *args, "--run_name", "cut"],
+        cwd=workdir,
+        env=recipe_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    for line in cut.stdout:
+        if "press Ctrl-C" in line:
+            cut.send_signal(signal.SIGINT)
+            break
+    cut.stdout.read()
+    assert cut.wait(timeout=120) == 130
+    last = torch.load(workdir / "runs/cut/checkpoints/last.ckpt", weights_only=False)
+    assert last["epoch"] < 2  # it stopped early, at an epoch boundary
+    assert not (workdir / "runs/cut/test_metrics.json").exists()
+
+    resumed = run_recipe("train.py", *args, "--run_name", "cut", "--resume", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, got = (
+        read_test_metrics(workdir / "runs/full"),
+        read_test_metrics(workdir / "runs/cut"),
+    )
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--variant", "nope"], "unknown variant 'nope'"),
+        (["--model.nonsense", "1"], "nonsense"),
+        (["--resume", "--run_name", "never-ran"], "no run named 'never-ran'"),
+        (["--ckpt_path", "missing.ckpt"], "no checkpoint file at missing.ckpt"),
+        (["--ckpt_path", "corrupt.ckpt"], "cannot read checkpoint corrupt.ckpt"),
+        (
+            ["--variant", "baseline", "--ckpt_path", "runs/aps-seed0/checkpoints/last.ckpt"],
+            "downsample: checkpoint 'aps' vs this run 'max'",
+        ),
+        (["--accelerator", "gpu", "--devices", "4"], "gpu"),
+        (["--data.max_shift", "-3"], "max_shift"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, message, variant_runs, workdir: Path) -> None:
+    (workdir / "corrupt.ckpt").write_bytes(b"this is not a checkpoint")
+    proc = run_recipe("train.py", *QUICK, "--logger", "none", *args, cwd=workdir, timeout=120)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_lists_variants_and_print_config_resolves_the_preset(workdir: Path) -> None:
+    help_text = run_recipe("train.py", "--help", cwd=workdir).stdout
+    for name in VARIANTS:
+        assert name in help_text
+    config = run_recipe(
+        "train.py", "--variant", "blurpool", "--head", "gap", "--print_config", cwd=workdir
+    ).stdout
+    assert "downsample: blur" in config
+    assert "head: gap" in config
