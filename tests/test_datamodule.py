@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from formats import write_cifar10, write_image_folder
 from lightning.pytorch import LightningModule, Trainer, seed_everything
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import nn
@@ -29,6 +28,7 @@ from datamodules import (
     TranslationDataModule,
 )
 from datamodules.translation import EpochShuffle
+from formats import write_cifar10, write_image_folder
 
 REPO = Path(__file__).resolve().parents[1]
 

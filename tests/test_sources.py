@@ -8,6 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from datamodules.sources import inspect_folder, load_splits
 from formats import (
     write_cifar10,
     write_cifar100,
@@ -15,10 +19,6 @@ from formats import (
     write_mnist,
     write_svhn,
 )
-from PIL import Image
-from sklearn.datasets import load_digits
-
-from datamodules.sources import inspect_folder, load_splits
 
 RNG = np.random.default_rng(1234)
 
