@@ -141,6 +141,7 @@ class TrainCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         cfg = self.config
+        check_cpu_devices(cfg.trainer.accelerator, cfg.trainer.devices)
         self.run_name = cfg.run_name or f"{cfg.variant}-seed{cfg.seed_everything}"
         resume = cfg.resume or cfg.ckpt_path == "last"
         self.run_dir = resolve_run_dir(Path(cfg.runs_dir), self.run_name, resume)
@@ -177,6 +178,18 @@ class TrainCLI(LightningCLI):
         path = self.run_dir / "config.yaml"
         self.parser.save(self.config, path, overwrite=True, skip_none=False)
         return path
+
+
+def check_cpu_devices(accelerator: Any, devices: Any) -> None:
+    """More CPU processes than cores only slows a run down: say so instead of starting them."""
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    cores = os.cpu_count() or 1
+    count = int(devices) if str(devices).isdigit() else None  # "auto", -1 and lists pass
+    if on_cpu and count is not None and count > cores:
+        raise UsageError(
+            f"--devices {count}: this machine has {cores} CPU cores and no GPU; "
+            f"pass --devices {cores} or fewer"
+        )
 
 
 def expand_short_options(parser: LightningArgumentParser, args: list[str]) -> list[str]:
@@ -331,8 +344,14 @@ def run_cli(args: Sequence[str]) -> tuple[Path, dict[str, float]] | int:
     """:func:`train` for a command line: bad input becomes one line on stderr and exit 2."""
     try:
         return train(args)
-    except (UsageError, ValueError, FileNotFoundError, MisconfigurationException) as err:
+    except (UsageError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except MisconfigurationException as err:  # Lightning's word on trainer options
+        print(
+            f"error: trainer options (--accelerator/--devices/--strategy ...): {err}",
+            file=sys.stderr,
+        )
         return 2
     except StoppedEarly as stop:
         print(stop, file=sys.stderr)

@@ -83,6 +83,10 @@ def test_wandb_offline_run_reads_back(variant_runs, workdir: Path) -> None:
     assert run.config["data"]["dataset"] == "digits"
     logged = {k for row in run.history for k in row}
     assert {"val/acc", "val/consistency", "train/loss_epoch", *SCALARS} <= logged
+    (media,) = [row for row in run.history if "test/shift_examples/_type" in row]
+    assert media["test/shift_examples/_type"] == "image-file"
+    assert media["test/acc_vs_shift_table/_type"] == "table-file"
+    assert media["test/acc_vs_shift_table/nrows"] == 7  # the diagonal sweep -3 .. 3
     assert 0.0 <= run.summary["test/consistency_zero"] <= 1.0
     metrics = read_test_metrics(workdir / "runs/blurpool-seed0")
     assert run.summary["test/acc"] == pytest.approx(metrics["test/acc"])
@@ -180,7 +184,8 @@ def test_resume_after_ctrl_c_matches_uninterrupted_run(workdir: Path) -> None:
             ["--variant", "baseline", "--ckpt_path", "runs/aps-seed0/checkpoints/last.ckpt"],
             "downsample: checkpoint 'aps' vs this run 'max'",
         ),
-        (["--accelerator", "gpu", "--devices", "4"], "gpu"),
+        (["--accelerator", "gpu", "--devices", "4"], "error: trainer options"),
+        (["--accelerator", "cpu", "--devices", "512"], "--devices 512: this machine has"),
         (["--data.max_shift", "-3"], "max_shift"),
     ],
 )
