@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 WANDB_ID_FILE = "wandb_id"
 # Summaries that make runs of different variants comparable at a glance in the dashboard.
-SUMMARIES = {"val/acc": "max", "val/consistency": "last", "test/*": "last", "train/*": "last"}
+SUMMARIES = {"val/acc": "max", "val/consistency": "last"}  # test/* keep their last value
 
 
 def make_logger(

@@ -90,6 +90,8 @@ def test_wandb_offline_run_reads_back(variant_runs, workdir: Path) -> None:
     assert 0.0 <= run.summary["test/consistency_zero"] <= 1.0
     metrics = read_test_metrics(workdir / "runs/blurpool-seed0")
     assert run.summary["test/acc"] == pytest.approx(metrics["test/acc"])
+    best_val = max(row["val/acc"] for row in run.history if "val/acc" in row)
+    assert run.summary["val/acc"]["max"] == pytest.approx(best_val)  # define_metric summary
 
 
 def test_ddp_two_processes_match_single_process_evaluation(workdir: Path) -> None:
