@@ -69,9 +69,11 @@ def evaluate_checkpoint(
     curve_max_shift: int | None = None,
     test_placement: str | None = None,
     batch_size: int = 256,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """The full shift report of a checkpoint on its own test split (or another placement)."""
     model, data_hparams = load_checkpoint(ckpt)
+    model.to(device)
     overrides: dict[str, Any] = {"batch_size": batch_size, "num_workers": 0}
     if test_placement:
         overrides["test_placement"] = test_placement

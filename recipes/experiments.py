@@ -1,0 +1,243 @@
+"""The comparison experiments: one table of named presets, and how one run of them is measured.
+
+Each experiment fixes the data, the training budget and the evaluation; ``compare.py`` trains
+every selected variant under it with the same seeds. Sizes are written for the embedded digits
+(16-px objects) and scale with the object side of the chosen dataset (CIFAR-10's 32-px images:
+every canvas, shift and offset doubles), so a GPU run of a preset asks the same question.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from statistics import fmean
+from types import MappingProxyType
+
+import torch
+
+from datamodules import DATASETS
+from datamodules.translation import DIGITS_OBJECT_SIZE
+from evaluate import evaluate_checkpoint
+from lightning_modules.variants import VARIANTS
+from training import CHECKPOINTS
+
+REFERENCE_OBJECT = DIGITS_OBJECT_SIZE  # the object side the presets are written for
+QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
+# --quick: a smoke test of the whole pipeline in a few minutes, not numbers to report.
+QUICK = ("--trainer.max_epochs", "2", "--data.max_samples", "300", "--data.batch_size", "50")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named preset of data, training budget and evaluation (pixel sizes for 16-px objects).
+
+    Args:
+        name: the ``--experiment`` name; also the W&B group and the results folder.
+        summary: the question it answers, with its reference.
+        variants: the variants compared by default.
+        excluded: variants that cannot take part, with the reason (shown on request).
+        canvas: canvas side; the object sits on it at ``placement``.
+        placement: where training (and own-test) objects sit.
+        policy: translation augmentation of every variant; ``None`` keeps each variant's own.
+        train_shifts: the augmentation ranges swept (``--data.max_shift``); empty: no sweep.
+        epochs: training epochs (the CPU budget on the digits).
+        max_shifts: max offsets of the consistency pairs reported.
+        modes: shift modes of the consistency reported.
+        curve_max_shift: the accuracy-vs-offset curve sweeps the diagonal up to this offset.
+        regions: test placements evaluated one by one (accuracy per region).
+        scatter_shift: max offset of the ``zero`` consistency on the accuracy-vs-consistency plot.
+    """
+
+    name: str
+    summary: str
+    variants: tuple[str, ...]
+    excluded: Mapping[str, str] = field(default_factory=dict)
+    canvas: int = 32
+    placement: str = "center"
+    policy: str | None = None
+    train_shifts: tuple[int, ...] = ()
+    epochs: int = 10
+    max_shifts: tuple[int, ...] = (1, 2, 4, 8)
+    modes: tuple[str, ...] = ("zero", "circular")
+    curve_max_shift: int = 8
+    regions: tuple[str, ...] = ()
+    scatter_shift: int = 4
+
+    def scaled(self, object_size: int) -> Experiment:
+        """The preset with every pixel size scaled from 16-px objects to ``object_size``."""
+
+        def px(value: int) -> int:
+            return max(1, round(value * object_size / REFERENCE_OBJECT)) if value else 0
+
+        return replace(
+            self,
+            canvas=px(self.canvas),
+            train_shifts=tuple(px(s) for s in self.train_shifts),
+            max_shifts=tuple(px(s) for s in self.max_shifts),
+            curve_max_shift=px(self.curve_max_shift),
+            scatter_shift=px(self.scatter_shift),
+        )
+
+    def describe(self) -> str:
+        """The setup in words, for the results report."""
+        if self.train_shifts:
+            shifts = ", ".join(map(str, self.train_shifts))
+            augmentation = f"every training image shifted by up to S px per axis, S in {{{shifts}}}"
+        elif self.policy is None:
+            augmentation = "each variant's own translation augmentation"
+        else:
+            augmentation = f"translation augmentation policy {self.policy}"
+        return (
+            f"objects placed {self.placement} on a {self.canvas}-px canvas, {augmentation}, "
+            f"{self.epochs} epochs"
+        )
+
+    def settings(self) -> dict[str, list[str]]:
+        """The swept settings by name, each as its training options."""
+        if not self.train_shifts:
+            return {"default": []}
+        return {f"shift{s}": ["--data.max_shift", str(s)] for s in self.train_shifts}
+
+    def train_args(self) -> list[str]:
+        """Training options shared by every run of the experiment."""
+        args = [
+            "--data.canvas_size", str(self.canvas),
+            "--data.placement", self.placement,
+            "--trainer.max_epochs", str(self.epochs),
+            "--model.curve_max_shift", str(self.curve_max_shift),
+            "--model.consistency_max_shift", str(self.scatter_shift),
+        ]  # fmt: skip
+        return args if self.policy is None else [*args, "--data.policy", self.policy]
+
+    def columns(self) -> list[str]:
+        """The metrics of the results table, in order."""
+        if self.regions:
+            return [*(f"acc@{r}" for r in self.regions), "acc@unseen", "unseen_drop"]
+        consistency = [f"consistency_{m}@{s}" for m in self.modes for s in self.max_shifts]
+        return ["acc", "flip_rate", *consistency]
+
+    def scatter(self) -> tuple[str, str]:
+        """(x, y) columns of the accuracy-vs-consistency plot."""
+        return f"consistency_zero@{self.scatter_shift}", "acc@unseen" if self.regions else "acc"
+
+    def check_variants(self, variants: list[str]) -> None:
+        """Raise ``ValueError`` for a variant that is unknown or cannot take part."""
+        for name in variants:
+            if name in self.excluded:
+                raise ValueError(
+                    f"--variants {name}: not part of {self.name}, because {self.excluded[name]}; "
+                    f"choose from {', '.join(v for v in VARIANTS if v not in self.excluded)}"
+                )
+            if name not in VARIANTS:
+                raise ValueError(
+                    f"--variants {name}: unknown variant; choose from {', '.join(VARIANTS)}"
+                )
+
+
+_EXPERIMENTS = (
+    Experiment(
+        name="small-shift",
+        summary="objects centred, each variant with its own augmentation: clean accuracy and "
+        "consistency under small shifts (Zhang, ICML 2019)",
+        variants=tuple(VARIANTS),
+    ),
+    Experiment(
+        name="unseen-position",
+        summary="objects only in the top-left quadrant and no augmentation, tested in every "
+        "quadrant: does the network recognise them where it never saw them?",
+        variants=("baseline", "global-pooling", "fc-head", "blurpool", "aps"),
+        excluded={
+            "aug-heavy": "the experiment trains without augmentation (policy none) so that "
+            "other positions are never seen, which leaves aug-heavy identical to baseline"
+        },
+        canvas=48,
+        placement="top-left",
+        policy="none",
+        epochs=8,
+        max_shifts=(4,),
+        modes=("zero",),
+        regions=QUADRANTS,
+    ),
+    Experiment(
+        name="augmentation-sweep",
+        summary="translation augmentation of increasing range, tested inside and beyond the "
+        "trained range (Azulay & Weiss, JMLR 2019)",
+        variants=("baseline",),
+        excluded={
+            "aug-heavy": "the sweep sets the augmentation range itself, which leaves aug-heavy "
+            "identical to baseline"
+        },
+        canvas=48,
+        policy="heavy",  # every image shifted (zero fill), by up to the swept --data.max_shift
+        train_shifts=(0, 2, 4, 8),
+        max_shifts=(2, 4, 8, 12),
+        modes=("zero",),
+        curve_max_shift=16,
+        scatter_shift=8,
+    ),
+)
+
+EXPERIMENTS: Mapping[str, Experiment] = MappingProxyType({e.name: e for e in _EXPERIMENTS})
+
+
+def get_experiment(name: str, dataset: str = "digits") -> Experiment:
+    """The named preset scaled to ``dataset``'s objects; ``ValueError`` lists the valid names."""
+    if name not in EXPERIMENTS:
+        raise ValueError(
+            f"--experiment {name}: unknown experiment; choose one of {', '.join(EXPERIMENTS)}"
+        )
+    native = DATASETS[dataset].native_size if dataset in DATASETS else None
+    if native is None:
+        choices = ", ".join(d for d, info in DATASETS.items() if info.native_size)
+        raise ValueError(f"--dataset {dataset}: presets need a known image size; choose {choices}")
+    object_size = DIGITS_OBJECT_SIZE if dataset == "digits" else native
+    return EXPERIMENTS[name].scaled(object_size)
+
+
+def best_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint the training run tested (best validation accuracy)."""
+    found = sorted(
+        glob.glob(str(run_dir / CHECKPOINTS / "best-*.ckpt")), key=lambda p: Path(p).stat().st_mtime
+    )
+    if not found:
+        raise FileNotFoundError(f"{run_dir} has no {CHECKPOINTS}/best-*.ckpt: train it again")
+    return Path(found[-1])
+
+
+def measure(experiment: Experiment, run_dir: Path) -> dict[str, float]:
+    """The experiment's metrics of a trained run, measured on its best checkpoint.
+
+    The accuracy-vs-offset curve is already in the run's test metrics, so the evaluations here
+    ask for the smallest sweep.
+    """
+    ckpt = best_checkpoint(run_dir)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.inference_mode():
+        report = evaluate_checkpoint(
+            ckpt, max_shifts=experiment.max_shifts, modes=experiment.modes, curve_max_shift=1,
+            device=device,
+        )  # fmt: skip
+        regions = {
+            region: evaluate_checkpoint(
+                ckpt,
+                max_shifts=(1,),
+                modes=("zero",),
+                curve_max_shift=1,
+                test_placement=region,
+                device=device,
+            )["acc"]
+            for region in experiment.regions
+        }
+    row = {key: report[key] for key in ("acc", "flip_rate", "mac")}
+    row |= {
+        f"consistency_{mode}@{shift}": value
+        for shift, by_mode in report["consistency"].items()
+        for mode, value in by_mode.items()
+    }
+    if regions:
+        unseen = fmean(acc for region, acc in regions.items() if region != experiment.placement)
+        row |= {f"acc@{region}": acc for region, acc in regions.items()}
+        row |= {"acc@unseen": unseen, "unseen_drop": regions[experiment.placement] - unseen}
+    return row

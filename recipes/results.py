@@ -1,0 +1,231 @@
+"""The results of a comparison: one CSV row per run, the mean and spread per variant, plots.
+
+Everything is derived from ``results.csv`` alone, so a rerun that adds runs (more seeds, more
+variants) redraws the same table and plots from all of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from statistics import fmean, stdev
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+RESULTS_CSV = "results.csv"
+RESULTS_MD = "results.md"
+CURVE_PNG = "accuracy_vs_offset.png"
+SCATTER_PNG = "accuracy_vs_consistency.png"
+REGIONS_PNG = "accuracy_per_region.png"
+KEYS = ("experiment", "variant", "setting", "seed", "run", "wall_s")
+TEXT = ("experiment", "variant", "setting", "run")
+# What a reader needs to read each kind of column, keyed by a column-name prefix.
+LEGEND = {
+    "consistency_": "`zero@s`, `circular@s`: shift consistency, the share of test images whose "
+    "prediction agrees on two copies shifted by independent random offsets of up to s pixels "
+    "per axis, vacated pixels zero (background) or wrapped around (Zhang 2019).",
+    "flip_rate": "Flip rate: the share whose prediction changes under a one-pixel shift "
+    "(Azulay & Weiss 2019).",
+    "acc@": "Per quadrant: accuracy with the test objects placed in that quadrant; unseen: the "
+    "mean over the quadrants never seen in training; drop: seen minus unseen.",
+}
+SETTING_LEGEND = "Setting `shiftS`: trained with every image shifted by up to S pixels per axis."
+CURVE = re.compile(r"^test/acc_at_shift/([+-]\d+)_([+-]\d+)$")
+
+Row = dict[str, Any]
+
+
+def read_rows(path: Path) -> list[Row]:
+    """The rows of a results CSV (numbers as floats, ``seed`` as int); none if it is missing."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [_parse(row) for row in csv.DictReader(f)]
+
+
+def _parse(row: dict[str, str]) -> Row:
+    out: Row = {}
+    for key, value in row.items():
+        if key in TEXT or value == "":
+            out[key] = value
+        else:
+            out[key] = int(value) if key == "seed" else float(value)
+    return out
+
+
+def columns_of(rows: Sequence[Row]) -> list[str]:
+    """The identity columns, then every metric any row has (the run's test/* metrics last)."""
+    metrics = {k for row in rows for k in row} - set(KEYS)
+    return [*KEYS, *sorted(metrics, key=_column_order)]
+
+
+def _column_order(key: str) -> tuple[bool, bool, int, str]:
+    # the experiment's metrics first, then the run's test/* metrics, the curve by offset
+    curve = CURVE.match(key)
+    return key.startswith("test/"), bool(curve), int(curve[2]) if curve else 0, key
+
+
+def write_rows(path: Path, rows: Sequence[Row]) -> None:
+    """Write the rows to a CSV file, replacing it in one step."""
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns_of(rows), restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)  # a crash while writing never leaves a truncated results.csv
+
+
+def aggregate(rows: Sequence[Row], columns: Sequence[str]) -> list[Row]:
+    """Mean and sample standard deviation (n - 1) over seeds per (variant, setting).
+
+    Groups keep the order of their first row. ``std`` is NaN for a single seed.
+    """
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row["variant"], row["setting"]), []).append(row)
+    out = []
+    for (variant, setting), members in groups.items():
+        summary: Row = {"variant": variant, "setting": setting, "n": len(members)}
+        for column in columns:
+            values = [float(r[column]) for r in members if r.get(column, "") != ""]
+            summary[column] = fmean(values) if values else math.nan
+            summary[f"{column}_std"] = stdev(values) if len(values) > 1 else math.nan
+        out.append(summary)
+    return out
+
+
+def markdown(
+    title: str, summary: str, setup: str, command: str, rows: Sequence[Row], columns: Sequence[str]
+) -> str:
+    """A README-ready report: what was run and a table of mean ± std per variant, in percent."""
+    table = aggregate(rows, [*columns, "wall_s"])
+    swept = any(r["setting"] != "default" for r in table)
+    seeds = sorted({r["seed"] for r in rows})
+    head = ["variant", *(["setting"] if swept else []), "seeds", *map(header, columns)]
+    spread = "mean ± std over seeds" if len(seeds) > 1 else "one seed"
+    lines = [
+        f"# {title}",
+        "",
+        summary[0].upper() + summary[1:] + ("" if summary[-1] in ".?!" else "."),
+        "",
+        f"Setup: {setup}. Command: `{command}`",
+        "",
+        f"Test-set numbers in %, {spread} ({', '.join(map(str, seeds))}); time: training "
+        "and evaluation of one run in seconds.",
+        "",
+        *(text for prefix, text in LEGEND.items() if any(c.startswith(prefix) for c in columns)),
+        *([SETTING_LEGEND] if swept else []),
+        "",
+        "| " + " | ".join([*head, "time (s)"]) + " |",
+        "|" + "---|" * (len(head) + 1),
+    ]
+    for r in table:
+        cells = [r["variant"], *([r["setting"]] if swept else []), str(r["n"])]
+        cells += [_percent(r[c], r[f"{c}_std"]) for c in columns]
+        cells.append(f"{r['wall_s']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def header(column: str) -> str:
+    """The short name of a metric column in tables and plot axes."""
+    if column.startswith("consistency_"):
+        return column.removeprefix("consistency_")
+    if column.startswith("acc@"):
+        return column.removeprefix("acc@")
+    return {"acc": "accuracy", "flip_rate": "flip rate", "unseen_drop": "drop"}.get(column, column)
+
+
+def _percent(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    return f"{100 * mean:.1f}" + ("" if math.isnan(std) else f" ± {100 * std:.1f}")
+
+
+def _label(row: Row) -> str:
+    return row["variant"] if row["setting"] == "default" else f"{row['variant']}, {row['setting']}"
+
+
+def plot_curves(rows: Sequence[Row]) -> Any:
+    """Accuracy against the diagonal offset: the mean over seeds per variant (and setting),
+    with a band of ± one standard deviation."""
+    offsets = sorted(
+        ((int(m[1]), k) for k in {k for r in rows for k in r} if (m := CURVE.match(k))),
+    )
+    columns, x = [k for _, k in offsets], [dx for dx, _ in offsets]
+    fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")
+    for r in aggregate(rows, columns):
+        mean = [r[c] for c in columns]
+        std = [0.0 if math.isnan(r[f"{c}_std"]) else r[f"{c}_std"] for c in columns]
+        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=_label(r))
+        low = [m - s for m, s in zip(mean, std, strict=True)]
+        high = [m + s for m, s in zip(mean, std, strict=True)]
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set(xlabel="offset (pixels, dy = dx)", ylabel="test accuracy", ylim=(0, 1.02))
+    several = len({r["seed"] for r in rows}) > 1
+    ax.set_title(
+        "test accuracy vs offset" + (" (band: ± 1 std over seeds)" if several else ""), fontsize=10
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_scatter(rows: Sequence[Row], x: str, y: str) -> Any:
+    """One point per run: accuracy against shift consistency."""
+    fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(_label(row), []).append(row)
+    for label, members in groups.items():
+        ax.scatter([r[x] for r in members], [r[y] for r in members], label=label, s=40)
+    mode, _, shift = x.removeprefix("consistency_").partition("@")
+    ax.set(
+        xlabel=f"shift consistency ({mode} shifts up to {shift} px)",
+        ylabel="test accuracy" + (" in unseen quadrants" if y == "acc@unseen" else ""),
+    )
+    ax.set_title("accuracy vs shift consistency (one point per run)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_regions(rows: Sequence[Row], regions: Sequence[str], seen: str) -> Any:
+    """Grouped bars: accuracy per test region and variant, error bars ± one std over seeds."""
+    columns = [f"acc@{region}" for region in regions]
+    table = aggregate(rows, columns)
+    width = 0.8 / max(1, len(table))
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    for i, r in enumerate(table):
+        x = [j + (i - (len(table) - 1) / 2) * width for j in range(len(regions))]
+        std = [r[f"{c}_std"] for c in columns]
+        yerr = None if all(map(math.isnan, std)) else [0.0 if math.isnan(e) else e for e in std]
+        ax.bar(x, [r[c] for c in columns], width, yerr=yerr, capsize=2, label=_label(r))
+    ax.set_xticks(range(len(regions)), [f"{g}\n(seen)" if g == seen else g for g in regions])
+    ax.set(ylabel="test accuracy", ylim=(0, 1.02))
+    ax.set_title(f"trained with objects only in the {seen} quadrant", fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    fig.legend(loc="outside lower center", fontsize=8, ncols=min(5, len(table)))
+    return fig
+
+
+def write_plots(
+    out: Path, rows: Sequence[Row], scatter: tuple[str, str], regions: Sequence[str], seen: str
+) -> list[Path]:
+    """Draw every plot of the experiment from its rows; returns the PNG files."""
+    figures = {CURVE_PNG: plot_curves(rows), SCATTER_PNG: plot_scatter(rows, *scatter)}
+    if regions:
+        figures[REGIONS_PNG] = plot_regions(rows, regions, seen)
+    paths = []
+    for name, fig in figures.items():
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        paths.append(out / name)
+    return paths

@@ -1,0 +1,282 @@
+"""The comparison recipe: a real quick comparison in a subprocess, its files read back, the
+aggregation against a hand computation, and reruns that skip finished runs and survive a
+failing one."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from recipe_runs import ROOT, recipe_env, run_recipe
+from wandb_records import read_run
+
+sys.path.insert(0, str(ROOT / "recipes"))  # the recipes import each other as scripts do
+
+from compare import common_args, main, parse_args, plan
+from datamodules import TranslationDataModule
+from experiments import EXPERIMENTS, QUADRANTS, best_checkpoint, get_experiment, measure
+from results import aggregate, markdown, read_rows, write_plots
+from training import TrainCLI, load_checkpoint
+
+LABEL = "small-shift-quick"
+FIRST = ["baseline", "global-pooling"]
+
+
+def compare_args(out: Path, variants: list[str], logger: str) -> list[str]:
+    """A --quick comparison, smaller still through a training option after '--'."""
+    return [
+        "--experiment", "small-shift", "--quick", "--seeds", "1", "--variants", *variants,
+        "--logger", logger, "--out", str(out), "--", "--data.max_samples", "120",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def comparison(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """Two variants, one seed, W&B offline."""
+    out = tmp_path_factory.mktemp("compare") / "results"
+    proc = run_recipe(
+        "compare.py", *compare_args(out, FIRST, "wandb"), cwd=out.parent, env=recipe_env()
+    )
+    return out, proc
+
+
+def test_quick_comparison_writes_csv_markdown_and_plots(comparison) -> None:
+    out, proc = comparison
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_rows(out / "results.csv")
+    assert [(r["variant"], r["seed"], r["setting"]) for r in rows] == [
+        ("baseline", 0, "default"),
+        ("global-pooling", 0, "default"),
+    ]
+    for row in rows:
+        assert row["run"] == f"{LABEL}-{row['variant']}-seed0"
+        assert row["wall_s"] > 0
+        for key in ("acc", "flip_rate", "consistency_zero@1", "consistency_circular@8"):
+            assert 0.0 <= row[key] <= 1.0, key
+        # measured on the checkpoint the training run tested: the shared numbers agree
+        assert row["acc"] == pytest.approx(row["test/acc"], abs=1e-6)
+        assert row["consistency_zero@4"] == pytest.approx(row["test/consistency_zero"], abs=1e-6)
+        curve = [k for k in row if k.startswith("test/acc_at_shift/")]
+        assert len(curve) == 17  # the diagonal from -8 to +8
+    for i in (1, 2):
+        assert f"[{i}/2] {LABEL}-" in proc.stdout
+    assert "left" in proc.stdout
+
+    config = yaml.safe_load((out / f"runs/{LABEL}-baseline-seed0/config.yaml").read_text())
+    assert config["data"]["max_samples"] == 120  # after '--', it wins over --quick's 300
+    assert config["trainer"]["max_epochs"] == 2  # --quick's budget
+    assert config["experiment"] == LABEL
+
+    md = (out / "results.md").read_text()
+    assert "--quick -- --data.max_samples 120`" in md
+    lines = [line for line in md.splitlines() if line.startswith("|")]
+    assert len(lines) == 2 + len(FIRST)
+    assert lines[0].split(" | ")[:4] == ["| variant", "seeds", "accuracy", "flip rate"]
+    for row, line in zip(rows, lines[2:], strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == row["variant"]
+        assert cells[2] == f"{100 * row['acc']:.1f}"
+        assert cells[4] == f"{100 * row['consistency_zero@1']:.1f}"
+
+    for name in ("accuracy_vs_offset.png", "accuracy_vs_consistency.png"):
+        with Image.open(out / name) as image:
+            assert image.format == "PNG"
+            assert image.width >= 400 and image.height >= 300
+            pixels = np.asarray(image.convert("L"), dtype=float)
+        assert pixels.var() > 0
+    assert not (out / "accuracy_per_region.png").exists()  # only the placement experiment
+
+
+def test_runs_and_summary_share_one_wandb_group(comparison) -> None:
+    out, proc = comparison
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_rows(out / "results.csv")
+    for variant in FIRST:
+        (path,) = glob.glob(
+            str(out / f"runs/{LABEL}-{variant}-seed0/wandb/offline-run-*/run-*.wandb")
+        )
+        run = read_run(Path(path))
+        assert run.run.run_group == LABEL
+        assert run.run.job_type == "train"
+        assert variant in run.run.tags
+        row = next(r for r in rows if r["variant"] == variant)
+        for key in ("acc", "consistency_zero@8", "consistency_circular@2"):
+            assert run.summary[f"compare/{key}"] == pytest.approx(row[key])
+    (path,) = glob.glob(str(out / "wandb/offline-run-*/run-*.wandb"))
+    summary = read_run(Path(path))
+    assert summary.run.run_group == LABEL
+    assert summary.run.job_type == "summary"
+    (logged,) = [row for row in summary.history if "results/_type" in row]
+    assert logged["results/_type"] == "table-file"
+    for plot in ("accuracy_vs_offset", "accuracy_vs_consistency"):
+        assert logged[f"plots/{plot}/_type"] == "image-file"
+    table = json.loads((Path(path).parent / "files" / logged["results/path"]).read_text())
+    with open(out / "results.csv", newline="") as f:
+        header, *rows = csv.reader(f)
+    assert table["columns"] == header
+    assert [[str(v) for v in row] for row in table["data"]] == rows
+
+
+def test_aggregation_matches_hand_computation(tmp_path: Path) -> None:
+    table = [
+        ("a", 0, 0.90, 0.5), ("a", 1, 0.80, 0.7), ("a", 2, 0.85, ""),
+        ("b", 0, 0.50, 0.25), ("b", 1, 0.70, 0.75),
+        ("c", 0, 0.60, 0.1),
+    ]  # fmt: skip
+    path = tmp_path / "results.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["experiment", "variant", "setting", "seed", "run", "wall_s", "acc", "x"])
+        for variant, seed, acc, x in table:
+            writer.writerow(["e", variant, "default", seed, f"{variant}{seed}", 10 + seed, acc, x])
+    rows = read_rows(path)
+    got = {r["variant"]: r for r in aggregate(rows, ["acc", "x"])}
+    assert list(got) == ["a", "b", "c"]
+    for variant in "abc":
+        for column, index in (("acc", 2), ("x", 3)):
+            values = [t[index] for t in table if t[0] == variant and t[index] != ""]
+            mean = sum(values) / len(values)
+            assert got[variant][column] == pytest.approx(mean)
+            if len(values) > 1:
+                var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+                assert got[variant][f"{column}_std"] == pytest.approx(math.sqrt(var))
+            else:
+                assert math.isnan(got[variant][f"{column}_std"])
+    assert got["a"]["n"] == 3
+    report = markdown("e", "a test", "digits", "python recipes/compare.py", rows, ["acc", "x"])
+    assert "| a | 3 | 85.0 ± 5.0 | 60.0 ± 14.1 | 11 |" in report
+    assert "| c | 1 | 60.0 | 10.0 | 10 |" in report
+
+
+def test_rerun_skips_finished_runs_and_survives_a_failing_run(comparison) -> None:
+    out, first = comparison
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = read_rows(out / "results.csv")
+    ckpts = {p: Path(p).stat().st_mtime_ns for p in glob.glob(str(out / "runs/*/checkpoints/*"))}
+    # an interrupted aps run whose checkpoint is corrupt: resuming it fails for real
+    broken = out / f"runs/{LABEL}-aps-seed0/checkpoints/last.ckpt"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not a checkpoint")
+
+    variants = ["aps", "fc-head", *FIRST]
+    proc = run_recipe("compare.py", *compare_args(out, variants, "csv"), cwd=out.parent)
+    assert proc.returncode == 1
+    assert f"[1/4] {LABEL}-aps-seed0 failed: cannot read checkpoint" in proc.stderr
+    assert "1 run(s) failed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    for i in (3, 4):
+        assert f"[{i}/4] {LABEL}-{variants[i - 1]}-seed0: finished before, skipped" in proc.stdout
+
+    rows = read_rows(out / "results.csv")
+    assert [r["variant"] for r in rows] == ["baseline", "global-pooling", "fc-head"]
+    assert rows[:2] == before
+    assert {p: Path(p).stat().st_mtime_ns for p in ckpts} == ckpts  # not retrained
+    assert not glob.glob(str(out / "runs/*-v2"))
+    md = (out / "results.md").read_text()
+    assert all(f"| {v} | 1 |" in md for v in ["baseline", "global-pooling", "fc-head"])
+    assert "| aps |" not in md
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--experiment", "unseen-position", "--variants", "aug-heavy"],
+            "--variants aug-heavy: not part of unseen-position",
+        ),
+        (["--experiment", "small-shift", "--variants", "nope"], "--variants nope: unknown"),
+        (["--experiment", "small-shift", "--", "--run_name", "x"], "--run_name after '--'"),
+        (
+            ["--experiment", "small-shift", "--quick", "--dataset", "mnist"],
+            "holds a comparison made with other options (dataset: 'digits' there vs 'mnist' now",
+        ),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, message, comparison, capsys) -> None:
+    out, _ = comparison
+    assert main(["--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_unseen_position_measures_every_quadrant(comparison) -> None:
+    """Accuracy per quadrant against a plain loop over the test images placed there."""
+    out, proc = comparison
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = out / f"runs/{LABEL}-baseline-seed0"
+    row = measure(get_experiment("unseen-position"), run_dir)
+    model, hparams = load_checkpoint(best_checkpoint(run_dir))
+    for quadrant in QUADRANTS:
+        data = TranslationDataModule(**{**hparams, "test_placement": quadrant})
+        data.setup("test")
+        with torch.no_grad():
+            hits = [(model(x).argmax(1) == y).sum().item() for x, y in data.test_dataloader()]
+        assert row[f"acc@{quadrant}"] == pytest.approx(sum(hits) / len(data.datasets["test"]))
+    unseen = [row[f"acc@{q}"] for q in ("top-right", "bottom-left", "bottom-right")]
+    assert row["acc@unseen"] == pytest.approx(sum(unseen) / 3)
+    assert row["unseen_drop"] == pytest.approx(row["acc@top-left"] - sum(unseen) / 3)
+
+
+@pytest.mark.parametrize("name", list(EXPERIMENTS))
+def test_every_experiment_trains_what_its_preset_says(name: str, tmp_path: Path) -> None:
+    """Each setting's training options reach the DataModule, model and trainer."""
+    args, extra = parse_args(["--experiment", name, "--logger", "none", "--out", str(tmp_path)])
+    experiment = get_experiment(name)
+    runs = plan(experiment, name, ["baseline"], 1, common_args(args, experiment, extra, tmp_path))
+    assert [r.setting for r in runs] == list(experiment.settings())
+    for run in runs:
+        cli = TrainCLI(list(run.args))
+        data, hp = cli.datamodule, cli.model.hparams
+        assert data.image_size == experiment.canvas
+        assert data.placements["train"] == experiment.placement
+        assert data.hparams.policy == (experiment.policy or "light")
+        if experiment.train_shifts:
+            assert f"shift{int(data.translation.max_shift)}" == run.setting
+        assert cli.trainer.max_epochs == experiment.epochs
+        assert hp.curve_max_shift == experiment.curve_max_shift
+        assert cli.run_dir == tmp_path / "runs" / run.name
+
+
+def test_presets_scale_with_the_object_size() -> None:
+    digits, cifar = (
+        get_experiment("augmentation-sweep"),
+        get_experiment("augmentation-sweep", "cifar10"),
+    )
+    assert digits.canvas == 48 and cifar.canvas == 96  # 16-px digits vs 32-px CIFAR images
+    assert cifar.train_shifts == tuple(2 * s for s in digits.train_shifts)
+    assert cifar.max_shifts == tuple(2 * s for s in digits.max_shifts)
+    assert cifar.curve_max_shift == 2 * digits.curve_max_shift
+    assert get_experiment("unseen-position", "mnist").canvas == 84  # 28-px images: 48 * 28 / 16
+
+
+def test_region_plot_and_seed_bands_are_drawn(tmp_path: Path) -> None:
+    rows = [
+        {"variant": v, "setting": "default", "seed": seed, "acc": acc,
+         "consistency_zero@4": 0.5 + seed / 10,
+         **{f"acc@{q}": acc / (1 + i) for i, q in enumerate(QUADRANTS)},
+         **{f"test/acc_at_shift/{d:+d}_{d:+d}": acc - abs(d) / 10 for d in range(-2, 3)}}
+        for v, acc in (("baseline", 0.9), ("global-pooling", 0.8))
+        for seed in (0, 1)
+    ]  # fmt: skip
+    pngs = write_plots(tmp_path, rows, ("consistency_zero@4", "acc"), QUADRANTS, "top-left")
+    assert [p.name for p in pngs] == [
+        "accuracy_vs_offset.png", "accuracy_vs_consistency.png", "accuracy_per_region.png"
+    ]  # fmt: skip
+    for path in pngs:
+        with Image.open(path) as image:
+            assert image.width >= 400 and image.height >= 300
+            assert np.asarray(image.convert("L"), dtype=float).var() > 0
