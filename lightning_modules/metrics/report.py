@@ -29,7 +29,8 @@ class ShiftReport(nn.Module):
 
     Protocol for every batch (see `draw_offsets`):
         - "consistency_<mode>": two offsets per sample, each axis uniform in
-          [-max_shift, max_shift], shifted with <mode> (Zhang, ICML 2019).
+          [-max_shift, max_shift], shifted with <mode> (Zhang, ICML 2019); every mode uses the
+          same offsets, so modes differ only in how the vacated border is filled.
         - "flip_rate" and "mac": the clean image against a copy shifted by one pixel along both
           axes with `flip_mode`. The reference code of Azulay & Weiss (JMLR 2019) steps one pixel
           diagonally; the signs are drawn per sample so no direction is favoured.
@@ -97,10 +98,9 @@ class ShiftReport(nn.Module):
             Per mode, [2 * B, 2] offsets (rows :B shift the first copy, rows B: the second), and
             the one-pixel steps [B, 2] with entries in {-1, 1}.
         """
-        pairs = {
-            mode: sample_offset_pair(x, self.max_shift, self.seed + 101 * i)
-            for i, mode in enumerate(self.modes)
-        }
+        # Every mode shifts by the same offsets: modes differ only in what fills the border.
+        pair = sample_offset_pair(x, self.max_shift, self.seed)
+        pairs = dict.fromkeys(self.modes, pair)
         steps = sample_integers(x, 2, -1 - self.seed) * 2 - 1
         return pairs, steps
 
