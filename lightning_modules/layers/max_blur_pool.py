@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_modules.layers.blur_pool import BlurPool2d
@@ -44,7 +45,16 @@ class MaxBlurPool2d(nn.Module):
         self.blur = BlurPool2d(channels, filt_size, stride, pad_type)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.blur(self.pool(x))
+        pool, blur = self.pool, self.blur
+        if pool.circular or pool.kernel_size == 1 or not blur.dense_applies(*x.shape[-2:]):
+            return blur(pool(x))
+        # Fused: the pooling pads ``after`` with -inf on both sides (the same maxima as
+        # SameMaxPool2d's), and the blur gives the ``after - before`` windows that start
+        # before the image zero weight instead of cropping them (a copy forward and backward).
+        blur.check_input(x)
+        before, after = pool.padding[:2]
+        pooled = F.max_pool2d(x, pool.kernel_size, stride=1, padding=after)
+        return blur.dense(pooled, skip=after - before)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.pool.kernel_size}, stride={self.blur.stride}"
