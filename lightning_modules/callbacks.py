@@ -58,10 +58,7 @@ class ShiftReportLogger(L.Callback):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         offsets, accuracy = pl_module.last_shift_curve
         rows = [(int(dy), int(dx), float(a)) for (dy, dx), a in zip(offsets, accuracy, strict=True)]
-        with open(self.out_dir / "shift_curve.csv", "w", newline="") as f:
-            csv.writer(f).writerows([("dy", "dx", "accuracy"), *rows])
-        curve_fig = plot_curve(rows)
-        curve_fig.savefig(self.out_dir / "shift_curve.png", dpi=100)
+        write_curve(rows, self.out_dir)
         examples_fig = None
         if self._examples is not None:
             examples_fig = plot_examples(pl_module, self._examples, offsets)
@@ -81,6 +78,17 @@ class ShiftReportLogger(L.Callback):
                 }
             )
         plt.close("all")
+
+
+def write_curve(rows: list[tuple[int, int, float]], out_dir: Path) -> None:
+    """``shift_curve.csv`` and ``shift_curve.png``: accuracy per (dy, dx) offset."""
+    import matplotlib.pyplot as plt
+
+    with open(out_dir / "shift_curve.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("dy", "dx", "accuracy"), *rows])
+    fig = plot_curve(rows)
+    fig.savefig(out_dir / "shift_curve.png", dpi=100)
+    plt.close(fig)
 
 
 def plot_curve(rows: list[tuple[int, int, float]]) -> Any:

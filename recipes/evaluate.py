@@ -11,7 +11,6 @@ accuracy-vs-offset curve; writes ``report.json``, ``shift_curve.csv`` and
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from datamodules import TranslationDataModule
-from lightning_modules.callbacks import plot_curve
+from lightning_modules.callbacks import write_curve
 from lightning_modules.metrics import evaluate_shift_robustness
 from lightning_modules.shifts import SHIFT_MODES, offset_sweep
 from run_loggers import make_logger
@@ -118,9 +117,7 @@ def format_report(report: dict[str, Any]) -> str:
 def write_report(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    with open(out / "shift_curve.csv", "w", newline="") as f:
-        csv.writer(f).writerows([("dy", "dx", "accuracy"), *report["curve"]])
-    plot_curve(report["curve"]).savefig(out / "shift_curve.png", dpi=100)
+    write_curve(report["curve"], out)
 
 
 def log_report(report: dict[str, Any], args: argparse.Namespace, out: Path) -> None:
