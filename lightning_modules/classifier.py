@@ -15,12 +15,12 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.metrics import ShiftConsistency, ShiftReport
-from lightning_modules.nets import build_net
+from lightning_modules.nets import DEFAULTS, build_net
+from lightning_modules.rng_state import collect_rng_states, restore_rng_states
 from lightning_modules.shifts import offset_sweep, sample_offset_pair, translate
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -56,15 +56,15 @@ class InvarianceClassifier(L.LightningModule):
         num_classes: int = 10,
         in_channels: int = 1,
         image_size: int = 32,
-        backbone: str = "small-cnn",
-        downsample: str = "max",
-        head: str = "flatten",
-        padding_mode: str = "zeros",
-        widths: Sequence[int] = (32, 64, 128),
-        blocks_per_stage: int = 1,
-        mlp_hidden: Sequence[int] = (256,),
-        dropout: float = 0.5,
-        filt_size: int = 4,
+        backbone: str = DEFAULTS.backbone,
+        downsample: str = DEFAULTS.downsample,
+        head: str = DEFAULTS.head,
+        padding_mode: str = DEFAULTS.padding_mode,
+        widths: Sequence[int] = DEFAULTS.widths,
+        blocks_per_stage: int = DEFAULTS.blocks_per_stage,
+        mlp_hidden: Sequence[int] = DEFAULTS.mlp_hidden,
+        dropout: float = DEFAULTS.dropout,
+        filt_size: int = DEFAULTS.filt_size,
         optimizer: str = "adamw",
         lr: float = 3e-3,
         weight_decay: float = 5e-4,
@@ -201,11 +201,7 @@ class InvarianceClassifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the RNG states, so a resumed run draws the same augmentation and dropout."""
-        states = _collect_rng_states()
-        if "numpy" in states:  # plain lists keep the checkpoint loadable with weights_only
-            kind, keys, pos, has_gauss, cached = states["numpy"]
-            states["numpy"] = (kind, keys.tolist(), pos, has_gauss, cached)
-        checkpoint["rng_states"] = states
+        checkpoint["rng_states"] = collect_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Applied when training restarts, after the sanity check has consumed randomness.
@@ -213,7 +209,7 @@ class InvarianceClassifier(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         if self._pending_rng_state is not None:
-            _set_rng_states(self._pending_rng_state)
+            restore_rng_states(self._pending_rng_state)
             self._pending_rng_state = None
 
 

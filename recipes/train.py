@@ -14,7 +14,7 @@ import sys
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from training import format_metrics, run_cli
+from invariance_recipes.training import format_metrics, run_cli
 
 
 def main() -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,15 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from invariance_recipes.benchmarks.suite import COLUMNS, per_sample_rolls, per_sample_slices, run
+from invariance_recipes.benchmarks.timing import Timings, alternate, interleaved
 from lightning_modules.layers import PAD_TYPES, BlurPool2d, MaxBlurPool2d, binomial_filter, pad2d
 from lightning_modules.layers.blur_pool import DENSE_MAX_SIDE
 from lightning_modules.shifts import random_offsets, translate
-from recipe_runs import ROOT, run_recipe
-
-sys.path.insert(0, str(ROOT / "recipes"))  # the recipes import each other as scripts do
-
-from benchmark import COLUMNS, per_sample_rolls, per_sample_slices, run
-from timing import Timings, alternate, interleaved
+from recipe_runs import run_recipe
 
 SECTIONS = {"blurpool", "translate", "validation", "training", "data"}
 PEERS = ("timm", "kornia", "antialiased-cnns")

@@ -9,7 +9,6 @@ import glob
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +17,19 @@ import torch
 import yaml
 from PIL import Image
 
-from recipe_runs import ROOT, recipe_env, run_recipe
-from wandb_records import read_run
-
-sys.path.insert(0, str(ROOT / "recipes"))  # the recipes import each other as scripts do
-
-from compare import common_args, main, parse_args, plan
 from datamodules import TranslationDataModule
-from experiments import EXPERIMENTS, QUADRANTS, best_checkpoint, get_experiment, measure
-from results import aggregate, markdown, read_rows, write_plots
-from training import TrainCLI, load_checkpoint
+from invariance_recipes.comparison import common_args, compare_command, parse_args, plan
+from invariance_recipes.experiments import (
+    EXPERIMENTS,
+    QUADRANTS,
+    best_checkpoint,
+    get_experiment,
+    measure,
+)
+from invariance_recipes.results import aggregate, markdown, read_rows, write_plots
+from invariance_recipes.training import TrainCLI, load_checkpoint
+from recipe_runs import recipe_env, run_recipe
+from wandb_records import read_run
 
 LABEL = "small-shift-quick"
 FIRST = ["baseline", "global-pooling"]
@@ -207,7 +209,7 @@ def test_rerun_skips_finished_runs_and_survives_a_failing_run(comparison) -> Non
 )
 def test_bad_input_is_one_clear_line(args, message, comparison, capsys) -> None:
     out, _ = comparison
-    assert main(["--out", str(out), *args]) == 2
+    assert compare_command(["--out", str(out), *args]) == 2
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err

@@ -177,7 +177,8 @@ def test_resume_after_ctrl_c_matches_uninterrupted_run(workdir: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--variant", "nope"], "unknown variant 'nope'"),
+        (["--variant", "nope"], "--variant: invalid choice: 'nope'"),
+        (["--config", "nope.yaml"], "key \"variant\": 'nope' not among choices"),
         (["--model.nonsense", "1"], "nonsense"),
         (["--resume", "--run_name", "never-ran"], "no run named 'never-ran'"),
         (["--ckpt_path", "missing.ckpt"], "no checkpoint file at missing.ckpt"),
@@ -193,6 +194,7 @@ def test_resume_after_ctrl_c_matches_uninterrupted_run(workdir: Path) -> None:
 )
 def test_bad_input_is_one_clear_line(args, message, variant_runs, workdir: Path) -> None:
     (workdir / "corrupt.ckpt").write_bytes(b"this is not a checkpoint")
+    (workdir / "nope.yaml").write_text("variant: nope\n")
     proc = run_recipe("train.py", *QUICK, "--logger", "none", *args, cwd=workdir, timeout=120)
     assert proc.returncode != 0
     assert message in proc.stderr

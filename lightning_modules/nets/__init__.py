@@ -1,21 +1,44 @@
-"""Networks built from plain options, and ``antialias`` for torchvision models."""
+"""Networks built from plain options through three registries (backbones, downsampling
+methods, heads), and ``antialias`` for torchvision models. Imports only torch and
+torchvision."""
 
 from lightning_modules.nets.antialias import antialias
-from lightning_modules.nets.build import build_net
-from lightning_modules.nets.heads import ClassifierHead
-from lightning_modules.nets.options import BACKBONES, DOWNSAMPLES, HEADS, PADDING_MODES
+from lightning_modules.nets.build import BACKBONES, Backbone, build_net
+from lightning_modules.nets.downsample import (
+    DOWNSAMPLERS,
+    Downsampler,
+    create_downsample,
+    create_shortcut,
+    get_downsampler,
+)
+from lightning_modules.nets.heads import HEADS, ClassifierHead, HeadSpec
+from lightning_modules.nets.options import (
+    ARCHITECTURE_KEYS,
+    DEFAULTS,
+    PADDING_MODES,
+    NetOptions,
+)
 from lightning_modules.nets.resnet import CifarResNet18, DownsamplingBasicBlock
 from lightning_modules.nets.small_cnn import SmallCNN
 
 __all__ = [
+    "ARCHITECTURE_KEYS",
     "BACKBONES",
-    "DOWNSAMPLES",
+    "DEFAULTS",
+    "DOWNSAMPLERS",
     "HEADS",
     "PADDING_MODES",
+    "Backbone",
     "CifarResNet18",
     "ClassifierHead",
+    "Downsampler",
     "DownsamplingBasicBlock",
+    "HeadSpec",
+    "NetOptions",
     "SmallCNN",
     "antialias",
     "build_net",
+    "create_downsample",
+    "create_shortcut",
+    "get_downsampler",
 ]

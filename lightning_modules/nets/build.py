@@ -1,45 +1,76 @@
-"""``build_net``: the one way the project builds a network from plain option values."""
+"""The registry of backbones and ``build_net``: the one way the project builds a network
+from plain option values. Adding a backbone is one :class:`Backbone` entry in
+:data:`BACKBONES`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from torch import nn
 
 from lightning_modules.layers.checks import check_choice
-from lightning_modules.nets.options import BACKBONES
+from lightning_modules.nets.options import DEFAULTS
 from lightning_modules.nets.resnet import CifarResNet18
 from lightning_modules.nets.small_cnn import SmallCNN
 
-_SMALL_CNN_WIDTHS = (32, 64, 128)
+
+@dataclass(frozen=True)
+class Backbone:
+    """One backbone.
+
+    Args:
+        summary: what it is and what it is for.
+        build: ``(in_channels, num_classes, image_size, **options) -> nn.Module``.
+        options: the :class:`~lightning_modules.nets.options.NetOptions` beyond the shared
+            ones (downsample, head, padding_mode, filt_size, mlp_hidden, dropout) it takes;
+            the others must stay at their defaults.
+    """
+
+    summary: str
+    build: Callable[..., nn.Module]
+    options: tuple[str, ...] = ()
+
+
+BACKBONES: Mapping[str, Backbone] = MappingProxyType(
+    {
+        "small-cnn": Backbone(
+            "conv-BN-ReLU stages, each ending in a downsampling step; fast on CPU",
+            SmallCNN,
+            options=("widths", "blocks_per_stage"),
+        ),
+        "resnet18": Backbone(
+            "CIFAR-style ResNet-18 (3x3 stem, no max-pool, total stride 8), for GPU runs",
+            CifarResNet18,
+        ),
+    }
+)
 
 
 def build_net(
-    backbone: str = "small-cnn",
+    backbone: str = DEFAULTS.backbone,
     *,
     in_channels: int,
     num_classes: int,
     image_size: int,
-    downsample: str = "max",
-    head: str = "flatten",
-    padding_mode: str = "zeros",
-    widths: Sequence[int] = _SMALL_CNN_WIDTHS,
-    blocks_per_stage: int = 1,
-    mlp_hidden: Sequence[int] = (256,),
-    dropout: float = 0.5,
-    filt_size: int = 4,
+    downsample: str = DEFAULTS.downsample,
+    head: str = DEFAULTS.head,
+    padding_mode: str = DEFAULTS.padding_mode,
+    widths: Sequence[int] = DEFAULTS.widths,
+    blocks_per_stage: int = DEFAULTS.blocks_per_stage,
+    mlp_hidden: Sequence[int] = DEFAULTS.mlp_hidden,
+    dropout: float = DEFAULTS.dropout,
+    filt_size: int = DEFAULTS.filt_size,
 ) -> nn.Module:
     """Build a classifier: ``forward(x [B, C, H, W]) -> logits [B, num_classes]``.
 
     Args:
-        backbone: ``small-cnn`` (:class:`SmallCNN`, fast on CPU) or ``resnet18``
-            (:class:`CifarResNet18`, for GPU runs).
+        backbone: a key of :data:`BACKBONES`.
         in_channels, num_classes, image_size: from the data (``image_size`` sizes the
-            flattening heads; ``gap``/``gmp`` networks take any size of at least the total
-            stride).
-        downsample: ``max``, ``blur``, ``strided``, ``strided-blur``, ``avg`` or ``aps``
-            (see ``lightning_modules/nets/downsample.py``).
-        head: ``flatten``, ``mlp``, ``gap`` or ``gmp`` (see :class:`ClassifierHead`).
+            flattening heads; pooling heads take any size of at least the total stride).
+        downsample: a key of :data:`~lightning_modules.nets.downsample.DOWNSAMPLERS`.
+        head: a key of :data:`~lightning_modules.nets.heads.HEADS`.
         padding_mode: convolution padding, ``zeros``, ``reflect`` or ``circular``; blurs pad
             ``reflect`` for ``zeros`` and the same way otherwise, so a ``circular`` network
             with ``aps`` and a global pooling head is exactly invariant to circular shifts.
@@ -48,27 +79,24 @@ def build_net(
         filt_size: binomial taps of every blur (1..7); for ``aps`` the stride-1 blur before
             the selection, where 1 gives plain APS.
     """
-    check_choice("backbone", backbone, BACKBONES)
-    options = {
-        "downsample": downsample,
-        "head": head,
-        "padding_mode": padding_mode,
-        "filt_size": filt_size,
-        "mlp_hidden": mlp_hidden,
-        "dropout": dropout,
-    }
-    if backbone == "resnet18":
-        if tuple(widths) != _SMALL_CNN_WIDTHS or blocks_per_stage != 1:
-            raise ValueError(
-                f"widths={tuple(widths)} and blocks_per_stage={blocks_per_stage} configure "
-                "small-cnn only; resnet18 has fixed stages: leave them at their defaults"
-            )
-        return CifarResNet18(in_channels, num_classes, image_size, **options)
-    return SmallCNN(
+    check_choice("backbone", backbone, tuple(BACKBONES))
+    spec = BACKBONES[backbone]
+    given = {"widths": tuple(widths), "blocks_per_stage": blocks_per_stage}
+    ignored = {k: v for k, v in given.items() if k not in spec.options}
+    if any(v != getattr(DEFAULTS, k) for k, v in ignored.items()):
+        details = " and ".join(f"{k}={v}" for k, v in ignored.items())
+        raise ValueError(
+            f"{details} do not apply: {backbone} has fixed stages; leave them at their defaults"
+        )
+    return spec.build(
         in_channels,
         num_classes,
         image_size,
-        widths=widths,
-        blocks_per_stage=blocks_per_stage,
-        **options,
+        downsample=downsample,
+        head=head,
+        padding_mode=padding_mode,
+        filt_size=filt_size,
+        mlp_hidden=mlp_hidden,
+        dropout=dropout,
+        **{k: v for k, v in given.items() if k in spec.options},
     )

@@ -1,31 +1,86 @@
-"""Classifier heads: how the last feature map becomes logits, which decides large-shift behaviour."""
+"""The registry of classifier heads: how the last feature map becomes logits, which decides
+large-shift behaviour. Adding a head is one :class:`HeadSpec` entry in :data:`HEADS`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
 
 from torch import Tensor, nn
 
 from lightning_modules.layers.checks import check_choice, check_positive
-from lightning_modules.nets.options import HEADS
+from lightning_modules.nets.options import DEFAULTS
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One head: ``pool -> flatten -> fc``.
+
+    Args:
+        summary: what it does and why it matters for shifts.
+        pool: builds the pooling layer applied to the feature map.
+        features: ``(channels, spatial side) -> `` the width of the flattened pooled map.
+        hidden: whether the ``mlp_hidden``/``dropout`` layers come before the last Linear.
+    """
+
+    summary: str
+    pool: Callable[[], nn.Module]
+    features: Callable[[int, int], int]
+    hidden: bool = False
+
+    @property
+    def fixed_size(self) -> bool:
+        """Whether the head only takes the feature-map size it was built for."""
+        return self.features(1, 1) != self.features(1, 2)
+
+
+def _flattened(channels: int, spatial: int) -> int:
+    return channels * spatial * spatial
+
+
+def _pooled(channels: int, spatial: int) -> int:
+    return channels
+
+
+HEADS: Mapping[str, HeadSpec] = MappingProxyType(
+    {
+        "flatten": HeadSpec(
+            "one Linear over the flattened map: weights tied to positions, so an object "
+            "seen only in one corner is not recognised in another (the cat in the corner)",
+            pool=nn.Identity,
+            features=_flattened,
+        ),
+        "mlp": HeadSpec(
+            "hidden Linear-ReLU-Dropout layers over the flattened map, then a Linear",
+            pool=nn.Identity,
+            features=_flattened,
+            hidden=True,
+        ),
+        "gap": HeadSpec(
+            "global average pooling, then a Linear: position is averaged away",
+            pool=lambda: nn.AdaptiveAvgPool2d(1),
+            features=_pooled,
+        ),
+        "gmp": HeadSpec(
+            "global max pooling, then a Linear",
+            pool=lambda: nn.AdaptiveMaxPool2d(1),
+            features=_pooled,
+        ),
+    }
+)
 
 
 class ClassifierHead(nn.Module):
-    """``pool -> flatten -> fc`` for the ``head`` option.
-
-    - ``flatten``: one Linear over the whole map. Its weights are tied to positions, so an
-      object seen only in one corner is not recognised in another ("cat in the corner").
-    - ``mlp``: hidden Linear-ReLU-Dropout layers over the flattened map, then a Linear.
-    - ``gap``: global average pooling, then a Linear: position is averaged away.
-    - ``gmp``: global max pooling, then a Linear.
+    """``pool -> flatten -> fc`` for the head named ``kind`` (a key of :data:`HEADS`).
 
     Args:
-        kind: one of ``flatten``, ``mlp``, ``gap``, ``gmp``.
+        kind: the head's name.
         channels: channels of the feature map.
         spatial: side of the (square) feature map; the flattening heads need it.
         num_classes: logits.
-        mlp_hidden: widths of the hidden layers of ``mlp``.
-        dropout: dropout probability after each hidden layer of ``mlp``.
+        mlp_hidden: widths of the hidden layers of heads with ``hidden``.
+        dropout: dropout probability after each hidden layer.
     """
 
     def __init__(
@@ -34,28 +89,27 @@ class ClassifierHead(nn.Module):
         channels: int,
         spatial: int,
         num_classes: int,
-        mlp_hidden: Sequence[int] = (256,),
-        dropout: float = 0.5,
+        mlp_hidden: Sequence[int] = DEFAULTS.mlp_hidden,
+        dropout: float = DEFAULTS.dropout,
     ) -> None:
         super().__init__()
-        check_choice("head", kind, HEADS)
+        check_choice("head", kind, tuple(HEADS))
         check_positive("num_classes", num_classes)
+        spec = HEADS[kind]
         self.kind = kind
-        self.pool = {
-            "gap": nn.AdaptiveAvgPool2d(1),
-            "gmp": nn.AdaptiveMaxPool2d(1),
-        }.get(kind, nn.Identity())
+        self.fixed_size = spec.fixed_size
+        self.pool = spec.pool()
         self.flatten = nn.Flatten()
-        features = channels if kind in ("gap", "gmp") else channels * spatial * spatial
-        if kind != "mlp":
+        features = spec.features(channels, spatial)
+        if not spec.hidden:
             self.fc: nn.Module = nn.Linear(features, num_classes)
             return
         if not mlp_hidden or any(
             isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in mlp_hidden
         ):
             raise ValueError(
-                f"mlp_hidden={tuple(mlp_hidden)!r} is invalid for head='mlp': list one or more "
-                "positive hidden widths, e.g. (256,)"
+                f"mlp_hidden={tuple(mlp_hidden)!r} is invalid for head={kind!r}: list one or "
+                "more positive hidden widths, e.g. (256,)"
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout={dropout!r} is out of range: use a probability in [0, 1)")
@@ -64,11 +118,6 @@ class ClassifierHead(nn.Module):
             layers += [nn.Linear(features, width), nn.ReLU(inplace=True), nn.Dropout(dropout)]
             features = width
         self.fc = nn.Sequential(*layers, nn.Linear(features, num_classes))
-
-    @property
-    def fixed_size(self) -> bool:
-        """Whether the head only accepts the feature-map size it was built for."""
-        return self.kind in ("flatten", "mlp")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.flatten(self.pool(x)))

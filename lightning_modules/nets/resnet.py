@@ -9,10 +9,10 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, ResNet, conv1x1
 
 from lightning_modules.layers.checks import check_choice, check_filt_size, check_positive
-from lightning_modules.nets.downsample import downsample_step, shortcut_step
+from lightning_modules.nets.downsample import create_downsample, create_shortcut, get_downsampler
 from lightning_modules.nets.heads import ClassifierHead
 from lightning_modules.nets.input_check import check_input
-from lightning_modules.nets.options import DOWNSAMPLES, PADDING_MODES
+from lightning_modules.nets.options import DEFAULTS, PADDING_MODES
 
 
 class DownsamplingBasicBlock(BasicBlock):
@@ -34,15 +34,15 @@ class DownsamplingBasicBlock(BasicBlock):
     def __init__(
         self, inplanes: int, planes: int, *, kind: str, padding_mode: str, filt_size: int
     ) -> None:
-        shortcut_stride = 2 if kind == "max" else 1
+        spec = get_downsampler(kind)
         shortcut_conv = nn.Sequential(
-            conv1x1(inplanes, planes, shortcut_stride), nn.BatchNorm2d(planes)
+            conv1x1(inplanes, planes, spec.shortcut_stride), nn.BatchNorm2d(planes)
         )
         super().__init__(inplanes, planes, downsample=shortcut_conv)
         options = {"padding_mode": padding_mode, "filt_size": filt_size}
-        self.step = downsample_step(kind, planes, **options)
-        self.shortcut = shortcut_step(kind, inplanes, **options)
-        self.shares_phase = kind == "aps"
+        self.step = create_downsample(kind, planes, **options)
+        self.shortcut = create_shortcut(kind, inplanes, **options)
+        self.shares_phase = spec.shares_phase
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -80,16 +80,16 @@ class CifarResNet18(ResNet):
         num_classes: int,
         image_size: int,
         *,
-        downsample: str = "max",
-        head: str = "flatten",
-        padding_mode: str = "zeros",
-        filt_size: int = 4,
-        mlp_hidden: Sequence[int] = (256,),
-        dropout: float = 0.5,
+        downsample: str = DEFAULTS.downsample,
+        head: str = DEFAULTS.head,
+        padding_mode: str = DEFAULTS.padding_mode,
+        filt_size: int = DEFAULTS.filt_size,
+        mlp_hidden: Sequence[int] = DEFAULTS.mlp_hidden,
+        dropout: float = DEFAULTS.dropout,
     ) -> None:
         check_positive("in_channels", in_channels)
         check_positive("image_size", image_size)
-        check_choice("downsample", downsample, DOWNSAMPLES)
+        strided = get_downsampler(downsample).step is None
         check_choice("padding_mode", padding_mode, PADDING_MODES)
         check_filt_size(filt_size)
         if image_size < self.total_stride:
@@ -104,7 +104,7 @@ class CifarResNet18(ResNet):
         self.conv1 = nn.Conv2d(in_channels, 64, 3, padding=1, bias=False)
         del self.maxpool, self.avgpool, self.fc
         new_convs = [self.conv1]
-        if downsample != "strided":
+        if not strided:
             for layer in (self.layer2, self.layer3, self.layer4):
                 inplanes, planes = layer[0].conv1.in_channels, layer[0].conv1.out_channels
                 layer[0] = DownsamplingBasicBlock(

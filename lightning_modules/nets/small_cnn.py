@@ -7,12 +7,11 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from lightning_modules.layers import ConvBlurPool2d
 from lightning_modules.layers.checks import check_choice, check_filt_size, check_positive
-from lightning_modules.nets.downsample import downsample_step
+from lightning_modules.nets.downsample import create_downsample, get_downsampler
 from lightning_modules.nets.heads import ClassifierHead
 from lightning_modules.nets.input_check import check_input
-from lightning_modules.nets.options import DOWNSAMPLES, PADDING_MODES
+from lightning_modules.nets.options import DEFAULTS, PADDING_MODES
 
 
 def conv_bn_relu(
@@ -30,8 +29,7 @@ class SmallCNN(nn.Module):
 
     One stage per entry of ``widths``: ``blocks_per_stage`` conv-BN-ReLU blocks, the last of
     which downsamples by 2 the ``downsample`` way (see ``downsample.py``): ``strided``
-    gives its convolution stride 2, ``strided-blur`` makes it a :class:`ConvBlurPool2d`,
-    the others append a pooling step. Every option has the same parameters, so a comparison
+    gives its convolution stride 2, the others append their step. Every option has the same parameters, so a comparison
     isolates the downsampling. The feature map has side ``ceil(image_size / 2**len(widths))``.
 
     Args:
@@ -49,20 +47,20 @@ class SmallCNN(nn.Module):
         num_classes: int,
         image_size: int,
         *,
-        widths: Sequence[int] = (32, 64, 128),
-        blocks_per_stage: int = 1,
-        downsample: str = "max",
-        head: str = "flatten",
-        padding_mode: str = "zeros",
-        filt_size: int = 4,
-        mlp_hidden: Sequence[int] = (256,),
-        dropout: float = 0.5,
+        widths: Sequence[int] = DEFAULTS.widths,
+        blocks_per_stage: int = DEFAULTS.blocks_per_stage,
+        downsample: str = DEFAULTS.downsample,
+        head: str = DEFAULTS.head,
+        padding_mode: str = DEFAULTS.padding_mode,
+        filt_size: int = DEFAULTS.filt_size,
+        mlp_hidden: Sequence[int] = DEFAULTS.mlp_hidden,
+        dropout: float = DEFAULTS.dropout,
     ) -> None:
         super().__init__()
         check_positive("in_channels", in_channels)
         check_positive("image_size", image_size)
         check_positive("blocks_per_stage", blocks_per_stage)
-        check_choice("downsample", downsample, DOWNSAMPLES)
+        strided = get_downsampler(downsample).step is None
         check_choice("padding_mode", padding_mode, PADDING_MODES)
         check_filt_size(filt_size)
         if not widths or any(
@@ -86,12 +84,10 @@ class SmallCNN(nn.Module):
         for width in widths:
             inputs = [channels] + [width] * (blocks_per_stage - 1)
             blocks = [conv_bn_relu(c, width, padding_mode) for c in inputs[:-1]]
-            if downsample == "strided":
+            if strided:
                 blocks.append(conv_bn_relu(inputs[-1], width, padding_mode, stride=2))
-            elif downsample == "strided-blur":
-                blocks.append(ConvBlurPool2d(inputs[-1], width, 3, 2, filt_size, padding_mode))
             else:
-                step = downsample_step(
+                step = create_downsample(
                     downsample, width, padding_mode=padding_mode, filt_size=filt_size
                 )
                 blocks += [conv_bn_relu(inputs[-1], width, padding_mode), step]

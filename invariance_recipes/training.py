@@ -24,29 +24,16 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from datamodules import TranslationDataModule
-from graceful_stop import GracefulStop
+from invariance_recipes.graceful_stop import GracefulStop
+from invariance_recipes.loggers import define_summaries, make_logger
 from lightning_modules import InvarianceClassifier
 from lightning_modules.callbacks import ShiftReportLogger
+from lightning_modules.nets import ARCHITECTURE_KEYS
 from lightning_modules.variants import VARIANTS, describe_variants, get_variant
-from run_loggers import define_summaries, make_logger
 
 RUN_DIR_ENV = "INVARIANCE_RUN_DIR"  # hands the run folder to DDP worker processes
 CHECKPOINTS = "checkpoints"
 TEST_METRICS = "test_metrics.json"
-# Model options that decide the architecture: a checkpoint must agree on them to resume.
-ARCHITECTURE = (
-    "backbone",
-    "downsample",
-    "head",
-    "padding_mode",
-    "widths",
-    "blocks_per_stage",
-    "mlp_hidden",
-    "filt_size",
-    "num_classes",
-    "in_channels",
-    "image_size",
-)
 
 
 class UsageError(Exception):
@@ -131,11 +118,18 @@ class TrainCLI(LightningCLI):
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse once to learn the variant (from the command line or ``--config``), then
+        again with the variant's preset as defaults, so explicit options still win."""
         args = expand_short_options(parser, list(args))
-        parser.set_defaults(get_variant(_variant_in(args)).defaults())
         parser.exit_on_error = False  # a bad option is one line, not the whole usage text
+        # --print_config prints and exits during a parse: only the second one may see it.
+        first = [a for a in args if a.partition("=")[0] != "--print_config"]
         try:
-            self.config = parser.parse_args(args)
+            self.config = parser.parse_args(first)
+            preset = get_variant(self.config.variant).defaults()
+            if preset or first != args:
+                parser.set_defaults(preset)
+                self.config = parser.parse_args(args)
         except ArgumentError as err:
             raise UsageError(f"{err} (see --help)") from None
 
@@ -194,7 +188,7 @@ def check_cpu_devices(accelerator: Any, devices: Any) -> None:
 
 def expand_short_options(parser: LightningArgumentParser, args: list[str]) -> list[str]:
     """Rewrite ``--head`` to ``--model.head`` where exactly one group has that option."""
-    known = {opt for action in parser._actions for opt in action.option_strings}
+    known = {f"--{key}" for key in parser.get_defaults().keys()}  # noqa: SIM118 (not a dict)
     out = []
     for arg in args:
         flag, sep, value = arg.partition("=")
@@ -208,25 +202,6 @@ def expand_short_options(parser: LightningArgumentParser, args: list[str]) -> li
                 flag = matches[0]
         out.append(flag + sep + value)
     return out
-
-
-def _variant_in(args: list[str]) -> str:
-    """The variant named on the command line or in a ``--config`` file, else baseline."""
-    variant = "baseline"
-    for i, arg in enumerate(args):
-        flag, _, value = arg.partition("=")
-        value = value or (args[i + 1] if i + 1 < len(args) else "")
-        if flag == "--config" and Path(value).is_file():
-            import yaml
-
-            variant = (yaml.safe_load(Path(value).read_text()) or {}).get("variant", variant)
-        elif flag == "--variant":
-            variant = value
-    if variant not in VARIANTS:
-        raise UsageError(
-            f"unknown variant {variant!r}: choose one of {', '.join(VARIANTS)} (--variant NAME)"
-        )
-    return variant
 
 
 def resolve_run_dir(runs_dir: Path, name: str, resume: bool) -> Path:
@@ -293,7 +268,7 @@ def check_checkpoint(path: Path, model: InvarianceClassifier) -> None:
     saved = read_checkpoint(path)["hyper_parameters"]
     diff = {
         k: (saved.get(k), model.hparams[k])
-        for k in ARCHITECTURE
+        for k in ARCHITECTURE_KEYS
         if _plain(saved.get(k)) != _plain(model.hparams[k])
     }
     if diff:

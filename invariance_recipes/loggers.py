@@ -39,7 +39,7 @@ def make_logger(
         project=project,
         name=name,
         save_dir=str(run_dir),
-        id=_run_id(run_dir),
+        id=run_id(run_dir),
         offline=offline,
         group=group,
         tags=tags,
@@ -89,7 +89,7 @@ def _netrc_has(host: str) -> bool:
         return False
 
 
-def _run_id(run_dir: Path) -> str:
+def run_id(run_dir: Path) -> str:
     """A W&B run id kept in the run folder, so a resumed run continues the same W&B run."""
     path = run_dir / WANDB_ID_FILE
     if not path.exists():

@@ -19,9 +19,9 @@ import torch
 
 from datamodules import DATASETS
 from datamodules.translation import DIGITS_OBJECT_SIZE
-from evaluate import evaluate_checkpoint
+from invariance_recipes.evaluation import evaluate_checkpoint
+from invariance_recipes.training import CHECKPOINTS
 from lightning_modules.variants import VARIANTS
-from training import CHECKPOINTS
 
 REFERENCE_OBJECT = DIGITS_OBJECT_SIZE  # the object side the presets are written for
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")

@@ -1,0 +1,1 @@
+"""The performance benchmarks behind ``recipes/benchmark.py``: ratios measured in one process."""

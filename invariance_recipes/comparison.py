@@ -1,0 +1,360 @@
+"""Comparison of variants under one experiment: same data, seeds and budget; one table and plots.
+
+    python recipes/compare.py --experiment small-shift
+    python recipes/compare.py --experiment unseen-position --seeds 3
+    python recipes/compare.py --experiment augmentation-sweep --variants baseline blurpool
+    python recipes/compare.py --experiment small-shift --quick --logger csv
+    python recipes/compare.py --experiment small-shift --dataset cifar10 --backbone resnet18 \\
+        -- --trainer.accelerator gpu --data.download true --trainer.max_epochs 60
+
+Every run is a ``train.py`` run (options after ``--`` go to each of them), grouped in W&B
+under the experiment. Results go to ``results/EXPERIMENT/`` (``-DATASET`` and ``-quick``
+appended when used): ``results.csv`` (one row per run, written after each run),
+``results.md`` (mean ± std per variant) and PNG plots. A rerun skips finished runs and
+resumes interrupted ones, so a failed or stopped comparison continues where it ended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from datamodules import DATASETS
+from invariance_recipes.experiments import EXPERIMENTS, QUICK, Experiment, get_experiment, measure
+from invariance_recipes.loggers import run_id, wandb_mode
+from invariance_recipes.results import (
+    RESULTS_CSV,
+    RESULTS_MD,
+    Row,
+    columns_of,
+    markdown,
+    read_rows,
+    write_plots,
+    write_rows,
+)
+from invariance_recipes.training import (
+    CHECKPOINTS,
+    TEST_METRICS,
+    StoppedEarly,
+    UsageError,
+    resolve_run_dir,
+    train,
+)
+from lightning_modules.nets import BACKBONES, DEFAULTS
+
+COMPARISON_JSON = "comparison.json"  # the options a results folder was made with
+# Options compare.py sets for every run itself; passing them after "--" would break its
+# bookkeeping (run names, folders, W&B groups) or the scaling of the presets.
+RESERVED = (
+    "--variant", "--seed_everything", "--run_name", "--runs_dir", "--experiment", "--logger",
+    "--project", "--resume", "--ckpt_path", "--data.dataset", "--dataset", "--model.backbone",
+    "--backbone",
+)  # fmt: skip
+USER_ERRORS = (UsageError, ValueError, FileNotFoundError, MisconfigurationException)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of the comparison; ``name`` is its W&B name and run folder."""
+
+    variant: str
+    setting: str
+    seed: int
+    name: str
+    args: tuple[str, ...]
+
+
+def check_extra(extra: list[str]) -> None:
+    """Reject training options after ``--`` that compare.py sets itself."""
+    for arg in extra:
+        flag = arg.partition("=")[0]
+        if flag in RESERVED:
+            raise ValueError(
+                f"{flag} after '--' is set by compare.py for every run; use its own options "
+                "(--variants, --seeds, --dataset, --backbone, --logger, --project, --out)"
+            )
+
+
+def label_of(args: argparse.Namespace) -> str:
+    """The comparison's name: the W&B group and the default results folder."""
+    dataset = "" if args.dataset == "digits" else f"-{args.dataset}"
+    return f"{args.experiment}{dataset}{'-quick' if args.quick else ''}"
+
+
+def command_of(args: argparse.Namespace, experiment: Experiment, extra: list[str]) -> str:
+    """The command line that reproduces the comparison (without output and logger choices)."""
+    parts = ["python recipes/compare.py", "--experiment", args.experiment]
+    if args.variants and list(args.variants) != list(experiment.variants):
+        parts += ["--variants", *args.variants]
+    if args.seeds != 1:
+        parts += ["--seeds", str(args.seeds)]
+    if args.dataset != "digits":
+        parts += ["--dataset", args.dataset]
+    if args.backbone != "small-cnn":
+        parts += ["--backbone", args.backbone]
+    if args.quick:
+        parts.append("--quick")
+    return " ".join(parts + (["--", *extra] if extra else []))
+
+
+def check_comparison(out: Path, options: dict[str, object]) -> None:
+    """A results folder holds one comparison: refuse to mix in runs made with other options."""
+    path = out / COMPARISON_JSON
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        diff = {k: (saved.get(k), v) for k, v in options.items() if saved.get(k) != v}
+        if diff:
+            details = ", ".join(f"{k}: {a!r} there vs {b!r} now" for k, (a, b) in diff.items())
+            raise ValueError(
+                f"--out {out} holds a comparison made with other options ({details}); "
+                "pass another --out, or delete that folder to start over"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(options, indent=2))
+
+
+def common_args(
+    args: argparse.Namespace, experiment: Experiment, extra: list[str], out: Path
+) -> list[str]:
+    """Training options of every run: the preset, then --quick, then the user's, then the
+    bookkeeping that ties the runs together (later options win)."""
+    return [
+        *experiment.train_args(), "--data.dataset", args.dataset, "--model.backbone",
+        args.backbone, "--trainer.enable_progress_bar", "false", *(QUICK if args.quick else ()),
+        *extra, "--runs_dir", str(out / "runs"), "--experiment", label_of(args), "--logger",
+        args.logger, "--project", args.project,
+    ]  # fmt: skip
+
+
+def plan(
+    experiment: Experiment, label: str, variants: list[str], seeds: int, common: list[str]
+) -> list[Run]:
+    """Every (setting, variant, seed) of the comparison, settings outermost.
+
+    Run names are fixed by these four, so a rerun finds its runs again.
+    """
+    runs = []
+    for setting, setting_args in experiment.settings().items():
+        for variant in variants:
+            for seed in range(seeds):
+                parts = [label, variant, *([] if setting == "default" else [setting])]
+                name = "-".join([*parts, f"seed{seed}"])
+                args = ("--variant", variant, "--seed_everything", str(seed), "--run_name", name)
+                runs.append(Run(variant, setting, seed, name, (*common, *setting_args, *args)))
+    return runs
+
+
+def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
+    """Train a run (or resume it, or reuse its finished training) and measure it."""
+    start = time.monotonic()
+    try:  # the latest folder of this run name, if any
+        run_dir: Path | None = resolve_run_dir(runs_dir, run.name, resume=True)
+    except UsageError:
+        run_dir = None
+    if run_dir is not None and (run_dir / TEST_METRICS).is_file():
+        metrics = json.loads((run_dir / TEST_METRICS).read_text())
+    else:
+        resume = run_dir is not None and (run_dir / CHECKPOINTS / "last.ckpt").is_file()
+        run_dir, metrics = train([*run.args, *(["--resume"] if resume else [])])
+    row: Row = {
+        "experiment": experiment.name,
+        "variant": run.variant,
+        "setting": run.setting,
+        "seed": run.seed,
+        "run": run.name,
+    }
+    measured = measure(experiment, run_dir)
+    active = active_wandb_run()
+    if active is not None:  # the dashboard shows the comparison's numbers too
+        active.summary.update({f"compare/{k}": v for k, v in measured.items()})
+    return row | measured | metrics | {"wall_s": time.monotonic() - start}
+
+
+def active_wandb_run() -> Any:
+    """The W&B run a training left open, if any (without importing wandb when unused)."""
+    return sys.modules["wandb"].run if "wandb" in sys.modules else None
+
+
+def finish_wandb(failed: bool) -> None:
+    """End the W&B run a training left open, so the next run starts its own."""
+    if active_wandb_run() is not None:
+        sys.modules["wandb"].finish(exit_code=1 if failed else 0)
+
+
+def log_summary(out: Path, label: str, project: str, rows: list[Row], pngs: list[Path]) -> None:
+    """One W&B run of job type ``summary`` in the comparison's group: the table and the plots."""
+    import wandb
+
+    columns = columns_of(rows)
+    data = [[None if r.get(c, "") == "" else r[c] for c in columns] for r in rows]
+    run = wandb.init(
+        project=project, group=label, job_type="summary", name=f"{label}-summary",
+        id=run_id(out), resume="allow", dir=str(out), mode=wandb_mode(), tags=["summary"],
+    )  # fmt: skip
+    run.log(
+        {
+            "results": wandb.Table(columns=columns, data=data),
+            **{f"plots/{p.stem}": wandb.Image(str(p)) for p in pngs},
+        }
+    )
+    run.finish()
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def compare(args: argparse.Namespace, extra: list[str]) -> int:
+    """Run the comparison; returns the exit code (1 if a run failed, 130 if stopped)."""
+    experiment = get_experiment(args.experiment, args.dataset)
+    variants = list(dict.fromkeys(args.variants or experiment.variants))
+    experiment.check_variants(variants)
+    check_extra(extra)
+    label = label_of(args)
+    out = args.out or Path("results") / label
+    check_comparison(
+        out,
+        {"experiment": args.experiment, "dataset": args.dataset, "backbone": args.backbone,
+         "quick": args.quick, "training_options": extra},
+    )  # fmt: skip
+    start = time.monotonic()
+    runs = plan(experiment, label, variants, args.seeds, common_args(args, experiment, extra, out))
+    rows, failures, stopped = run_all(runs, experiment, out)
+    if rows:
+        command = command_of(args, experiment, extra)
+        setup = f"{args.dataset}, {experiment.describe()}" + (" (--quick)" if args.quick else "")
+        md = markdown(
+            args.experiment, experiment.summary, setup, command, rows, experiment.columns()
+        )
+        (out / RESULTS_MD).write_text(md)
+        pngs = write_plots(
+            out, rows, experiment.scatter(), experiment.regions, experiment.placement
+        )
+        if args.logger == "wandb" and not stopped:
+            log_summary(out, label, args.project, rows, pngs)
+        print(md)
+        print(f"results in {out}: {RESULTS_CSV}, {RESULTS_MD}, {', '.join(p.name for p in pngs)}")
+    print(f"total time {_duration(time.monotonic() - start)}")
+    if failures:
+        print(f"{len(failures)} run(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+    return 130 if stopped else 1 if failures else 0
+
+
+def run_all(
+    runs: list[Run], experiment: Experiment, out: Path
+) -> tuple[list[Row], list[str], bool]:
+    """Execute the runs not in ``results.csv`` yet, rewriting it after each one.
+
+    Returns all rows, the failed runs with their reasons, and whether Ctrl-C stopped it.
+    """
+    rows = read_rows(out / RESULTS_CSV)
+    done = {r["run"] for r in rows}
+    todo = sum(run.name not in done for run in runs)
+    failures: list[str] = []
+    durations: list[float] = []
+    start = time.monotonic()
+    for i, run in enumerate(runs, 1):
+        where = f"[{i}/{len(runs)}] {run.name}"
+        if run.name in done:
+            print(f"{where}: finished before, skipped", flush=True)
+            continue
+        left = (
+            f"about {_duration(sum(durations) / len(durations) * todo)} left"
+            if durations
+            else "time left known after the first run"
+        )
+        print(
+            f"{where}: {run.variant} seed {run.seed} ({run.setting}), "
+            f"elapsed {_duration(time.monotonic() - start)}, {left}",
+            flush=True,
+        )
+        run_start, row = time.monotonic(), None
+        try:
+            row = execute(run, experiment, out / "runs")
+        except StoppedEarly:
+            print(f"{where}: stopped; rerun the same command to resume it", file=sys.stderr)
+            return rows, failures, True
+        except (Exception, SystemExit) as err:  # one failed run must not lose the others
+            if not isinstance(err, (*USER_ERRORS, SystemExit)):
+                traceback.print_exc()
+            reason = "invalid training options" if isinstance(err, SystemExit) else str(err)
+            failures.append(f"{run.name}: {type(err).__name__}: {reason}")
+            print(f"error: {where} failed: {reason}", file=sys.stderr, flush=True)
+        finally:
+            finish_wandb(failed=row is None)
+            todo -= 1
+        if row is not None:
+            rows.append(row)
+            write_rows(out / RESULTS_CSV, rows)
+            durations.append(time.monotonic() - run_start)
+    return rows, failures, False
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The comparison's options, and the training options after ``--``."""
+    ours, extra = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    )
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="experiments:\n"
+        + "\n".join(f"  {e.name:<19} {e.summary}" for e in EXPERIMENTS.values())
+        + "\n\ntraining options for every run follow '--' (see recipes/train.py --help)",
+    )
+    parser.add_argument("--experiment", required=True, choices=list(EXPERIMENTS))
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        help="variants to compare (default: the experiment's)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="seeds 0 .. N-1 per variant (initialisation and augmentation; the split is fixed)",
+    )
+    parser.add_argument(
+        "--dataset", default="digits", choices=[d for d in DATASETS if d != "folder"]
+    )
+    parser.add_argument("--backbone", default=DEFAULTS.backbone, choices=list(BACKBONES))
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke test: 2 epochs, at most 300 samples per split"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results folder (default: results/EXPERIMENT[-DATASET][-quick])",
+    )
+    parser.add_argument("--logger", default="wandb", choices=["wandb", "csv", "none"])
+    parser.add_argument("--project", default="invariance-recipes", help="W&B project")
+    args = parser.parse_args(ours)
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: pass at least 1")
+    return args, extra
+
+
+def compare_command(argv: list[str]) -> int:
+    """``compare.py``: run a comparison, errors as one line; returns the exit code."""
+    args, extra = parse_args(argv)
+    try:
+        return compare(args, extra)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: results so far are in results.csv; rerun to continue", file=sys.stderr
+        )
+        return 130
