@@ -24,10 +24,19 @@ import torch
 from albumentations.pytorch import ToTensorV2
 
 from datamodules.placement import place
+from invariance_common.checks import check_choice
+from invariance_common.shift_modes import SHIFT_MODES
 
-#: Shift mode name -> OpenCV border mode used to fill the pixels a shift vacates.
-SHIFT_MODES: Mapping[str, int] = MappingProxyType(
-    {"zero": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101, "circular": cv2.BORDER_WRAP}
+#: Shift mode -> the OpenCV border mode that fills the pixels a shift vacates, in the order of
+#: ``invariance_common.shift_modes.SHIFT_MODES``.
+BORDER_MODES: Mapping[str, int] = MappingProxyType(
+    dict(
+        zip(
+            SHIFT_MODES,
+            (cv2.BORDER_CONSTANT, cv2.BORDER_REFLECT_101, cv2.BORDER_WRAP),
+            strict=True,
+        )
+    )
 )
 
 
@@ -38,7 +47,7 @@ class Translation:
 
     Args:
         max_shift: whole pixels (>= 1), a fraction of the canvas side (0 < x < 1), or 0 for none.
-        mode: a key of ``SHIFT_MODES``.
+        mode: a shift mode (``invariance_common.shift_modes.SHIFT_MODES``).
         p: probability that an image is shifted at all.
     """
 
@@ -87,14 +96,10 @@ def resolve_translation(
     shift_prob: float | None = None,
 ) -> Translation:
     """The named ``policy`` with any given override applied, ``max_shift`` in whole pixels."""
-    if policy not in POLICIES:
-        raise ValueError(f"policy={policy!r} is not a policy: choose one of {', '.join(POLICIES)}")
+    check_choice("policy", policy, POLICIES)
     base = POLICIES[policy]
     mode = base.mode if shift_mode is None else shift_mode
-    if mode not in SHIFT_MODES:
-        raise ValueError(
-            f"shift_mode={mode!r} is not a shift mode: choose one of {', '.join(SHIFT_MODES)}"
-        )
+    check_choice("shift_mode", mode, SHIFT_MODES)
     p = base.p if shift_prob is None else shift_prob
     if not 0 <= p <= 1:
         raise ValueError(f"shift_prob={p} is not a probability: pass a value in [0, 1]")
@@ -137,7 +142,7 @@ class CanvasTransform:
                 A.Affine(
                     translate_px=(-limit, limit),
                     interpolation=cv2.INTER_NEAREST,
-                    border_mode=SHIFT_MODES[translation.mode],
+                    border_mode=BORDER_MODES[translation.mode],
                     fill=0,
                     p=translation.p,
                     strict=True,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from invariance_common.checks import check_choice
+
 #: Named placements. Quadrant placements keep the whole object inside that quadrant.
 PLACEMENTS: tuple[str, ...] = (
     "center",
@@ -25,10 +27,7 @@ def check_placement(
     placement: str, canvas_size: int, object_size: int, option: str = "placement"
 ) -> None:
     """Raise ``ValueError`` if ``placement`` is unknown or the object does not fit its region."""
-    if placement not in PLACEMENTS:
-        raise ValueError(
-            f"{option}={placement!r} is not a placement: choose one of {', '.join(PLACEMENTS)}"
-        )
+    check_choice(option, placement, PLACEMENTS)
     half = canvas_size // 2
     if placement not in ("center", "uniform") and object_size > half:
         raise ValueError(

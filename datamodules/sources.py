@@ -25,6 +25,8 @@ from torchvision.datasets import CIFAR10, CIFAR100, MNIST, SVHN, FashionMNIST, I
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, pil_loader
 from torchvision.datasets.vision import VisionDataset
 
+from invariance_common.checks import check_choice
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -63,8 +65,7 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 def check_dataset(dataset: str) -> DatasetInfo:
     """The table entry of ``dataset``, or a ``ValueError`` that lists the valid names."""
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset={dataset!r} is unknown: choose one of {', '.join(DATASETS)}")
+    check_choice("dataset", dataset, DATASETS)
     return DATASETS[dataset]
 
 

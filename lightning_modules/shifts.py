@@ -13,14 +13,15 @@ from numbers import Integral
 import torch
 from torch import Tensor
 
-SHIFT_MODES = ("zero", "reflect", "circular")
+from invariance_common.checks import check_choice
+from invariance_common.shift_modes import SHIFT_MODES
+
 SWEEP_KINDS = ("diagonal", "horizontal", "grid")
 
 
 def check_mode(mode: str, option: str = "mode") -> None:
     """Raise a one-line `ValueError` unless `mode` is one of `SHIFT_MODES`."""
-    if mode not in SHIFT_MODES:
-        raise ValueError(f"{option}={mode!r} is not a shift mode; choose one of {SHIFT_MODES}")
+    check_choice(option, mode, SHIFT_MODES)
 
 
 def check_max_shift(max_shift: int, size: tuple[int, int] | None = None) -> None:

@@ -22,13 +22,13 @@ from datamodules import (
     DATASETS,
     PLACEMENTS,
     POLICIES,
-    SHIFT_MODES,
     CanvasTransform,
     Translation,
     TranslationDataModule,
 )
 from datamodules.translation import EpochShuffle
 from formats import write_cifar10, write_image_folder
+from invariance_common.shift_modes import SHIFT_MODES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -470,20 +470,20 @@ def test_ddp_evaluation_sees_every_sample_exactly_once(tmp_path: Path) -> None:
     [
         (
             {"dataset": "imagenet"},
-            "dataset='imagenet' is unknown: choose one of digits, mnist, fashion-mnist",
+            "unknown dataset 'imagenet': choose one of digits, mnist, fashion-mnist",
         ),
         (
             {"placement": "middle"},
-            "placement='middle' is not a placement: choose one of center, uniform",
+            "unknown placement 'middle': choose one of center, uniform",
         ),
-        ({"test_placement": "corner"}, "test_placement='corner' is not a placement: choose one of"),
+        ({"test_placement": "corner"}, "unknown test_placement 'corner': choose one of"),
         (
             {"policy": "extreme"},
-            "policy='extreme' is not a policy: choose one of none, light, heavy",
+            "unknown policy 'extreme': choose one of none, light, heavy",
         ),
         (
             {"shift_mode": "mirror"},
-            "shift_mode='mirror' is not a shift mode: choose one of zero, reflect, circular",
+            "unknown shift_mode 'mirror': choose one of zero, reflect, circular",
         ),
         (
             {"max_shift": -3},

@@ -386,7 +386,10 @@ def test_plots_draw_the_values() -> None:
             lambda: MeanAbsoluteChange().update(torch.ones(3, dtype=torch.long), torch.ones(3)),
             r"logits must be floating class scores \[B, C\], got shape \(3,\) and dtype torch.int64",
         ),
-        (lambda: ShiftConsistency(2, mode="mirror"), r"mode='mirror'.*'zero', 'reflect'"),
+        (
+            lambda: ShiftConsistency(2, mode="mirror"),
+            r"unknown mode 'mirror': choose one of zero, reflect",
+        ),
         (lambda: ShiftConsistency(-1), "max_shift=-1"),
         (
             lambda: AccuracyVsShift(offset_sweep(2)).update(torch.randn(3, 4, 2), torch.zeros(4)),
@@ -406,8 +409,11 @@ def test_plots_draw_the_values() -> None:
             "ReLU ran 0 times",
         ),
         (lambda: ShiftReport(modes=("zero", "zero")), "each once"),
-        (lambda: ShiftReport(modes=("linear",)), r"modes='linear'.*'circular'"),
-        (lambda: ShiftReport(flip_mode="roll"), "flip_mode='roll'"),
+        (
+            lambda: ShiftReport(modes=("linear",)),
+            r"unknown modes 'linear': choose one of .*circular",
+        ),
+        (lambda: ShiftReport(flip_mode="roll"), "unknown flip_mode 'roll'"),
         (
             lambda: ShiftReport(max_shift=10).update(tiny_model(), *digits(2, seed=0)),
             "max_shift=10 does not fit images of size 10x10",

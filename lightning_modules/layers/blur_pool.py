@@ -8,13 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invariance_common.checks import check_choice, check_positive
 from lightning_modules.layers.binomial import binomial_filter
-from lightning_modules.layers.checks import (
-    check_choice,
-    check_filt_size,
-    check_positive,
-    check_stride,
-)
+from lightning_modules.layers.checks import check_filt_size, check_stride
 from lightning_modules.layers.padding import PAD_TYPES, pad2d
 
 # Up to this side a blur is two matrix products (measured faster on CPU up to 224 px); their

@@ -6,8 +6,8 @@ from collections import OrderedDict
 
 from torch import nn
 
+from invariance_common.checks import check_choice, check_positive
 from lightning_modules.layers.blur_pool import BlurPool2d
-from lightning_modules.layers.checks import check_choice, check_positive
 
 CONV_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # Blur padding that matches a convolution's: zero-padding a blur would darken the border, so

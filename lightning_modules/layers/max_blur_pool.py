@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invariance_common.checks import check_choice, check_positive
 from lightning_modules.layers.blur_pool import BlurPool2d
-from lightning_modules.layers.checks import check_choice, check_positive
 from lightning_modules.layers.padding import PAD_TYPES
 from lightning_modules.layers.same_max_pool import SameMaxPool2d
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lightning_modules.layers.checks import check_choice, check_positive
+from invariance_common.checks import check_choice, check_positive
 from lightning_modules.layers.padding import PAD_TYPES
 from lightning_modules.layers.polyphase import PolyphaseDownsample2d
 from lightning_modules.layers.same_max_pool import SameMaxPool2d

@@ -7,8 +7,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from invariance_common.checks import check_choice
 from lightning_modules.layers.blur_pool import BlurPool2d
-from lightning_modules.layers.checks import check_choice, check_stride
+from lightning_modules.layers.checks import check_stride
 from lightning_modules.layers.padding import PAD_TYPES, pad2d
 
 NORMS = ("l1", "l2", "linf")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_modules.layers.checks import check_positive
+from invariance_common.checks import check_positive
 from lightning_modules.layers.padding import pad2d
 
 

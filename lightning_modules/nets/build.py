@@ -10,7 +10,7 @@ from types import MappingProxyType
 
 from torch import nn
 
-from lightning_modules.layers.checks import check_choice
+from invariance_common.checks import check_choice
 from lightning_modules.nets.options import DEFAULTS
 from lightning_modules.nets.resnet import CifarResNet18
 from lightning_modules.nets.small_cnn import SmallCNN

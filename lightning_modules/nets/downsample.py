@@ -31,13 +31,13 @@ from types import MappingProxyType
 
 from torch import nn
 
+from invariance_common.checks import check_choice
 from lightning_modules.layers import (
     BlurPool2d,
     MaxBlurPool2d,
     MaxPolyphasePool2d,
     PolyphaseDownsample2d,
 )
-from lightning_modules.layers.checks import check_choice
 from lightning_modules.layers.conv_blur_pool import BLUR_PAD_TYPES
 from lightning_modules.nets.options import PADDING_MODES
 

@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 from torch import Tensor, nn
 
-from lightning_modules.layers.checks import check_choice, check_positive
+from invariance_common.checks import check_choice, check_positive
 from lightning_modules.nets.options import DEFAULTS
 
 

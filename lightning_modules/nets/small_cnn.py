@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from lightning_modules.layers.checks import check_choice, check_filt_size, check_positive
+from invariance_common.checks import check_choice, check_positive
+from lightning_modules.layers.checks import check_filt_size
 from lightning_modules.nets.downsample import create_downsample, get_downsampler
 from lightning_modules.nets.heads import ClassifierHead
 from lightning_modules.nets.input_check import check_input
