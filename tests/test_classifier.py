@@ -1,0 +1,169 @@
+"""InvarianceClassifier on its own, in a real Trainer on a small in-memory data set: every
+optimizer and learning-rate schedule against the formulas written out here, when
+``val/consistency`` is measured, and the RNG state that makes resuming exact."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_modules import InvarianceClassifier
+from lightning_modules.classifier import OPTIMIZERS, SCHEDULERS
+
+BATCHES_PER_EPOCH = 4
+BATCH = 8
+LR = 0.1
+
+
+def loaders() -> tuple[DataLoader, DataLoader]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(BATCHES_PER_EPOCH * BATCH, 1, 16, 16, generator=generator)
+    y = torch.randint(0, 10, (len(x),), generator=generator)
+    data = TensorDataset(x, y)
+    return DataLoader(data, batch_size=BATCH), DataLoader(data, batch_size=BATCH)
+
+
+def small_model(**options: object) -> InvarianceClassifier:
+    defaults = {"image_size": 16, "widths": (4, 8), "head": "gap", "curve_max_shift": 1}
+    return InvarianceClassifier(**{**defaults, **options})
+
+
+def trainer(epochs: int, *callbacks: Callback) -> Trainer:
+    return Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=list(callbacks),
+    )
+
+
+class LearningRates(Callback):
+    """The learning rate each training step uses."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, *args) -> None:
+        self.values.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def expected_rates(scheduler: str, total: int, warmup: int) -> list[float] | None:
+    """The schedule written out step by step (``None``: OneCycle, checked by its shape)."""
+    rest = total - warmup
+    rates = []
+    for step in range(total):
+        if scheduler == "none":
+            rates.append(LR)
+        elif step < warmup:  # linear ramp from LR / (warmup + 1) to LR
+            rates.append(LR * (1 + step) / (warmup + 1))
+        elif scheduler == "cosine":
+            rates.append(LR * 0.5 * (1 + math.cos(math.pi * (step - warmup) / rest)))
+        elif scheduler == "step":
+            done = step - warmup
+            drops = (done >= math.ceil(rest / 2)) + (done >= math.ceil(3 * rest / 4))
+            rates.append(LR * 0.1**drops)
+        else:
+            return None
+    return rates
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_every_optimizer_and_schedule_follows_its_formula(optimizer: str, scheduler: str) -> None:
+    seed_everything(0)
+    epochs, warmup_epochs = 3, 1.0
+    model = small_model(
+        optimizer=optimizer, scheduler=scheduler, lr=LR, warmup_epochs=warmup_epochs
+    )
+    rates = LearningRates()
+    train, val = loaders()
+    trainer(epochs, rates).fit(model, train, val)
+    total = epochs * BATCHES_PER_EPOCH
+    assert len(rates.values) == total
+    kind = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[optimizer]
+    assert isinstance(trainer_optimizer(model), kind)
+    expected = expected_rates(scheduler, total, round(warmup_epochs * BATCHES_PER_EPOCH))
+    if expected is None:  # OneCycle: rises to LR at the warm-up's end, then anneals far below
+        peak = rates.values.index(max(rates.values))
+        assert peak == BATCHES_PER_EPOCH - 1  # torch ends the ramp at step pct_start * total - 1
+        assert max(rates.values) == pytest.approx(LR)
+        assert rates.values[0] < LR / 10 and rates.values[-1] < LR / 100
+    else:
+        assert rates.values == pytest.approx(expected, rel=1e-6)
+
+
+def trainer_optimizer(model: InvarianceClassifier) -> torch.optim.Optimizer:
+    return model.trainer.optimizers[0]
+
+
+class LoggedConsistency(Callback):
+    """The epochs whose validation logged ``val/consistency``."""
+
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if (
+            "val/consistency" in trainer.callback_metrics
+            and pl_module.val_consistency.update_called
+        ):
+            self.epochs.append(trainer.current_epoch)
+
+
+@pytest.mark.parametrize(("every", "measured"), [(1, [0, 1, 2, 3, 4]), (2, [1, 3, 4]), (5, [4])])
+def test_consistency_is_measured_every_n_epochs_and_on_the_last(
+    every: int, measured: list[int]
+) -> None:
+    seed_everything(0)
+    logged = LoggedConsistency()
+    train, val = loaders()
+    trainer(5, logged).fit(small_model(consistency_every_n_epochs=every), train, val)
+    assert logged.epochs == measured
+
+
+def test_checkpoint_rng_state_makes_the_next_draws_repeat() -> None:
+    """What ``--resume`` relies on: the saved states give the same draws after a restore."""
+    model = small_model()
+    seed_everything(3)
+    checkpoint: dict = {}
+    model.on_save_checkpoint(checkpoint)
+    first = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    seed_everything(99)  # the resumed process starts from other states
+    resumed = small_model()
+    resumed.on_load_checkpoint(checkpoint)
+    resumed.on_train_epoch_start()  # where a resumed run applies them
+    again = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
+    assert torch.equal(first[0], again[0])
+    assert np.array_equal(first[1], again[1])
+    assert first[2] == again[2]
+
+
+def test_checkpoint_rng_state_loads_with_weights_only(tmp_path) -> None:
+    checkpoint: dict = {}
+    small_model().on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "state.ckpt")
+    loaded = torch.load(tmp_path / "state.ckpt", weights_only=True)
+    assert set(loaded["rng_states"]) >= {"torch", "numpy", "python"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"optimizer": "adam"}, "unknown optimizer 'adam'"),
+        ({"scheduler": "linear"}, "unknown scheduler 'linear'"),
+        ({"consistency_every_n_epochs": 0}, "consistency_every_n_epochs"),
+    ],
+)
+def test_bad_options_name_the_option(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        small_model(**options)
