@@ -279,8 +279,8 @@ def run_cli(train: Callable[[Sequence[str]], Any], args: Sequence[str]) -> Any:
     except MisconfigurationException as err:  # Lightning's word on trainer options
         first = (str(err).strip().splitlines() or [""])[0]
         print(
-            f"error: trainer options: {first} (fix --accelerator, --devices or --strategy; "
-            "--accelerator cpu always works)",
+            f"error: trainer options: {first}; fix --accelerator, --devices or --strategy "
+            "(without a GPU: --accelerator cpu)",
             file=sys.stderr,
         )
         return EXIT_USAGE

@@ -114,5 +114,5 @@ class GracefulStop(L.Callback):
         self._in_loop = False
         stopped = isinstance(exception, (Interrupted, SIGTERMException))
         if stopped and trainer.state.fn == TrainerFn.FITTING and self._trained:
-            trainer.save_checkpoint(self.interrupted_ckpt)
+            trainer.save_checkpoint(self.interrupted_ckpt, weights_only=False)  # a full state
             self.saved = self.interrupted_ckpt

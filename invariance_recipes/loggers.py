@@ -66,6 +66,9 @@ def start_wandb(init: dict[str, Any], run_dir: Path) -> Any:
         rank_zero_info(f"W&B: logging offline to {run_dir}/wandb; upload later with {sync}")
         return wandb.init(**init, mode="offline")
     timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", INIT_TIMEOUT_S))
+    # W&B's own usage and error reports go to the same server: when it is broken they slow
+    # the start and retry for a minute at exit. WANDB_ERROR_REPORTING=true turns them on.
+    os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
     try:
         return wandb.init(
             **init, mode="online", settings=wandb.Settings(init_timeout=timeout, silent=True)
@@ -76,6 +79,7 @@ def start_wandb(init: dict[str, Any], run_dir: Path) -> Any:
             f"W&B: cannot log online ({type(err).__name__}: {reason}); logging offline to "
             f"{run_dir}/wandb instead; upload later with {sync}"
         )
+        wandb.teardown()  # the failed attempt still holds the run id
         return wandb.init(**init, mode="offline")
 
 

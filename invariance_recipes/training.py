@@ -73,7 +73,7 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
     stage = "fit"
     stop.install()
     try:
-        trainer.fit(model, datamodule=data, ckpt_path=cli.ckpt_path)
+        trainer.fit(model, datamodule=data, ckpt_path=cli.ckpt_path, weights_only=True)
         if stop.stop_after_epoch:
             raise StoppedEarly(
                 f"stopped after epoch {trainer.current_epoch}; {CHECKPOINTS}/{LAST} is saved; "
@@ -81,7 +81,9 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
                 signal.SIGINT,
             )
         stage = "test"
-        results = trainer.test(model, datamodule=data, ckpt_path="best", verbose=False)
+        results = trainer.test(
+            model, datamodule=data, ckpt_path="best", verbose=False, weights_only=True
+        )
     except (Interrupted, SIGTERMException) as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGTERM
         stopped = StoppedEarly(_stopped_message(signum, stage, stop.saved, trainer), signum)

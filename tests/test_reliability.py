@@ -21,9 +21,9 @@ from invariance_recipes.run_folders import create_run_dir
 from recipe_runs import QUICK, ROOT, read_test_metrics, recipe_env, run_recipe
 from wandb_records import read_records
 
-# Longer epochs than QUICK (about 80 steps each), so a signal lands mid-epoch.
+# Longer epochs than QUICK (about 20 steps each), so a signal lands mid-epoch.
 LONG = [
-    "--max_epochs", "3", "--data.max_samples", "1000", "--data.batch_size", "10",
+    "--max_epochs", "2", "--data.max_samples", "300", "--data.batch_size", "10",
     "--data.num_workers", "0", "--model.curve_max_shift", "3",
     "--trainer.enable_progress_bar", "false", "--logger", "csv",
 ]  # fmt: skip
@@ -54,7 +54,9 @@ class Started:
         while not ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.proc.kill()
-                raise AssertionError(f"never saw {what}: {self.err.read_text()[-2000:]}")
+                raise AssertionError(
+                    f"never saw {what} (exit {self.proc.returncode}): {self.text()[-2000:]}"
+                )
             time.sleep(0.05)
 
     def text(self) -> str:
@@ -270,3 +272,18 @@ def test_torchrun_ranks_share_the_folder_rank_zero_chose(tmp_path: Path) -> None
     assert (run_dir / "test_metrics.json").is_file()
     assert list((tmp_path / "runs/tr").iterdir()) == []
     assert "sync_dist" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_compare_reports_a_diverged_run_as_failed_not_as_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    proc = run_recipe(
+        "compare.py", "--experiment", "small-shift", "--quick", "--seeds", "1",
+        "--variants", "baseline", "--logger", "csv", "--out", str(out), "--",
+        "--data.max_samples", "120", "--model.optimizer", "sgd", "--model.lr", "1e6",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "failed: training diverged at step" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (out / "results.csv").exists() or "baseline" not in (out / "results.csv").read_text()
