@@ -60,10 +60,16 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise UsageError(f"no checkpoint file at {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # weights_only refused an object: never load it otherwise
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" in str(err):  # refused an object: never load otherwise
+            raise UsageError(
+                f"cannot read checkpoint {path}: it holds objects other than tensors and "
+                "plain values, so it was not written by recipes/train.py and is not loaded"
+                f"{_others(path)}"
+            ) from None
         raise UsageError(
-            f"cannot read checkpoint {path}: it holds objects other than tensors and plain "
-            f"values, so it was not written by recipes/train.py and is not loaded{_others(path)}"
+            f"cannot read checkpoint {path}: the file is damaged (not a checkpoint archive)"
+            f"{_others(path)}"
         ) from None
     except Exception as err:  # truncated, overwritten or not a checkpoint at all
         reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}"
