@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,9 +59,11 @@ def silent_server() -> Iterator[str]:
             except TimeoutError:
                 continue
 
-    threading.Thread(target=accept, daemon=True).start()
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
     yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     stop.set()
+    thread.join(timeout=5)
     for conn in held:
         conn.close()
     listener.close()
@@ -84,10 +85,12 @@ import sys, time
 from pathlib import Path
 from invariance_recipes.loggers import make_logger
 run_dir = Path(sys.argv[1]); run_dir.mkdir()
+start = time.monotonic()
 logger = make_logger("wandb", run_dir=run_dir, name="stub", project="p", group=None,
                      tags=[], config={"a": 1})
 logger.experiment.log({"x": 1.0})
 print("mode:", logger.experiment.settings.mode)
+print("start_s:", time.monotonic() - start)
 logger.experiment.finish()
 """
 
@@ -98,7 +101,6 @@ def test_broken_server_falls_back_to_offline_in_bounded_time(
     server: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     url = request.getfixturevalue(server)
-    start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-c", START_LOGGER, str(tmp_path / "run")],
         cwd=ROOT,
@@ -107,14 +109,14 @@ def test_broken_server_falls_back_to_offline_in_bounded_time(
         text=True,
         timeout=120,
     )
-    elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "mode: offline" in proc.stdout
     assert proc.stderr.count(WARNING) == 1, proc.stderr[-3000:]
     assert "wandb sync" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert glob.glob(str(tmp_path / "run/wandb/offline-run-*/run-*.wandb"))
-    assert elapsed < INIT_TIMEOUT_S + 40  # the start attempt is bounded, then offline
+    start_s = float(proc.stdout.split("start_s:")[1].split()[0])
+    assert start_s < INIT_TIMEOUT_S + 30  # the online attempt is bounded, then offline
 
 
 @pytest.mark.slow
