@@ -1,11 +1,13 @@
 """Dataset sources: uint8 ``H x W x C`` images and int64 labels for the train, val and test splits.
 
 - ``digits``: scikit-learn's bundled handwritten digits (1,797 real 8x8 images; no download).
-- torchvision sets (MNIST, Fashion-MNIST, CIFAR-10/100, SVHN), read with torchvision's own readers.
-  torchvision checks CIFAR and SVHN files against the md5 sums of the official release; reading here
-  only checks that the files exist, so files in the same on-disk format with other contents (a
-  subset, a re-export) load too. Downloads still go through torchvision's own classes, which verify
-  what they fetch.
+- torchvision sets (MNIST, Fashion-MNIST, CIFAR-10/100, SVHN), read with torchvision's own readers,
+  except CIFAR's pickled batches, which are read with a restricted unpickler (``safe_pickle``) so a
+  crafted file cannot run code. torchvision checks CIFAR and SVHN files against the md5 sums of the
+  official release; reading here only checks that the files exist, so files in the same on-disk
+  format with other contents (a subset, a re-export) load too. That is safe because neither reader
+  runs code from the file (SVHN's are MATLAB arrays). Downloads still go through torchvision's own
+  classes, which verify what they fetch.
 - ``folder``: torchvision's ``ImageFolder`` layout, decoded lazily.
 """
 
@@ -25,6 +27,7 @@ from torchvision.datasets import CIFAR10, CIFAR100, MNIST, SVHN, FashionMNIST, I
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, pil_loader
 from torchvision.datasets.vision import VisionDataset
 
+from datamodules.safe_pickle import load_data_pickle
 from invariance_common.checks import check_choice
 
 
@@ -168,17 +171,17 @@ def _digits() -> Split:
     return Split(images, digits.target.astype(np.int64))
 
 
-# torchvision readers that check that the files exist instead of checking their md5 sums.
-class _CIFAR10Files(CIFAR10):
-    train_list: ClassVar[list[list[Any]]] = [[name, None] for name, _ in CIFAR10.train_list]
-    test_list: ClassVar[list[list[Any]]] = [[name, None] for name, _ in CIFAR10.test_list]
-    meta: ClassVar[dict[str, Any]] = {**CIFAR10.meta, "md5": None}
-
-
-class _CIFAR100Files(CIFAR100):
-    train_list: ClassVar[list[list[Any]]] = [[name, None] for name, _ in CIFAR100.train_list]
-    test_list: ClassVar[list[list[Any]]] = [[name, None] for name, _ in CIFAR100.test_list]
-    meta: ClassVar[dict[str, Any]] = {**CIFAR100.meta, "md5": None}
+def _read_cifar(cls: type[CIFAR10], root: str, train: bool) -> Split:
+    """CIFAR-10/100 batches through the restricted unpickler (torchvision's reader would run
+    whatever a crafted batch file names); the md5 sums are not needed for safety then."""
+    folder = Path(root) / cls.base_folder
+    images, labels = [], []
+    for name, _ in cls.train_list if train else cls.test_list:
+        entry = load_data_pickle(folder / name)
+        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+    data = np.concatenate(images).transpose(0, 2, 3, 1)
+    return Split(np.ascontiguousarray(data), np.asarray(labels, dtype=np.int64))
 
 
 class _SVHNFiles(SVHN):
@@ -188,13 +191,13 @@ class _SVHNFiles(SVHN):
 
 
 # name -> (torchvision class that downloads and verifies, class that reads existing files);
-# MNIST's own class already only checks that its files exist.
+# MNIST's own class already only checks that its files exist; CIFAR goes through _read_cifar.
 _TORCHVISION: Mapping[str, tuple[type[VisionDataset], type[VisionDataset]]] = MappingProxyType(
     {
         "mnist": (MNIST, MNIST),
         "fashion-mnist": (FashionMNIST, FashionMNIST),
-        "cifar10": (CIFAR10, _CIFAR10Files),
-        "cifar100": (CIFAR100, _CIFAR100Files),
+        "cifar10": (CIFAR10, CIFAR10),
+        "cifar100": (CIFAR100, CIFAR100),
         "svhn": (SVHN, _SVHNFiles),
     }
 )
@@ -221,10 +224,8 @@ def required_files(dataset: str, data_dir: str) -> list[Path]:
 def _arrays(dataset: Any) -> Split:
     if isinstance(dataset, MNIST):
         images, labels = dataset.data.numpy()[..., None], dataset.targets.numpy()
-    elif isinstance(dataset, SVHN):
+    else:  # SVHN
         images, labels = dataset.data.transpose(0, 2, 3, 1), dataset.labels
-    else:
-        images, labels = dataset.data, np.asarray(dataset.targets)
     return Split(np.ascontiguousarray(images), labels.astype(np.int64))
 
 
@@ -239,6 +240,8 @@ def _torchvision_splits(dataset: str, data_dir: str) -> tuple[Split, Split]:
         )
     reader = _TORCHVISION[dataset][1]
     try:
+        if issubclass(reader, CIFAR10):
+            return _read_cifar(reader, data_dir, True), _read_cifar(reader, data_dir, False)
         return _arrays(_open(reader, data_dir, True)), _arrays(_open(reader, data_dir, False))
     except Exception as err:  # each torchvision reader reports bad files its own way
         raise ValueError(

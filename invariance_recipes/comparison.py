@@ -28,6 +28,7 @@ from typing import Any
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from datamodules import DATASETS
+from invariance_recipes.errors import RunFailed
 from invariance_recipes.experiments import EXPERIMENTS, QUICK, Experiment, get_experiment, measure
 from invariance_recipes.loggers import run_id, wandb_mode
 from invariance_recipes.results import (
@@ -40,8 +41,8 @@ from invariance_recipes.results import (
     write_plots,
     write_rows,
 )
+from invariance_recipes.run_folders import has_checkpoint
 from invariance_recipes.training import (
-    CHECKPOINTS,
     TEST_METRICS,
     StoppedEarly,
     UsageError,
@@ -58,7 +59,7 @@ RESERVED = (
     "--project", "--resume", "--ckpt_path", "--data.dataset", "--dataset", "--model.backbone",
     "--backbone",
 )  # fmt: skip
-USER_ERRORS = (UsageError, ValueError, FileNotFoundError, MisconfigurationException)
+USER_ERRORS = (UsageError, ValueError, FileNotFoundError, MisconfigurationException, RunFailed)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
     if run_dir is not None and (run_dir / TEST_METRICS).is_file():
         metrics = json.loads((run_dir / TEST_METRICS).read_text())
     else:
-        resume = run_dir is not None and (run_dir / CHECKPOINTS / "last.ckpt").is_file()
+        resume = run_dir is not None and has_checkpoint(run_dir)
         run_dir, metrics = train([*run.args, *(["--resume"] if resume else [])])
     row: Row = {
         "experiment": experiment.name,

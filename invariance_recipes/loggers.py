@@ -1,5 +1,10 @@
-"""Loggers for a run: W&B by default (offline by itself when it cannot reach the server),
-CSV, or none."""
+"""Loggers for a run: W&B by default, CSV, or none.
+
+W&B never costs a run: without credentials or a reachable server it logs offline from the
+start, and when the server fails at start (a rejected key, an outage, a proxy that accepts
+the connection and never answers) it falls back to offline within ``WANDB_INIT_TIMEOUT``
+seconds, with one warning line and the ``wandb sync`` command to upload later.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 WANDB_ID_FILE = "wandb_id"
 # Summaries that make runs of different variants comparable at a glance in the dashboard.
 SUMMARIES = {"val/acc": "max", "val/consistency": "last"}  # test/* keep their last value
+INIT_TIMEOUT_S = 30.0  # the longest W&B may take to start before the run goes offline
 
 
 def make_logger(
@@ -34,24 +41,57 @@ def make_logger(
         return False
     if kind == "csv":
         return CSVLogger(run_dir, name="csv")  # a resumed run adds version_N, keeping the old log
-    offline = wandb_mode() == "offline"
-    logger = WandbLogger(
-        project=project,
-        name=name,
-        save_dir=str(run_dir),
-        id=run_id(run_dir),
-        offline=offline,
-        group=group,
-        tags=tags,
-        config=config,
-        job_type="train",
-    )
-    if offline and int(os.environ.get("LOCAL_RANK", "0")) == 0:
-        rank_zero_info(
-            f"W&B: logging offline to {run_dir}/wandb; upload later with "
-            f"`wandb sync {run_dir}/wandb/offline-run-*`"
+    init = {
+        "project": project,
+        "name": name,
+        "dir": str(run_dir),
+        "id": run_id(run_dir) if rank_zero_only.rank == 0 else None,
+        "resume": "allow",
+        "group": group,
+        "tags": tags,
+        "config": config,
+        "job_type": "train",
+    }
+    # Only rank 0 logs; the other ranks get Lightning's stand-in experiment.
+    run = start_wandb(init, run_dir) if rank_zero_only.rank == 0 else None
+    return WandbLogger(experiment=run, project=project, name=name, save_dir=str(run_dir))
+
+
+def start_wandb(init: dict[str, Any], run_dir: Path) -> Any:
+    """``wandb.init`` online when possible, else offline; never raises for W&B's sake."""
+    import wandb
+
+    sync = f"`wandb sync {run_dir}/wandb/offline-run-*`"
+    if wandb_mode() == "offline":
+        rank_zero_info(f"W&B: logging offline to {run_dir}/wandb; upload later with {sync}")
+        return wandb.init(**init, mode="offline")
+    timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", INIT_TIMEOUT_S))
+    # W&B's own usage and error reports go to the same server: when it is broken they slow
+    # the start and retry for a minute at exit. WANDB_ERROR_REPORTING=true turns them on.
+    os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+    try:
+        return wandb.init(
+            **init, mode="online", settings=wandb.Settings(init_timeout=timeout, silent=True)
         )
-    return logger
+    except Exception as err:  # any W&B failure: the run goes on offline
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        rank_zero_warn(
+            f"W&B: cannot log online ({type(err).__name__}: {reason}); logging offline to "
+            f"{run_dir}/wandb instead; upload later with {sync}"
+        )
+        wandb.teardown()  # the failed attempt still holds the run id
+        return wandb.init(**init, mode="offline")
+
+
+def finish_wandb(logger: Any, exit_code: int, preempted: bool = False) -> None:
+    """End the run's W&B run with the process's exit code, so a failed or stopped run shows
+    as such in the dashboard (``preempted``: a scheduler's SIGTERM, the run will resume)."""
+    if not isinstance(logger, WandbLogger) or rank_zero_only.rank != 0:
+        return
+    run = logger.experiment
+    if preempted:
+        run.mark_preempting()
+    run.finish(exit_code=exit_code)
 
 
 def define_summaries(logger: WandbLogger) -> None:
@@ -61,11 +101,8 @@ def define_summaries(logger: WandbLogger) -> None:
 
 
 def wandb_mode() -> str:
-    """``online`` when W&B has credentials and its server answers, else ``offline``.
-
-    An explicit ``WANDB_MODE`` wins. Without a login or a network a run must not hang
-    or fail: it writes locally, and ``wandb sync`` uploads it later.
-    """
+    """``online`` when W&B has credentials and its server accepts a connection, else
+    ``offline``. An explicit ``WANDB_MODE`` wins."""
     mode = os.environ.get("WANDB_MODE")
     if mode:
         return "offline" if mode in ("offline", "dryrun") else mode
@@ -75,8 +112,9 @@ def wandb_mode() -> str:
     host = url.hostname or ""
     if not (os.environ.get("WANDB_API_KEY") or _netrc_has(host)):
         return "offline"
+    default_port = 443 if url.scheme == "https" else 80
     try:
-        with socket.create_connection((host, url.port or 443), timeout=3):
+        with socket.create_connection((host, url.port or default_port), timeout=3):
             return "online"
     except OSError:
         return "offline"

@@ -134,7 +134,7 @@ class InvarianceClassifier(L.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)
         self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -169,7 +169,9 @@ class InvarianceClassifier(L.LightningModule):
         curve = self.test_report.curve
         values = curve.compute()
         for (dy, dx), value in zip(curve.offsets.tolist(), values, strict=True):
-            self.log(f"test/acc_at_shift/{dy:+d}_{dx:+d}", value)
+            # already reduced over processes by the metric, so equal on all of them: the max
+            # of equal values syncs without the rounding a mean could add
+            self.log(f"test/acc_at_shift/{dy:+d}_{dx:+d}", value, sync_dist=True, reduce_fx="max")
         self.last_shift_curve = (curve.offsets.cpu(), values.cpu())
         curve.reset()
 

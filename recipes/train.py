@@ -6,6 +6,8 @@ shift robustness.
     python recipes/train.py --accelerator cpu --devices 2 --strategy ddp
     python recipes/train.py --variant blurpool --resume      # continue a stopped run
     python recipes/train.py --help                           # every option and variant
+
+Exit codes: 0 finished, 1 failed (diverged), 2 bad input, 130 Ctrl-C, 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import sys
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from invariance_recipes.training import format_metrics, run_cli
+from invariance_recipes.training import format_metrics, run_cli, train
 
 
 def main() -> int:
-    result = run_cli(sys.argv[1:])
+    result = run_cli(train, sys.argv[1:])
     if isinstance(result, int):
         return result
     run_dir, metrics = result

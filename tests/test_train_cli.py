@@ -72,6 +72,8 @@ def test_wandb_offline_run_reads_back(variant_runs, workdir: Path) -> None:
     proc = variant_runs["blurpool"]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "wandb sync" in proc.stdout + proc.stderr
+    for noise in ("litlogger", "anonymous setting", "LeafSpec"):
+        assert noise not in proc.stdout + proc.stderr
     files = glob.glob(str(workdir / "runs/blurpool-seed0/wandb/offline-run-*/run-*.wandb"))
     assert len(files) == 1
     run = read_run(Path(files[0]))
@@ -182,7 +184,10 @@ def test_resume_after_ctrl_c_matches_uninterrupted_run(workdir: Path) -> None:
         (["--model.nonsense", "1"], "nonsense"),
         (["--resume", "--run_name", "never-ran"], "no run named 'never-ran'"),
         (["--ckpt_path", "missing.ckpt"], "no checkpoint file at missing.ckpt"),
-        (["--ckpt_path", "corrupt.ckpt"], "cannot read checkpoint corrupt.ckpt"),
+        (
+            ["--ckpt_path", "corrupt.ckpt"],
+            "cannot read checkpoint corrupt.ckpt: the file is damaged",
+        ),
         (
             ["--variant", "baseline", "--ckpt_path", "runs/aps-seed0/checkpoints/last.ckpt"],
             "downsample: checkpoint 'aps' vs this run 'max'",
@@ -190,15 +195,26 @@ def test_resume_after_ctrl_c_matches_uninterrupted_run(workdir: Path) -> None:
         (["--accelerator", "gpu", "--devices", "4"], "error: trainer options"),
         (["--accelerator", "cpu", "--devices", "512"], "--devices 512: this machine has"),
         (["--data.max_shift", "-3"], "max_shift"),
+        (["--config", "broken.yaml"], "--config broken.yaml: not valid YAML at line 2"),
+        (["--config", "string.yaml"], "--config string.yaml: holds a str, not options"),
+        (["--max_epoch", "2"], "did you mean --max_epochs?"),
+        (["--model.lr", "-1"], "--model.lr -1.0: use a positive learning rate"),
+        (["--runs_dir", "corrupt.ckpt"], "--runs_dir corrupt.ckpt: cannot create a run folder"),
+        (["--devices", "0"], "fix --accelerator, --devices or --strategy"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message, variant_runs, workdir: Path) -> None:
     (workdir / "corrupt.ckpt").write_bytes(b"this is not a checkpoint")
     (workdir / "nope.yaml").write_text("variant: nope\n")
+    (workdir / "broken.yaml").write_text("variant: [unclosed\n  - x: y\n")
+    (workdir / "string.yaml").write_text("just a string\n")
+    before = sorted(p.name for p in (workdir / "runs").iterdir())
     proc = run_recipe("train.py", *QUICK, "--logger", "none", *args, cwd=workdir, timeout=120)
-    assert proc.returncode != 0
-    assert message in proc.stderr
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: ") and message in line, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in (workdir / "runs").iterdir()) == before  # no folder left
 
 
 def test_help_lists_variants_and_print_config_resolves_the_preset(workdir: Path) -> None:

@@ -1,0 +1,289 @@
+"""Runs end honestly: signals to real processes, diverged runs, failed starts, crafted
+checkpoints, concurrent starts and torchrun, all through the real command line."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from invariance_recipes.run_folders import create_run_dir
+from recipe_runs import QUICK, ROOT, read_test_metrics, recipe_env, run_recipe
+from wandb_records import read_records
+
+# Longer epochs than QUICK (about 20 steps each), so a signal lands mid-epoch.
+LONG = [
+    "--max_epochs", "2", "--data.max_samples", "300", "--data.batch_size", "10",
+    "--data.num_workers", "0", "--model.curve_max_shift", "3",
+    "--trainer.enable_progress_bar", "false", "--logger", "csv",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("reliability")
+
+
+class Started:
+    """A recipe started in the background; its output goes to files polled by the test."""
+
+    def __init__(self, args: list[str], cwd: Path, tag: str) -> None:
+        self.out, self.err = cwd / f"{tag}.out", cwd / f"{tag}.err"
+        with self.out.open("w") as out, self.err.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "recipes/train.py"), *args],
+                cwd=cwd,
+                env=recipe_env(),
+                stdout=out,
+                stderr=err,
+                text=True,
+            )
+
+    def wait_for(self, ready: Callable[[], bool], what: str, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                raise AssertionError(
+                    f"never saw {what} (exit {self.proc.returncode}): {self.text()[-2000:]}"
+                )
+            time.sleep(0.05)
+
+    def text(self) -> str:
+        return self.out.read_text() + self.err.read_text()
+
+
+def _step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+
+def _status(run_dir: Path) -> dict[str, object]:
+    return json.loads((run_dir / "status.json").read_text())
+
+
+@pytest.mark.slow
+def test_sigterm_mid_training_keeps_the_epoch_checkpoint_and_exits_143(workdir: Path) -> None:
+    run_dir = workdir / "runs/term"
+    last, interrupted = run_dir / "checkpoints/last.ckpt", run_dir / "checkpoints/interrupted.ckpt"
+    run = Started([*LONG, "--run_name", "term"], workdir, "term")
+    run.wait_for(last.is_file, "the first epoch's last.ckpt")
+    time.sleep(0.5)  # into the second epoch
+    epoch_steps = _step(last)
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(timeout=60) == 143, run.text()[-3000:]
+
+    assert _step(last) % epoch_steps == 0  # still an epoch boundary
+    assert _step(interrupted) > _step(last)
+    assert not (run_dir / "test_metrics.json").exists()
+    assert _status(run_dir)["status"] == "stopped"
+    assert _status(run_dir)["exit_code"] == 143
+    stderr = run.err.read_text()
+    assert "--resume" in stderr and "not be bit-identical" in stderr
+    assert "Traceback" not in stderr
+
+    resumed = run_recipe("train.py", *LONG, "--run_name", "term", "--resume", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {Path('runs/term/checkpoints/interrupted.ckpt')}" in resumed.stdout
+    assert "not be bit-identical" in resumed.stdout
+    assert read_test_metrics(run_dir)["test/acc"] >= 0
+    assert _status(run_dir)["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_second_ctrl_c_stops_now_without_touching_last_ckpt(workdir: Path) -> None:
+    run_dir = workdir / "runs/twice"
+    last = run_dir / "checkpoints/last.ckpt"
+    run = Started([*LONG, "--run_name", "twice"], workdir, "twice")
+    run.wait_for(last.is_file, "the first epoch's last.ckpt")
+    time.sleep(0.5)
+    epoch_steps = _step(last)
+    run.proc.send_signal(signal.SIGINT)
+    run.wait_for(lambda: "stopping after this epoch" in run.text(), "the first Ctrl-C's notice")
+    run.proc.send_signal(signal.SIGINT)
+    assert run.proc.wait(timeout=60) == 130, run.text()[-3000:]
+    assert _step(last) % epoch_steps == 0
+    assert _step(run_dir / "checkpoints/interrupted.ckpt") > _step(last)
+    assert not (run_dir / "test_metrics.json").exists()
+    assert "not be bit-identical" in run.err.read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_while_testing_exits_143_and_resume_tests_again(workdir: Path) -> None:
+    run_dir = workdir / "runs/testing"
+    args = [*QUICK, "--logger", "csv", "--model.curve_max_shift", "8", "--run_name", "testing"]
+    run = Started(args, workdir, "testing")
+    run.wait_for(lambda: "Restoring states from the checkpoint" in run.text(), "the test start")
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(timeout=60) == 143, run.text()[-3000:]
+    assert "while testing" in run.err.read_text()
+    assert not (run_dir / "test_metrics.json").exists()
+    resumed = run_recipe("train.py", *args, "--resume", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert read_test_metrics(run_dir)["test/acc"] >= 0
+
+
+@pytest.mark.slow
+def test_diverged_run_fails_and_says_so_everywhere(workdir: Path) -> None:
+    args = ["--model.optimizer", "sgd", "--model.lr", "1e6", "--max_epochs", "3"]
+    env = recipe_env()
+    proc = run_recipe(
+        "train.py", *QUICK, *args, "--logger", "wandb", "--run_name", "nan", cwd=workdir, env=env
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert "diverged at step" in line and "--model.lr 1000000.0" in line
+    assert "Traceback" not in proc.stderr
+    run_dir = workdir / "runs/nan"
+    assert not (run_dir / "test_metrics.json").exists()
+    assert _status(run_dir)["status"] == "failed"
+    (run_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    exits = [
+        r.exit.exit_code for r in read_records(run_file) if r.WhichOneof("record_type") == "exit"
+    ]
+    assert exits == [1]
+
+
+@pytest.fixture(scope="module")
+def finished_run(workdir: Path) -> Path:
+    proc = run_recipe("train.py", *QUICK, "--logger", "csv", "--run_name", "base", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir / "runs/base"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--accelerator", "gpu"], "error: trainer options"),
+        (["--data.dataset", "mnist", "--data.data_dir", "no-data"], "files missing"),
+        (["--ckpt_path", "corrupt.ckpt"], "the file is damaged"),
+    ],
+)
+def test_failed_start_leaves_no_run_folder(args, message, finished_run: Path) -> None:
+    workdir = finished_run.parents[1]
+    (workdir / "corrupt.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    before = sorted(p.name for p in (workdir / "runs").iterdir())
+    proc = run_recipe(
+        "train.py", *QUICK, "--logger", "none", "--run_name", "base", *args, cwd=workdir
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert "--resume" not in proc.stderr  # no false "saved last.ckpt; continue with --resume"
+    assert sorted(p.name for p in (workdir / "runs").iterdir()) == before
+
+
+@pytest.mark.slow
+def test_resume_picks_the_newest_run_with_a_checkpoint(finished_run: Path) -> None:
+    workdir = finished_run.parents[1]
+    (workdir / "runs/base-v2").mkdir()  # a start that crashed before its first checkpoint
+    try:
+        proc = run_recipe(
+            "train.py", *QUICK, "--logger", "none", "--run_name", "base", "--resume",
+            "--max_epochs", "2", cwd=workdir,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(workdir / "runs/base-v2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resuming from {Path('runs/base/checkpoints/last.ckpt')}" in proc.stdout
+    assert "exact" in proc.stdout
+
+
+class _RunsCommand:
+    """Pickles to "call os.system(command)" when loaded, as a crafted checkpoint would."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (self.command,)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["ckpt_path", "resume", "evaluate"])
+def test_crafted_checkpoint_runs_nothing(how: str, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "runs/evil/checkpoints/last.ckpt"
+    evil.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}, "hyper_parameters": _RunsCommand(f"touch {marker}")}, evil)
+    if how == "evaluate":
+        proc = run_recipe("evaluate.py", "--ckpt", str(evil), "--logger", "none", cwd=tmp_path)
+    else:
+        extra = ["--ckpt_path", str(evil)] if how == "ckpt_path" else ["--resume"]
+        proc = run_recipe(
+            "train.py", *QUICK, "--logger", "none", "--run_name", "evil", *extra, cwd=tmp_path
+        )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "not loaded" in proc.stderr and "Traceback" not in proc.stderr
+    assert "weights_only=False" not in proc.stderr
+    assert not marker.exists()
+
+
+def _create(
+    runs_dir: str, barrier: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue
+) -> None:
+    barrier.wait()
+    try:
+        out.put(str(create_run_dir(Path(runs_dir), "same")))
+    except Exception as err:  # reported to the test, which fails on it
+        out.put(f"{type(err).__name__}: {err}")
+
+
+def test_concurrent_starts_get_distinct_folders(tmp_path: Path) -> None:
+    count = 6
+    ctx = multiprocessing.get_context("fork")  # real processes, no re-import
+    barrier, out = ctx.Barrier(count), ctx.Queue()
+    procs = [ctx.Process(target=_create, args=(str(tmp_path), barrier, out)) for _ in range(count)]
+    for proc in procs:
+        proc.start()
+    got = sorted(out.get(timeout=60) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=30)
+    expected = sorted(
+        str(tmp_path / n) for n in ["same", *(f"same-v{i}" for i in range(2, count + 1))]
+    )
+    assert got == expected
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_share_the_folder_rank_zero_chose(tmp_path: Path) -> None:
+    (tmp_path / "runs/tr").mkdir(parents=True)  # rank 0 must pick tr-v2, and every rank with it
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            str(ROOT / "recipes/train.py"), *QUICK, "--accelerator", "cpu", "--devices", "2",
+            "--strategy", "ddp", "--logger", "csv", "--run_name", "tr",
+        ],
+        cwd=tmp_path, env=recipe_env(), capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["tr", "tr-v2"]
+    run_dir = tmp_path / "runs/tr-v2"
+    assert (run_dir / "checkpoints/last.ckpt").is_file()
+    assert (run_dir / "test_metrics.json").is_file()
+    assert list((tmp_path / "runs/tr").iterdir()) == []
+    assert "sync_dist" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_compare_reports_a_diverged_run_as_failed_not_as_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    proc = run_recipe(
+        "compare.py", "--experiment", "small-shift", "--quick", "--seeds", "1",
+        "--variants", "baseline", "--logger", "csv", "--out", str(out), "--",
+        "--data.max_samples", "120", "--model.optimizer", "sgd", "--model.lr", "1e6",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "failed: training diverged at step" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (out / "results.csv").exists() or "baseline" not in (out / "results.csv").read_text()
