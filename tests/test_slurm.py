@@ -50,7 +50,8 @@ def sbatch(tmp_path: Path, name: str, *options: str) -> subprocess.CompletedProc
          "--ntasks-per-node", "2", "--cpus-per-task", "1", "--output", str(tmp_path / "%j.out"),
          *options, str(TEMPLATE), *TRAIN, "--runs_dir", str(tmp_path / "runs"),
          "--run_name", name],
-        cwd=ROOT, env=job_env(), capture_output=True, text=True, timeout=60,
+        cwd=ROOT, env=job_env(), capture_output=True, text=True,
+        timeout=900 if "--wait" in options else 60,
     )  # fmt: skip
 
 
