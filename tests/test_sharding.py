@@ -73,7 +73,7 @@ def _without_wall_time(rows: list[dict]) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_two_shards_and_a_merge_equal_one_unsharded_comparison(tmp_path: Path) -> None:
+def test_two_shards_and_a_merge_equal_one_unsharded_comparison(tmp_path: Path, capsys) -> None:
     sharded, whole = tmp_path / "sharded", tmp_path / "whole"
     # the two shards run at once, as two jobs of an array would
     jobs = [
@@ -103,13 +103,12 @@ def test_two_shards_and_a_merge_equal_one_unsharded_comparison(tmp_path: Path) -
     # a shard that has not finished (no manifest yet) stops the merge
     manifest = sharded / "shards/shard-1-of-2.json"
     manifest.rename(manifest.with_suffix(".hidden"))
-    early = run_recipe("compare.py", *compare_args(sharded, "--merge"), cwd=tmp_path)
-    assert early.returncode == 2 and "shard(s) 1/2 have not finished" in early.stderr
+    assert compare_command(compare_args(sharded, "--merge")) == 2
+    assert "shard(s) 1/2 have not finished" in capsys.readouterr().err
     manifest.with_suffix(".hidden").rename(manifest)
 
-    merged = run_recipe("compare.py", *compare_args(sharded, "--merge"), cwd=tmp_path)
-    assert merged.returncode == 0, merged.stderr[-3000:]
-    assert "[1/" not in merged.stdout  # the merge trains nothing
+    assert compare_command(compare_args(sharded, "--merge")) == 0
+    assert "[1/" not in capsys.readouterr().out  # the merge trains nothing
     for name in ("results.csv", "results.md", "accuracy_vs_offset.png"):
         assert (sharded / name).is_file(), name
 
@@ -123,7 +122,7 @@ def test_two_shards_and_a_merge_equal_one_unsharded_comparison(tmp_path: Path) -
     other = json.loads(manifest.read_text())
     other["options"]["training_options"] = ["--data.max_samples", "999"]
     manifest.write_text(json.dumps(other))
-    refused = run_recipe("compare.py", *compare_args(sharded, "--merge"), cwd=tmp_path)
-    assert refused.returncode == 2
-    assert "shard-1-of-2.json was made by a comparison with other options" in refused.stderr
-    assert refused.stderr.count("\n") == 1
+    assert compare_command(compare_args(sharded, "--merge")) == 2
+    err = capsys.readouterr().err
+    assert "shard-1-of-2.json was made by a comparison with other options" in err
+    assert err.count("\n") == 1
