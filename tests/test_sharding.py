@@ -4,6 +4,7 @@ the rows of one unsharded comparison, and the merge refuses shards of another co
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -75,16 +76,13 @@ def _without_wall_time(rows: list[dict]) -> list[dict]:
 @pytest.mark.slow
 def test_two_shards_and_a_merge_equal_one_unsharded_comparison(tmp_path: Path, capsys) -> None:
     sharded, whole = tmp_path / "sharded", tmp_path / "whole"
-    # the two shards run at once, as two jobs of an array would
+    # the two shards run at once, as the two tasks of `sbatch --array=0-1` run the template
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     jobs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "recipes/compare.py"),
-                *compare_args(sharded, "--shard", f"{i}/2"),
-            ],
-            cwd=tmp_path,
-            env=recipe_env(),
+            ["bash", str(ROOT / "recipes/slurm/compare.sbatch"), *compare_args(sharded)],
+            cwd=ROOT,
+            env=recipe_env(SLURM_ARRAY_TASK_ID=str(i), SLURM_ARRAY_TASK_COUNT="2", PATH=path),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
