@@ -12,6 +12,9 @@ under the experiment. Results go to ``results/EXPERIMENT/`` (``-DATASET`` and ``
 appended when used): ``results.csv`` (one row per run, written after each run),
 ``results.md`` (mean ± std per variant) and PNG plots. A rerun skips finished runs and
 resumes interrupted ones, so a failed or stopped comparison continues where it ended.
+
+``--shard I/N`` trains only the I-th of N disjoint slices of the runs (one job of a SLURM
+array) into ``shards/``; ``--merge`` (or a plain rerun) folds all shards into the results.
 """
 
 from __future__ import annotations
@@ -42,6 +45,16 @@ from invariance_recipes.results import (
     write_rows,
 )
 from invariance_recipes.run_folders import has_checkpoint
+from invariance_recipes.sharding import (
+    SHARDS_DIR,
+    Shard,
+    missing_shards,
+    parse_shard,
+    select,
+    shard_rows,
+    write_json_atomically,
+    write_manifest,
+)
 from invariance_recipes.training import (
     TEST_METRICS,
     StoppedEarly,
@@ -119,7 +132,7 @@ def check_comparison(out: Path, options: dict[str, object]) -> None:
                 "pass another --out, or delete that folder to start over"
             )
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(options, indent=2))
+    write_json_atomically(path, options)  # shards of one comparison may start at once
 
 
 def common_args(
@@ -220,16 +233,26 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
     variants = list(dict.fromkeys(args.variants or experiment.variants))
     experiment.check_variants(variants)
     check_extra(extra)
+    shard = parse_shard(args.shard) if args.shard else None
     label = label_of(args)
     out = args.out or Path("results") / label
-    check_comparison(
-        out,
-        {"experiment": args.experiment, "dataset": args.dataset, "backbone": args.backbone,
-         "quick": args.quick, "training_options": extra},
-    )  # fmt: skip
+    options = {
+        "experiment": args.experiment, "dataset": args.dataset, "backbone": args.backbone,
+        "quick": args.quick, "training_options": extra,
+    }  # fmt: skip
+    check_comparison(out, options)
     start = time.monotonic()
     runs = plan(experiment, label, variants, args.seeds, common_args(args, experiment, extra, out))
-    rows, failures, stopped = run_all(runs, experiment, out)
+    names = [run.name for run in runs]
+    if shard is not None:
+        return run_shard(shard, runs, experiment, out, options)
+    absorb_shards(out, options, names, merge=args.merge)
+    if args.merge:
+        rows, stopped = read_rows(out / RESULTS_CSV), False
+        done = {row["run"] for row in rows}
+        failures = [f"{name}: no row in any shard" for name in names if name not in done]
+    else:
+        rows, failures, stopped = run_all(runs, experiment, out)
     if rows:
         command = command_of(args, experiment, extra)
         setup = f"{args.dataset}, {experiment.describe()}" + (" (--quick)" if args.quick else "")
@@ -250,14 +273,58 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
     return 130 if stopped else 1 if failures else 0
 
 
+def run_shard(
+    shard: Shard, runs: list[Run], experiment: Experiment, out: Path, options: dict[str, object]
+) -> int:
+    """Train one shard's runs into its own CSV; its manifest marks it finished for the merge."""
+    mine = select(runs, shard)
+    print(f"shard {shard.label}: {len(mine)} of {len(runs)} runs", flush=True)
+    shard.csv(out).parent.mkdir(parents=True, exist_ok=True)
+    _, failures, stopped = run_all(mine, experiment, out, shard.csv(out))
+    if stopped:
+        return 130
+    write_manifest(out, shard, options, [run.name for run in runs])
+    print(f"shard {shard.label} finished: rows in {shard.csv(out)}; merge all shards with the "
+          "same command, --shard replaced by --merge")  # fmt: skip
+    if failures:
+        print(f"{len(failures)} run(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+    return 1 if failures else 0
+
+
+def absorb_shards(out: Path, options: dict[str, object], names: list[str], merge: bool) -> None:
+    """Fold the finished shards' rows into ``results.csv`` (in plan order).
+
+    With ``merge``, every shard of the split must have finished.
+    """
+    rows, count = shard_rows(out, options, names)
+    if merge and count == 0:
+        raise ValueError(
+            f"--merge: no finished shard under {out / SHARDS_DIR}; run the comparison with "
+            "--shard I/N first (or without --merge to run it whole)"
+        )
+    if merge and (missing := missing_shards(out, count)):
+        raise ValueError(
+            f"--merge: shard(s) {', '.join(missing)} have not finished; run them with the same "
+            "command and --shard I/N, then merge"
+        )
+    existing = read_rows(out / RESULTS_CSV)
+    have = {row["run"] for row in existing}
+    new = [row for row in rows if row["run"] not in have]
+    if new:
+        order = {name: i for i, name in enumerate(names)}
+        merged = sorted(existing + new, key=lambda row: order.get(row["run"], len(order)))
+        write_rows(out / RESULTS_CSV, merged)
+
+
 def run_all(
-    runs: list[Run], experiment: Experiment, out: Path
+    runs: list[Run], experiment: Experiment, out: Path, csv_path: Path | None = None
 ) -> tuple[list[Row], list[str], bool]:
-    """Execute the runs not in ``results.csv`` yet, rewriting it after each one.
+    """Execute the runs not in ``csv_path`` (``results.csv``) yet, rewriting it after each one.
 
     Returns all rows, the failed runs with their reasons, and whether Ctrl-C stopped it.
     """
-    rows = read_rows(out / RESULTS_CSV)
+    csv_path = csv_path or out / RESULTS_CSV
+    rows = read_rows(csv_path)
     done = {r["run"] for r in rows}
     todo = sum(run.name not in done for run in runs)
     failures: list[str] = []
@@ -295,7 +362,7 @@ def run_all(
             todo -= 1
         if row is not None:
             rows.append(row)
-            write_rows(out / RESULTS_CSV, rows)
+            write_rows(csv_path, rows)
             durations.append(time.monotonic() - run_start)
     return rows, failures, False
 
@@ -340,6 +407,18 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     parser.add_argument("--logger", default="wandb", choices=["wandb", "csv", "none"])
     parser.add_argument("--project", default="invariance-recipes", help="W&B project")
+    jobs = parser.add_mutually_exclusive_group()
+    jobs.add_argument(
+        "--shard",
+        metavar="I/N",
+        default=None,
+        help="train only the I-th (from 0) of N disjoint slices of the runs, into shards/",
+    )
+    jobs.add_argument(
+        "--merge",
+        action="store_true",
+        help="train nothing: fold the finished shards into results.csv, the table and plots",
+    )
     args = parser.parse_args(ours)
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: pass at least 1")

@@ -1,0 +1,19 @@
+"""Build the comparison dashboard, a saved W&B workspace view, as code.
+
+    python recipes/dashboard.py --entity ME --project invariance-recipes
+    python recipes/dashboard.py --entity ME --experiment small-shift --dataset digits
+    python recipes/dashboard.py --entity ME --experiment small-shift --dry-run   # offline spec
+
+Runs are grouped by variant with mean ± std over seeds, filtered to one comparison (its W&B
+group) and dataset, in sections: consistency per protocol, accuracy vs offset, accuracy vs
+consistency, training curves and a run comparer. With a W&B login it saves the view and
+prints its URL; ``--dry-run`` prints the spec without a network. Needs the ``dashboard``
+extra (``pip install -e .[dashboard]``).
+"""
+
+import sys
+
+from invariance_recipes.dashboard import dashboard_command
+
+if __name__ == "__main__":
+    sys.exit(dashboard_command(sys.argv[1:]))

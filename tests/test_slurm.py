@@ -1,0 +1,122 @@
+"""recipes/slurm/train.sbatch on a real one-node SLURM cluster (started by .ci/slurm-up): a
+2-task DDP job matches a single-process evaluation, and a job preempted with USR1 requeues
+itself and finishes in the same run folder with the metrics of the uninterrupted job."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from recipe_runs import QUICK, ROOT, read_test_metrics, recipe_env
+from scale_runs import assert_matches_single_process, only_run_folder
+
+TEMPLATE = ROOT / "recipes" / "slurm" / "train.sbatch"
+# Three epochs so that the second job is still training when it is preempted.
+TRAIN = [*QUICK, "--max_epochs", "3", "--data.max_samples", "400", "--accelerator", "cpu",
+         "--strategy", "ddp", "--logger", "csv"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def slurm() -> None:
+    """A running cluster; skips (saying why) only where SLURM is not installed."""
+    if shutil.which("sbatch") is None:
+        pytest.skip(
+            "SLURM is not installed here: run .ci/slurm-up as root (it apt-get installs "
+            "slurm-wlm and munge and starts a one-node cluster)"
+        )
+    up = subprocess.run(
+        [str(ROOT / ".ci" / "slurm-up")], capture_output=True, text=True, timeout=300
+    )
+    assert up.returncode == 0, f"the SLURM cluster did not start: {up.stdout}{up.stderr}"
+
+
+def job_env() -> dict[str, str]:
+    """The submitting shell's environment, with this Python first on PATH for `python`."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return recipe_env(PATH=path)
+
+
+def sbatch(tmp_path: Path, name: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """Submit the template as README "Scaling out" shows, on CPU with two tasks."""
+    return subprocess.run(
+        ["sbatch", "--parsable", "--job-name", f"invariance-{name}", "--gres=none",
+         "--ntasks-per-node", "2", "--cpus-per-task", "1", "--output", str(tmp_path / "%j.out"),
+         *options, str(TEMPLATE), *TRAIN, "--runs_dir", str(tmp_path / "runs"),
+         "--run_name", name],
+        cwd=ROOT, env=job_env(), capture_output=True, text=True,
+        timeout=900 if "--wait" in options else 60,
+    )  # fmt: skip
+
+
+def job_state(job: str) -> dict[str, str]:
+    out = subprocess.run(
+        ["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30
+    ).stdout
+    return dict(re.findall(r"(\w+)=(\S*)", out))
+
+
+def wait_for(job: str, done: set[str], timeout: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = job_state(job)
+        if state.get("JobState") in done:
+            return state
+        time.sleep(1)
+    subprocess.run(["scancel", job], timeout=30)
+    raise AssertionError(f"job {job} did not finish in {timeout:.0f}s: {job_state(job)}")
+
+
+@pytest.mark.slow
+def test_sbatch_two_tasks_then_a_preempted_job_requeues_into_the_same_run(
+    slurm: None, tmp_path: Path
+) -> None:
+    whole = sbatch(tmp_path, "whole", "--wait")
+    job = whole.stdout.strip().split(";")[0]
+    log = (tmp_path / f"{job}.out").read_text() if job else ""
+    assert whole.returncode == 0, f"{whole.stderr}\n{log[-4000:]}"
+    assert_matches_single_process(only_run_folder(tmp_path / "runs", "whole"))
+    expected = read_test_metrics(tmp_path / "runs" / "whole")
+
+    submitted = sbatch(tmp_path, "preempted")
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip().split(";")[0]
+    last = tmp_path / "runs" / "preempted" / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and time.monotonic() < deadline:
+        assert job_state(job).get("JobState") in {"PENDING", "RUNNING", "CONFIGURING"}
+        time.sleep(0.2)
+    assert last.exists(), (tmp_path / f"{job}.out").read_text()[-4000:]
+    # what SLURM sends 90 s before the time limit (--signal=USR1@90), sent now
+    subprocess.run(["scancel", "--signal=USR1", job], check=True, timeout=30)
+
+    # requeued: SLURM holds it back for two minutes before it may start again; start it now
+    wait_for(job, {"PENDING"}, timeout=120)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    state = wait_for(job, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600)
+    log = (tmp_path / f"{job}.out").read_text()
+    assert state["JobState"] == "COMPLETED", log[-4000:]
+    assert int(state["Restarts"]) == 1, log[-4000:]  # it was requeued once
+    folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert folders == ["preempted", "whole"], folders  # the requeued job kept its folder
+    run_dir = tmp_path / "runs" / "preempted"
+    got = read_test_metrics(run_dir)
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+    # the test metrics come from the best epoch, which may precede the preemption: the final
+    # weights show that training after the requeue went on exactly as without it
+    final = {
+        name: torch.load(tmp_path / "runs" / name / "checkpoints/last.ckpt", weights_only=True)
+        for name in ("whole", "preempted")
+    }
+    assert final["preempted"]["epoch"] == final["whole"]["epoch"]
+    for key, value in final["whole"]["state_dict"].items():
+        torch.testing.assert_close(final["preempted"]["state_dict"][key], value, rtol=0, atol=1e-6)
