@@ -13,6 +13,7 @@ from sklearn.datasets import load_sample_images
 from datamodules import TranslationDataModule
 from datamodules.digits_m import CANVAS_SIZE, DIGIT_SIZE, PHOTO_BLOCKS, draw_backgrounds
 from datamodules.sources import load_splits
+from invariance_recipes.experiments import get_experiment
 from lightning_modules.shifts import translate
 
 SPLITS = ("train", "val", "test")
@@ -110,3 +111,9 @@ def test_datamodule_serves_digits_m_as_three_channel_canvases() -> None:
     expected = data.datasets["test"].split.images[:10]
     assert torch.equal(images, torch.from_numpy(expected).permute(0, 3, 1, 2).float() / 255)
     assert TranslationDataModule().hparams.dataset == "digits"  # the default stays
+
+
+def test_presets_keep_the_digit_scale_on_the_photo_canvas() -> None:
+    small, digits = get_experiment("small-shift", "digits-m"), get_experiment("small-shift")
+    assert small.canvas == CANVAS_SIZE  # the whole photo canvas, never cut to 32 px
+    assert (small.max_shifts, small.curve_max_shift) == (digits.max_shifts, digits.curve_max_shift)
