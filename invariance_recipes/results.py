@@ -159,7 +159,7 @@ def markdown(
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *paired_markdown(rows, columns, outcomes), README_BLOCK[1], ""]
     lines += intervals_markdown(rows, columns, outcomes)
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines).rstrip("\n") + "\n"
     return text + ("\n" + provenance if provenance else "")
 
 
@@ -235,7 +235,7 @@ def paired_markdown(
         mark = "*" if p.adjusted <= ALPHA else ""
         cells.setdefault((p.variant, p.setting), {})[p.column] = (
             f"{100 * p.difference:+.1f} ({p.only_variant}/{p.only_reference}, "
-            f"p={_p(p.adjusted)}){mark}"
+            f"p{_p(p.adjusted)}){mark}"
         )
     seeds = sorted({p.seeds for p in found})
     lines = [
@@ -285,11 +285,11 @@ def intervals_markdown(
             low, high = wilson_interval(int(np.count_nonzero(values)), len(values))
             cells.append(f"{100 * values.mean():.1f} [{100 * low:.1f}, {100 * high:.1f}]")
         lines.append("| " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    return lines
 
 
 def _p(value: float) -> str:
-    return f"{value:.2g}" if value >= 0.001 else "<0.001"
+    return f"={value:.2g}" if value >= 0.001 else "<0.001"
 
 
 def header(column: str) -> str:
