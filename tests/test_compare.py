@@ -85,7 +85,8 @@ def test_quick_comparison_writes_csv_markdown_and_plots(comparison) -> None:
 
     md = (out / "results.md").read_text()
     assert "--quick -- --data.max_samples 120`" in md
-    lines = [line for line in md.splitlines() if line.startswith("|")]
+    table = md[md.index("| variant") :].split("\n\n")[0]  # the first table: mean ± std
+    lines = table.splitlines()
     assert len(lines) == 2 + len(FIRST)
     assert lines[0].split(" | ")[:4] == ["| variant", "seeds", "accuracy", "flip rate"]
     for row, line in zip(rows, lines[2:], strict=True):
