@@ -1,6 +1,8 @@
 """Dataset sources: uint8 ``H x W x C`` images and int64 labels for the train, val and test splits.
 
 - ``digits``: scikit-learn's bundled handwritten digits (1,797 real 8x8 images; no download).
+- ``digits-m``: the same digits blended into crops of scikit-learn's two bundled photographs, the
+  MNIST-M construction (``datamodules.digits_m``; no download).
 - torchvision sets (MNIST, Fashion-MNIST, CIFAR-10/100, SVHN), read with torchvision's own readers,
   except CIFAR's pickled batches, which are read with a restricted unpickler (``safe_pickle``) so a
   crafted file cannot run code. torchvision checks CIFAR and SVHN files against the md5 sums of the
@@ -27,6 +29,7 @@ from torchvision.datasets import CIFAR10, CIFAR100, MNIST, SVHN, FashionMNIST, I
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, pil_loader
 from torchvision.datasets.vision import VisionDataset
 
+from datamodules import digits_m
 from datamodules.safe_pickle import load_data_pickle
 from invariance_common.checks import check_choice
 
@@ -54,6 +57,9 @@ class DatasetInfo:
 DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
     {
         "digits": DatasetInfo(10, 1, 8, (0.3053,), (0.3759,)),
+        "digits-m": DatasetInfo(
+            10, 3, digits_m.CANVAS_SIZE, (0.3451, 0.3947, 0.3641), (0.3541, 0.2826, 0.3047)
+        ),
         "mnist": DatasetInfo(10, 1, 28, (0.1307,), (0.3081,)),
         "fashion-mnist": DatasetInfo(10, 1, 28, (0.2860,), (0.3530,)),
         "cifar10": DatasetInfo(10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -252,7 +258,7 @@ def _torchvision_splits(dataset: str, data_dir: str) -> tuple[Split, Split]:
 
 def download(dataset: str, data_dir: str) -> None:
     """Fetch the train and test files of a torchvision set into ``data_dir`` (verified by
-    torchvision); nothing to do for ``digits`` and ``folder``."""
+    torchvision); nothing to do for ``digits``, ``digits-m`` and ``folder``."""
     check_dataset(dataset)
     if dataset in _TORCHVISION:
         for train in (True, False):
@@ -337,15 +343,21 @@ def load_splits(
     Args:
         dataset: a key of ``DATASETS``.
         data_dir: root of the torchvision files, or of the image folder.
-        val_fraction: share of the data (digits; a folder without val/) or of the official train
+        val_fraction: share of the data (digits, digits-m; a folder without val/) or of the official train
             split (torchvision sets) held out for validation.
-        test_fraction: share of the data held out for testing (digits; a folder without test/);
+        test_fraction: share of the data held out for testing (digits, digits-m; a folder without test/);
             torchvision sets use their official test split.
-        seed: seed of the carving.
+        seed: seed of the carving (and of the digits-m backgrounds).
     """
     check_dataset(dataset)
     if dataset == "digits":
         return _three_way(_digits(), None, None, val_fraction, test_fraction, seed)
+    if dataset == "digits-m":
+        splits = _three_way(_digits(), None, None, val_fraction, test_fraction, seed)
+        return {
+            name: Split(digits_m.blend_split(split.images, name, seed), split.labels)
+            for name, split in splits.items()
+        }
     if dataset == "folder":
         return _folder_splits(data_dir, val_fraction, test_fraction, seed)
     train, test = _torchvision_splits(dataset, data_dir)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 import traceback
@@ -28,12 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from datamodules import DATASETS
 from invariance_recipes.errors import RunFailed
 from invariance_recipes.experiments import EXPERIMENTS, QUICK, Experiment, get_experiment, measure
 from invariance_recipes.loggers import run_id, wandb_mode
+from invariance_recipes.outcomes import (
+    OUTCOMES_NPZ,
+    experiment_outcomes,
+    outcomes_of_rows,
+    save_outcomes,
+)
+from invariance_recipes.provenance import markdown_block, provenance
 from invariance_recipes.results import (
     RESULTS_CSV,
     RESULTS_MD,
@@ -186,6 +195,10 @@ def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
         "run": run.name,
     }
     measured = measure(experiment, run_dir)
+    if not (run_dir / OUTCOMES_NPZ).is_file():  # per-image outcomes for the paired tests
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        save_outcomes(experiment_outcomes(experiment, run_dir, device), run_dir)
+    row["outcomes"] = str((run_dir / OUTCOMES_NPZ).relative_to(runs_dir.parent))
     active = active_wandb_run()
     if active is not None:  # the dashboard shows the comparison's numbers too
         active.summary.update({f"compare/{k}": v for k, v in measured.items()})
@@ -256,9 +269,13 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
     if rows:
         command = command_of(args, experiment, extra)
         setup = f"{args.dataset}, {experiment.describe()}" + (" (--quick)" if args.quick else "")
+        exact = shlex.join(["python", "recipes/compare.py", *args.argv])
+        run_s = sum(float(r["wall_s"]) for r in rows)
+        origin = markdown_block(provenance(exact, time.monotonic() - start, run_s))
         md = markdown(
-            args.experiment, experiment.summary, setup, command, rows, experiment.columns()
-        )
+            args.experiment, experiment.summary, setup, command, rows, experiment.columns(),
+            outcomes_of_rows(out, rows), origin,
+        )  # fmt: skip
         (out / RESULTS_MD).write_text(md)
         pngs = write_plots(
             out, rows, experiment.scatter(), experiment.regions, experiment.placement
@@ -420,6 +437,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         help="train nothing: fold the finished shards into results.csv, the table and plots",
     )
     args = parser.parse_args(ours)
+    args.argv = list(argv)  # the exact command, for the provenance
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: pass at least 1")
     return args, extra

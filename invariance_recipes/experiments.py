@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 import torch
 
-from datamodules import DATASETS
+from datamodules import DATASETS, digits_m
 from datamodules.translation import DIGITS_OBJECT_SIZE
 from invariance_recipes.evaluation import evaluate_checkpoint
 from invariance_recipes.training import CHECKPOINTS
@@ -192,6 +192,9 @@ def get_experiment(name: str, dataset: str = "digits") -> Experiment:
     if native is None:
         choices = ", ".join(d for d, info in DATASETS.items() if info.native_size)
         raise ValueError(f"--dataset {dataset}: presets need a known image size; choose {choices}")
+    if dataset == "digits-m":  # 16-px digits on a photo canvas the presets' canvases cannot cut
+        scaled = EXPERIMENTS[name].scaled(digits_m.DIGIT_SIZE)
+        return replace(scaled, canvas=max(scaled.canvas, native))
     object_size = DIGITS_OBJECT_SIZE if dataset == "digits" else native
     return EXPERIMENTS[name].scaled(object_size)
 

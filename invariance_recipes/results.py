@@ -1,7 +1,8 @@
-"""The results of a comparison: one CSV row per run, the mean and spread per variant, plots.
+"""The results of a comparison: one CSV row per run, the mean and spread per variant, per-run
+intervals, paired tests against the baseline, plots.
 
-Everything is derived from ``results.csv`` alone, so a rerun that adds runs (more seeds, more
-variants) redraws the same table and plots from all of them.
+Everything is derived from ``results.csv`` and the per-image outcome files it names, so a rerun
+that adds runs (more seeds, more variants) redraws the same tables and plots from all of them.
 """
 
 from __future__ import annotations
@@ -9,23 +10,29 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from statistics import fmean, stdev
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+
+from invariance_recipes.statistics import holm, mcnemar_exact, mean_std, wilson_interval
 
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 CURVE_PNG = "accuracy_vs_offset.png"
 SCATTER_PNG = "accuracy_vs_consistency.png"
 REGIONS_PNG = "accuracy_per_region.png"
-KEYS = ("experiment", "variant", "setting", "seed", "run", "wall_s")
-TEXT = ("experiment", "variant", "setting", "run")
+KEYS = ("experiment", "variant", "setting", "seed", "run", "outcomes", "wall_s")
+TEXT = ("experiment", "variant", "setting", "run", "outcomes")
+REFERENCE = "baseline"  # the variant every other one is compared with
+ALPHA = 0.05
+README_BLOCK = ("<!-- readme -->", "<!-- /readme -->")  # what the README copies from results.md
 # What a reader needs to read each kind of column, keyed by a column-name prefix.
 LEGEND = {
     "consistency_": "`zero@s`, `circular@s`: shift consistency, the share of test images whose "
@@ -95,16 +102,34 @@ def aggregate(rows: Sequence[Row], columns: Sequence[str]) -> list[Row]:
         summary: Row = {"variant": variant, "setting": setting, "n": len(members)}
         for column in columns:
             values = [float(r[column]) for r in members if r.get(column, "") != ""]
-            summary[column] = fmean(values) if values else math.nan
-            summary[f"{column}_std"] = stdev(values) if len(values) > 1 else math.nan
+            summary[column], summary[f"{column}_std"] = mean_std(values)
         out.append(summary)
     return out
 
 
+Outcomes = Mapping[str, Mapping[str, np.ndarray]]  # run name -> per-image outcome arrays
+
+
 def markdown(
-    title: str, summary: str, setup: str, command: str, rows: Sequence[Row], columns: Sequence[str]
+    title: str,
+    summary: str,
+    setup: str,
+    command: str,
+    rows: Sequence[Row],
+    columns: Sequence[str],
+    outcomes: Outcomes | None = None,
+    provenance: str = "",
 ) -> str:
-    """A README-ready report: what was run and a table of mean ± std per variant, in percent."""
+    """A README-ready report: what was run; a table of mean ± std per variant, in percent; the
+    paired comparison with the baseline (what the README copies); the 95% interval of every
+    run; and the provenance.
+
+    Args:
+        outcomes: per-image outcomes by run name (``invariance_recipes.outcomes``); without
+            them the paired tests and intervals are left out, with a note.
+        provenance: the provenance section (``invariance_recipes.provenance``).
+    """
+    outcomes = outcomes or {}
     table = aggregate(rows, [*columns, "wall_s"])
     swept = any(r["setting"] != "default" for r in table)
     seeds = sorted({r["seed"] for r in rows})
@@ -123,6 +148,7 @@ def markdown(
         *(text for prefix, text in LEGEND.items() if any(c.startswith(prefix) for c in columns)),
         *([SETTING_LEGEND] if swept else []),
         "",
+        README_BLOCK[0],
         "| " + " | ".join([*head, "time (s)"]) + " |",
         "|" + "---|" * (len(head) + 1),
     ]
@@ -131,7 +157,139 @@ def markdown(
         cells += [_percent(r[c], r[f"{c}_std"]) for c in columns]
         cells.append(f"{r['wall_s']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    lines += ["", *paired_markdown(rows, columns, outcomes), README_BLOCK[1], ""]
+    lines += intervals_markdown(rows, columns, outcomes)
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    return text + ("\n" + provenance if provenance else "")
+
+
+@dataclass(frozen=True)
+class Paired:
+    """One variant against the reference on one column (and setting), over the shared seeds."""
+
+    variant: str
+    setting: str
+    column: str
+    seeds: int
+    difference: float  # variant - reference, share of images, mean over seeds
+    only_variant: int  # discordant images: outcome true for the variant only (all seeds)
+    only_reference: int
+    p_value: float
+    adjusted: float = math.nan  # Holm-adjusted over every test of the table
+
+
+def paired_comparisons(
+    rows: Sequence[Row], columns: Sequence[str], outcomes: Outcomes, reference: str = REFERENCE
+) -> list[Paired]:
+    """Every variant against ``reference``, per setting and column, on the same test images.
+
+    The method, next to the aggregation it qualifies: for each seed both runs' per-image
+    outcomes are paired (same images, same keyed offsets; checked by the images' fingerprint);
+    the discordant images of all seeds are summed and McNemar's exact test (two-sided binomial,
+    p = 1/2) is applied once; the p-values of all variants and columns of the table are then
+    Holm-corrected together.
+    """
+    runs: dict[tuple[str, str], dict[int, str]] = {}
+    for row in rows:
+        if row["run"] in outcomes:
+            runs.setdefault((row["setting"], row["variant"]), {})[row["seed"]] = row["run"]
+    found = []
+    for (setting, variant), by_seed in runs.items():
+        base = runs.get((setting, reference), {})
+        seeds = sorted(set(by_seed) & set(base))
+        if variant == reference or not seeds:
+            continue
+        for column in columns:
+            if not all(column in outcomes[by_seed[s]] for s in seeds):
+                continue
+            pairs = []
+            for s in seeds:
+                mine, theirs = outcomes[by_seed[s]], outcomes[base[s]]
+                if str(mine["images_sha256"]) != str(theirs["images_sha256"]):
+                    raise ValueError(
+                        f"runs {by_seed[s]} and {base[s]} were tested on different images, so "
+                        f"they cannot be paired: compare runs with the same seed and data options"
+                    )
+                pairs.append((mine[column], theirs[column]))
+            test = mcnemar_exact(pairs)
+            difference = float(np.mean([a.mean() - b.mean() for a, b in pairs]))
+            found.append(
+                Paired(variant, setting, column, len(seeds), difference, test.only_a,
+                       test.only_b, test.p_value)
+            )  # fmt: skip
+    adjusted = holm([p.p_value for p in found])
+    return [replace(p, adjusted=a) for p, a in zip(found, adjusted, strict=True)]
+
+
+def paired_markdown(
+    rows: Sequence[Row], columns: Sequence[str], outcomes: Outcomes, reference: str = REFERENCE
+) -> list[str]:
+    """The paired-comparison table (lines), with its caption naming the method."""
+    found = paired_comparisons(rows, columns, outcomes, reference)
+    if not found:
+        return [f"No paired comparison with {reference}: per-image outcomes of both are missing."]
+    tested = [c for c in columns if any(p.column == c for p in found)]
+    swept = any(p.setting != "default" for p in found)
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for p in found:
+        mark = "*" if p.adjusted <= ALPHA else ""
+        cells.setdefault((p.variant, p.setting), {})[p.column] = (
+            f"{100 * p.difference:+.1f} ({p.only_variant}/{p.only_reference}, "
+            f"p{_p(p.adjusted)}){mark}"
+        )
+    seeds = sorted({p.seeds for p in found})
+    lines = [
+        f"Paired comparison with {reference} on the same test images and offsets: difference "
+        f"in points (variant minus {reference}, mean over {'/'.join(map(str, seeds))} seeds), "
+        f"images where only the variant / only {reference} had the outcome (all seeds), and "
+        f"the p-value of McNemar's exact test on those discordant images, seeds summed, "
+        f"Holm-corrected over all {len(found)} tests of this table; * established at "
+        f"{ALPHA}.",
+        "",
+        "| "
+        + " | ".join(["variant", *(["setting"] if swept else []), *map(header, tested)])
+        + " |",
+        "|" + "---|" * (1 + swept + len(tested)),
+    ]
+    for (variant, setting), by_column in cells.items():
+        row = [variant, *([setting] if swept else [])]
+        lines.append("| " + " | ".join([*row, *(by_column.get(c, "n/a") for c in tested)]) + " |")
+    return lines
+
+
+def intervals_markdown(
+    rows: Sequence[Row], columns: Sequence[str], outcomes: Outcomes
+) -> list[str]:
+    """Each run's value with its Wilson 95% interval over the test images (lines)."""
+    measured = [r for r in rows if r["run"] in outcomes]
+    if not measured:
+        return []
+    tested = [c for c in columns if any(c in outcomes[r["run"]] for r in measured)]
+    sizes = sorted({len(outcomes[r["run"]]["index"]) for r in measured})
+    lines = [
+        "## Each run",
+        "",
+        f"Per run: value in % and its Wilson 95% interval over the "
+        f"{'/'.join(map(str, sizes))} test images.",
+        "",
+        "| " + " | ".join(["run", *map(header, tested)]) + " |",
+        "|" + "---|" * (1 + len(tested)),
+    ]
+    for r in measured:
+        cells = [r["run"]]
+        for column in tested:
+            values = outcomes[r["run"]].get(column)
+            if values is None:
+                cells.append("n/a")
+                continue
+            low, high = wilson_interval(int(np.count_nonzero(values)), len(values))
+            cells.append(f"{100 * values.mean():.1f} [{100 * low:.1f}, {100 * high:.1f}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _p(value: float) -> str:
+    return f"={value:.2g}" if value >= 0.001 else "<0.001"
 
 
 def header(column: str) -> str:

@@ -26,7 +26,8 @@ from invariance_recipes.experiments import (
     get_experiment,
     measure,
 )
-from invariance_recipes.results import aggregate, markdown, read_rows, write_plots
+from invariance_recipes.outcomes import load_outcomes
+from invariance_recipes.results import aggregate, header, markdown, read_rows, write_plots
 from invariance_recipes.training import TrainCLI, load_checkpoint
 from recipe_runs import recipe_env, run_recipe
 from wandb_records import read_run
@@ -84,7 +85,8 @@ def test_quick_comparison_writes_csv_markdown_and_plots(comparison) -> None:
 
     md = (out / "results.md").read_text()
     assert "--quick -- --data.max_samples 120`" in md
-    lines = [line for line in md.splitlines() if line.startswith("|")]
+    table = md[md.index("| variant") :].split("\n\n")[0]  # the first table: mean ± std
+    lines = table.splitlines()
     assert len(lines) == 2 + len(FIRST)
     assert lines[0].split(" | ")[:4] == ["| variant", "seeds", "accuracy", "flip rate"]
     for row, line in zip(rows, lines[2:], strict=True):
@@ -282,3 +284,61 @@ def test_region_plot_and_seed_bands_are_drawn(tmp_path: Path) -> None:
         with Image.open(path) as image:
             assert image.width >= 400 and image.height >= 300
             assert np.asarray(image.convert("L"), dtype=float).var() > 0
+
+
+@pytest.mark.slow
+def test_outcomes_pair_up_and_reproduce_the_table(comparison) -> None:
+    """Per-image outcomes average to the measured shares; the report pairs and cites them."""
+    out, proc = comparison
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = read_rows(out / "results.csv")
+    experiment = get_experiment("small-shift")
+    fingerprints = set()
+    for row in rows:
+        outcomes = load_outcomes(out / row["outcomes"])
+        assert row["outcomes"] == f"runs/{row['run']}/outcomes.npz"
+        assert np.array_equal(outcomes["index"], np.arange(len(outcomes["label"])))
+        for column in experiment.columns():
+            assert outcomes[column].dtype == bool
+            assert outcomes[column].mean() == pytest.approx(row[column], abs=1e-6), column
+        fingerprints.add(str(outcomes["images_sha256"]))
+    assert len(fingerprints) == 1  # both variants saw the same test images
+    md = (out / "results.md").read_text()
+    assert "Paired comparison with baseline" in md and "McNemar's exact test" in md
+    assert next(line for line in md.splitlines() if line.startswith("| global-pooling | "))
+    assert "## Each run" in md and f"| {LABEL}-baseline-seed0 | " in md
+    provenance = md[md.index("## Provenance") :]
+    exact = "python recipes/compare.py " + " ".join(compare_args(out, FIRST, "wandb"))
+    assert f"- command: `{exact}`" in provenance
+    for field in ("commit", "packages", "machine", "date", "wall time"):
+        assert f"- {field}: " in provenance
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "variants"),
+    [("unseen-position", ["baseline", "global-pooling"]), ("augmentation-sweep", ["baseline"])],
+)
+def test_quick_mode_produces_every_column(name: str, variants: list[str], tmp_path: Path) -> None:
+    """The smallest run of the other experiments still fills every column of the table."""
+    out = tmp_path / "results"
+    argv = [
+        "--experiment", name, "--quick", "--variants", *variants, "--logger", "none",
+        "--out", str(out), "--", "--data.max_samples", "40", "--trainer.max_epochs", "1",
+    ]  # fmt: skip
+    assert compare_command(argv) == 0
+    experiment = get_experiment(name)
+    rows = read_rows(out / "results.csv")
+    assert len(rows) == len(variants) * len(experiment.settings())
+    for row in rows:
+        for column in experiment.columns():
+            assert isinstance(row[column], float), (row["run"], column)
+    table = next(
+        line for line in (out / "results.md").read_text().splitlines() if "| variant" in line
+    )
+    assert table.split(" | ")[-1] == "time (s) |"
+    for column in experiment.columns():
+        assert f" {header(column)} |" in table
+    outcomes = load_outcomes(out / rows[0]["outcomes"])
+    proportions = [c for c in experiment.columns() if c != "unseen_drop"]
+    assert set(proportions) <= set(outcomes)

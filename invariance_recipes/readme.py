@@ -1,0 +1,95 @@
+"""The README's result tables, generated from ``docs/results/*/results.md``, never typed.
+
+The README marks each generated block with ``<!-- results:NAME -->`` ... ``<!-- /results:NAME -->``;
+the block is the part of ``docs/results/NAME/results.md`` between its ``<!-- readme -->``
+markers (the mean ± std table and the paired comparison), or, in a results file written before
+those markers existed, its first table. ``recipes/readme_tables.py`` rewrites the blocks, and
+``--check`` fails when they differ, so the README cannot drift from the results files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from invariance_recipes.results import README_BLOCK, RESULTS_MD
+
+BLOCK = re.compile(
+    r"(?P<open><!-- results:(?P<name>[A-Za-z0-9_.-]+) -->\n)(?P<body>.*?)"
+    r"(?P<close><!-- /results:(?P=name) -->)",
+    re.DOTALL,
+)
+
+
+def readme_part(results_md: str) -> str:
+    """What the README shows of one results file (ending with a newline)."""
+    start, end = README_BLOCK
+    if start in results_md and end in results_md:
+        return results_md.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+    lines = results_md.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    if first is None:
+        return ""
+    table = []
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    return "\n".join(table) + "\n"
+
+
+def render(readme: str, results_dir: Path) -> str:
+    """The README with every marked block replaced by its results file's part."""
+
+    def block(match: re.Match[str]) -> str:
+        path = results_dir / match["name"] / RESULTS_MD
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"README block results:{match['name']} has no {path}: run the comparison with "
+                f"--out {path.parent}, or remove the block"
+            )
+        return match["open"] + readme_part(path.read_text()) + match["close"]
+
+    return BLOCK.sub(block, readme)
+
+
+def stale_blocks(readme: str, results_dir: Path) -> list[str]:
+    """The names of the README blocks that differ from their results files."""
+    current = {m["name"]: m["body"] for m in BLOCK.finditer(readme)}
+    fresh = {m["name"]: m["body"] for m in BLOCK.finditer(render(readme, results_dir))}
+    return [name for name in current if current[name] != fresh[name]]
+
+
+def readme_tables_command(argv: list[str]) -> int:
+    """``readme_tables.py``: rewrite (or ``--check``) the README's result blocks."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--results", type=Path, default=Path("docs/results"))
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a block is stale"
+    )
+    args = parser.parse_args(argv)
+    try:
+        readme = args.readme.read_text()
+        stale = stale_blocks(readme, args.results)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not BLOCK.search(readme):
+        print(f"error: {args.readme} has no <!-- results:NAME --> block", file=sys.stderr)
+        return 2
+    if args.check:
+        if stale:
+            print(
+                f"{args.readme}: stale result blocks: {', '.join(stale)}; run "
+                "python recipes/readme_tables.py",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{args.readme}: every result block matches {args.results}")
+        return 0
+    args.readme.write_text(render(readme, args.results))
+    print(f"{args.readme}: rewrote {len(stale)} stale block(s) of {len(BLOCK.findall(readme))}")
+    return 0

@@ -1,0 +1,12 @@
+"""Rewrite the README's result tables from docs/results/*/results.md (or check them).
+
+python recipes/readme_tables.py           # rewrite every <!-- results:NAME --> block
+python recipes/readme_tables.py --check   # exit 1 if a block differs from its results.md
+"""
+
+import sys
+
+from invariance_recipes.readme import readme_tables_command
+
+if __name__ == "__main__":
+    sys.exit(readme_tables_command(sys.argv[1:]))

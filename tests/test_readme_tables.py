@@ -1,0 +1,64 @@
+"""The README's result tables equal docs/results/*/results.md (the CI check), and the generator
+finds, reports and rewrites a stale block."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from invariance_recipes.readme import readme_part, readme_tables_command
+from invariance_recipes.results import markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_tables_equal_the_results_files(capsys) -> None:
+    argv = ["--check", "--readme", str(ROOT / "README.md"), "--results", str(ROOT / "docs/results")]
+    assert readme_tables_command(argv) == 0, capsys.readouterr().err
+
+
+@pytest.fixture
+def copy(tmp_path: Path) -> tuple[Path, Path]:
+    shutil.copytree(ROOT / "docs/results", tmp_path / "results")
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    return tmp_path / "README.md", tmp_path / "results"
+
+
+def test_a_changed_results_file_makes_the_check_fail_and_the_rewrite_follows(copy, capsys) -> None:
+    readme, results = copy
+    md = results / "unseen-position/results.md"
+    md.write_text(md.read_text().replace("| baseline | 1 | 94.4 |", "| baseline | 1 | 12.3 |"))
+    argv = ["--readme", str(readme), "--results", str(results)]
+    assert readme_tables_command(["--check", *argv]) == 1
+    assert "stale result blocks: unseen-position;" in capsys.readouterr().err
+    before = readme.read_text()
+    assert readme_tables_command(argv) == 0
+    after = readme.read_text()
+    assert "| baseline | 1 | 12.3 |" in after and "| baseline | 1 | 94.4 |" in before
+    assert after.replace("| baseline | 1 | 12.3 |", "| baseline | 1 | 94.4 |") == before
+    assert readme_tables_command(["--check", *argv]) == 0
+
+
+def test_a_block_without_results_file_is_a_usage_error(copy, capsys) -> None:
+    readme, results = copy
+    shutil.rmtree(results / "small-shift")
+    assert (
+        readme_tables_command(["--check", "--readme", str(readme), "--results", str(results)]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "results:small-shift" in err
+
+
+def test_the_readme_part_of_a_new_results_file_is_its_marked_block() -> None:
+    rows = [
+        {"variant": v, "setting": "default", "seed": 0, "run": f"{v}-0", "acc": a, "wall_s": 5.0}
+        for v, a in (("baseline", 0.9), ("blurpool", 0.95))
+    ]
+    md = markdown("t", "s", "setup", "cmd", rows, ["acc"])
+    part = readme_part(md)
+    assert part.startswith("| variant | seeds | accuracy | time (s) |\n")
+    assert "| blurpool | 1 | 95.0 | 5 |" in part
+    assert "per-image outcomes of both are missing" in part  # the paired caption goes along
+    assert "Setup:" not in part
