@@ -7,8 +7,8 @@ is the "ideal" sub-pixel shift of Michaeli et al. (CVPR 2023, alias_free_convnet
 ``models/ideal_lpf.py`` ``subpixel_shift``), which upsamples by an ideal filter, rolls and
 subsamples: the same operator for shifts that are multiples of 1/up, without the upsampled copy.
 
-The Nyquist row and column (even sizes) have no sign of their own: the shift keeps their real part
-(a factor cos(pi d)), so integer shifts equal ``torch.roll`` up to float rounding.
+The Nyquist frequency of an even side has no sign of its own: the shift keeps its real part (a
+factor cos(pi d) per axis), so integer shifts equal ``torch.roll`` up to float rounding.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def fourier_translate(x: Tensor, offsets: Tensor | tuple[float, float]) -> Tenso
         raise ValueError(
             f"mode='fourier' shifts floating images, got dtype {x.dtype}: convert with x.float()"
         )
-    b, _, h, w = x.shape
+    b = x.shape[0]
     offsets = torch.as_tensor(offsets, device=x.device)
     if offsets.is_complex() or offsets.dtype == torch.bool:
         raise ValueError(f"offsets must be real pixels (dy, dx), got dtype {offsets.dtype}")
@@ -48,17 +48,16 @@ def fourier_translate(x: Tensor, offsets: Tensor | tuple[float, float]) -> Tenso
         )
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     offsets = offsets.to(compute)
-    fy = torch.fft.fftfreq(h, device=x.device, dtype=compute)  # cycles per pixel, [-1/2, 1/2)
-    fx = torch.fft.fftfreq(w, device=x.device, dtype=compute)
-    # The phase of frequency (fy, fx) for each sample: -2 pi (fy dy + fx dx).
-    phase = (
-        -2
-        * torch.pi
-        * (
-            offsets[:, 0, None, None] * fy[None, :, None]
-            + offsets[:, 1, None, None] * fx[None, None, :]
-        )
-    )
-    ramp = torch.polar(torch.ones_like(phase), phase)[:, None]  # [B, 1, H, W]
-    spectrum = torch.fft.fft2(x.to(compute))
-    return torch.fft.ifft2(spectrum * ramp).real.to(x.dtype)
+    shifted = x.to(compute)
+    # One axis at a time: the shift is separable, and the real part of each 1-D inverse keeps
+    # cos(pi d) of that axis's Nyquist term, so the corner term gets cos(pi dy) cos(pi dx), as
+    # the separable ideal interpolator of subpixel_shift gives.
+    for dim, shift in ((-2, offsets[:, 0]), (-1, offsets[:, 1])):
+        size = x.shape[dim]
+        frequencies = torch.fft.fftfreq(size, device=x.device, dtype=compute)  # [-1/2, 1/2)
+        phase = -2 * torch.pi * shift[:, None] * frequencies[None, :]  # [B, size]
+        ramp = torch.polar(torch.ones_like(phase), phase)
+        ramp = ramp[:, None, :, None] if dim == -2 else ramp[:, None, None, :]
+        spectrum = torch.fft.fft(shifted, dim=dim)
+        shifted = torch.fft.ifft(spectrum * ramp, dim=dim).real
+    return shifted.to(x.dtype)

@@ -138,10 +138,22 @@ class ProtocolReport(nn.Module):
         if len(x) == 0:
             return
         view = self.view(x)
+        self._check_crop_margin(x, view)
         logits = model(view) if logits is None else logits
         for spec in self.specs.values():
             for source in spec.sources:
                 self._update(spec, source, model, x, view, y, logits)
+
+    def _check_crop_margin(self, x: Tensor, view: Tensor) -> None:
+        """Crop protocols need a canvas larger than the view: fail before any forward pass."""
+        size = view.shape[-1]
+        for spec in self.specs.values():
+            if "crop" in spec.sources and x.shape[-1] == size:
+                raise ValueError(
+                    f"protocol {spec.name} cuts {size}-px windows from a larger canvas, but the "
+                    f"network sees the whole {size}-px canvas: train with --data.view_size "
+                    "smaller than the canvas (e.g. 7/8 of it)"
+                )
 
     def _update(
         self,
@@ -153,14 +165,7 @@ class ProtocolReport(nn.Module):
         y: Tensor,
         logits: Tensor,
     ) -> None:
-        size = view.shape[-1]
-        value = spec.scaled_range(x.shape[-1], size)
-        if source == "crop" and x.shape[-1] == size:
-            raise ValueError(
-                f"protocol {spec.name} cuts {size}-px windows from a larger canvas, but the "
-                f"network sees the whole {size}-px canvas: train with --data.view_size smaller "
-                "than the canvas (e.g. 7/8 of it)"
-            )
+        value = spec.scaled_range(x.shape[-1], view.shape[-1])
         key = f"{spec.name}/{{}}_{source}"
         batch = len(x)
         if spec.measure in ("worst-case", "accuracy-at-offsets"):

@@ -49,7 +49,7 @@ RANGES: Mapping[str, str] = MappingProxyType(
         "[1, m)": "offset per axis uniform in 1..m-1 (randint(1, m))",
         "diagonal [0, D]": "every diagonal corner (o, o), o = 0..D, D + 1 offsets",
         "grid [1, m)^2": "every (dy, dx) with 1 <= dy, dx < m",
-        "quarter pixels": "every (-a/4, -b/4), a, b in 1..3: content moves up/left",
+        "quarter pixels": "every (-a/u, -b/u), a, b in 1..u-1 with u = 4: content moves up/left",
     }
 )
 DRAWS = ("per-batch", "per-sample", "fixed")
@@ -68,7 +68,7 @@ class ProtocolSpec:
         sources: the shift sources, each reported separately (`SOURCES`).
         range: the offset range and its semantics (a key of `RANGES`).
         paper_range: m or D in the paper's pixels (0: the crop margin H - V).
-        paper_size: the image side the paper's range refers to.
+        paper_size: the image side the paper's range refers to (0: the range is size-free).
         draw: "per-batch": one offset per copy for the whole batch, drawn from a
             ``torch.Generator`` seeded with ``seed + pass`` in the order copy 0 (dy, dx), copy 1
             ...; "per-sample": every image its own offsets keyed by its pixels and the seed
@@ -108,6 +108,8 @@ class ProtocolSpec:
         """The range value (m or D) for a V-px view of an H-px canvas."""
         if self.paper_range == 0:
             return canvas_size - view_size
+        if self.paper_size == 0:
+            return self.paper_range
         return max(1, round(self.paper_range * view_size / self.paper_size))
 
     def table_row(self) -> dict[str, str]:
@@ -296,7 +298,7 @@ _PRESETS = (
         sources=("fourier",),
         range="quarter pixels",
         paper_range=4,
-        paper_size=4,
+        paper_size=0,
         draw="fixed",
         reference="unshifted and every shift",
         copies=0,
