@@ -329,6 +329,9 @@ _PRESETS = (
     ),
 )
 
+#: What a training run's test reports by default: a few extra forward passes per batch.
+FAST_PROTOCOLS = ("aps-circular", "azulay-weiss")
+
 #: The registry: a new preset is one entry of `_PRESETS`.
 PROTOCOLS: Mapping[str, ProtocolSpec] = MappingProxyType({p.name: p for p in _PRESETS})
 
