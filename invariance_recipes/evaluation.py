@@ -28,6 +28,7 @@ from invariance_common.checks import check_choice
 from invariance_recipes.loggers import make_logger
 from invariance_recipes.training import UsageError, load_checkpoint
 from lightning_modules.callbacks import write_curve
+from lightning_modules.classifier import InvarianceClassifier
 from lightning_modules.metrics import PROTOCOLS, ProtocolReport, ShiftReport
 from lightning_modules.metrics._utils import evaluating
 from lightning_modules.shifts import SHIFT_MODES, offset_sweep
@@ -47,12 +48,32 @@ def evaluate_checkpoint(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """The full shift report of a checkpoint on its own test split (or another placement).
+    """The full shift report of a checkpoint on its own test split (or another placement)."""
+    model, data_hparams = load_checkpoint(ckpt)
+    report = evaluate_model(
+        model, data_hparams, max_shifts=max_shifts, modes=modes, curve_max_shift=curve_max_shift,
+        test_placement=test_placement, protocols=protocols, batch_size=batch_size, device=device,
+    )  # fmt: skip
+    return {"checkpoint": str(ckpt), **report}
+
+
+def evaluate_model(
+    model: InvarianceClassifier,
+    data_hparams: dict[str, Any],
+    *,
+    max_shifts: Sequence[int] = MAX_SHIFTS,
+    modes: Sequence[str] = SHIFT_MODES,
+    curve_max_shift: int | None = None,
+    test_placement: str | None = None,
+    protocols: Sequence[str] = (),
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """The full shift report of a loaded model on the test split its data options give.
 
     One pass over the test set updates a `ShiftReport` per radius (the curve, accuracy, flip rate
     and MAC come from the first) and one `ProtocolReport` with every named protocol.
     """
-    model, data_hparams = load_checkpoint(ckpt)
     model.to(device)
     overrides: dict[str, Any] = {"batch_size": batch_size, "num_workers": 0}
     if test_placement:
@@ -79,7 +100,7 @@ def evaluate_checkpoint(
             named.update(model, canvas, labels, logits=logits)
     values = {max_shift: report.compute() for max_shift, report in reports.items()}
     first = values[max_shifts[0]]
-    result: dict[str, Any] = {"checkpoint": str(ckpt)}
+    result: dict[str, Any] = {}
     result |= {key: float(first[key]) for key in ("acc", "flip_rate", "mac")}
     result["consistency"] = {
         s: {m: float(v[f"consistency_{m}"]) for m in modes} for s, v in values.items()

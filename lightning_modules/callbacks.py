@@ -5,6 +5,7 @@ inputs at several offsets with their predictions, as files and (when W&B logs) a
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,8 @@ from lightning_modules.shifts import translate
 if TYPE_CHECKING:
     from lightning_modules.classifier import InvarianceClassifier
 
+#: The file in the run folder that records which checkpoint the test used and what it measured.
+TESTED = "tested.json"
 EXAMPLE_COLUMNS = 7  # offsets shown per example row
 EXAMPLE_ROWS = 6
 
@@ -55,6 +58,8 @@ class ShiftReportLogger(L.Callback):
         report = pl_module.test_report
         if not trainer.is_global_zero or report.last_curve is None:
             return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        record_test(trainer, self.out_dir)
         import matplotlib
 
         matplotlib.use("Agg")
@@ -83,6 +88,21 @@ class ShiftReportLogger(L.Callback):
                 }
             )
         plt.close("all")
+
+
+def record_test(trainer: L.Trainer, out_dir: Path) -> None:
+    """Write ``TESTED``: the tested checkpoint (relative to ``out_dir`` when inside it) and every
+    test metric, so later measurements reuse that checkpoint instead of guessing it."""
+    ckpt = trainer.ckpt_path
+    if ckpt:
+        path = Path(ckpt).resolve()
+        root = out_dir.resolve()
+        ckpt = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    metrics = {
+        key: float(value) for key, value in trainer.callback_metrics.items() if value.numel() == 1
+    }
+    record = {"checkpoint": ckpt, "metrics": metrics}
+    (out_dir / TESTED).write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
 def write_curve(rows: list[tuple[int, int, float]], out_dir: Path) -> None:
