@@ -88,6 +88,24 @@ def shift_pixels(max_shift: float, canvas_size: int) -> int:
     return int(max_shift)
 
 
+def check_view_margin(view_size: int, canvas_size: int, max_shift: int) -> None:
+    """Raise unless a ``view_size`` window fits the canvas and every shift keeps it inside."""
+    if isinstance(view_size, bool) or not isinstance(view_size, int) or view_size < 1:
+        raise ValueError(f"view_size={view_size!r} is invalid: use a positive integer or None")
+    if view_size > canvas_size:
+        raise ValueError(
+            f"view_size={view_size} is larger than canvas_size={canvas_size}: use a view_size "
+            f"<= {canvas_size}"
+        )
+    margin = (canvas_size - view_size) // 2
+    if max_shift > margin:
+        raise ValueError(
+            f"max_shift={max_shift} px moves the {view_size}-px view beyond the {margin}-px margin "
+            f"it leaves on each side of the {canvas_size}-px canvas: use max_shift <= {margin} or "
+            "a smaller view_size"
+        )
+
+
 def resolve_translation(
     policy: str,
     canvas_size: int,
@@ -121,6 +139,9 @@ class CanvasTransform:
         translation: random shift (``max_shift`` in pixels or as a fraction of the canvas), or
             ``None`` for none.
         mean, std: per-channel statistics for ``A.Normalize``; ``None`` keeps values in [0, 1].
+        view_size: cut the centre ``view_size`` window after the shift (crop mode: shifting the
+            canvas under a fixed window moves the window, and real canvas content enters the
+            view); ``None`` keeps the whole canvas.
     """
 
     def __init__(
@@ -130,6 +151,7 @@ class CanvasTransform:
         translation: Translation | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        view_size: int | None = None,
     ) -> None:
         self.object_size = object_size
         self.canvas_size = canvas_size
@@ -148,6 +170,9 @@ class CanvasTransform:
                     strict=True,
                 )
             )
+        if view_size is not None:
+            check_view_margin(view_size, canvas_size, limit if shifts else 0)
+            steps.append(A.CenterCrop(view_size, view_size, strict=True))
         if mean is None or std is None:
             steps.append(A.ToFloat(max_value=255, strict=True))
         else:

@@ -17,7 +17,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
-from datamodules.augment import CanvasTransform, resolve_translation
+from datamodules.augment import CanvasTransform, check_view_margin, resolve_translation
 from datamodules.placement import check_placement, sample_positions
 from datamodules.sources import (
     DATASETS,
@@ -82,9 +82,9 @@ def _distributed() -> bool:
 class TranslationDataModule(LightningDataModule):
     """Objects on a canvas with a chosen placement and translation augmentation.
 
-    ``num_classes``, ``in_channels``, ``image_size`` (canvas side) and ``fill_value`` (per-channel
-    value of an empty canvas pixel after the transforms) are known right after construction, so
-    the model can be built from them before any data is loaded.
+    ``num_classes``, ``in_channels``, ``image_size`` (the side the network sees) and
+    ``fill_value`` (per-channel value of an empty canvas pixel after the transforms) are known
+    right after construction, so the model can be built from them before any data is loaded.
 
     Args:
         dataset: ``digits`` (embedded), ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``,
@@ -93,6 +93,12 @@ class TranslationDataModule(LightningDataModule):
         download: let ``prepare_data`` fetch a torchvision set.
         object_size: side the object image is resized to; ``None``: 16 for digits, else native.
         canvas_size: side of the square canvas; ``None``: 32 for digits, else ``object_size``.
+        view_size: crop mode: the network sees a ``view_size`` window of the canvas
+            (``image_size`` becomes the view). Training shifts the canvas under the centre
+            window, which moves the window (the translation augmentation, within the margin);
+            validation sees the centre window; test batches hold the whole canvas so the shift
+            metrics can move the window themselves (the model cuts the centre window for its
+            clean prediction). ``None``: the network sees the whole canvas.
         placement: where objects sit in train and val images (a name in ``PLACEMENTS``);
             positions are fixed per sample, drawn from ``(seed, split)``.
         test_placement: the same for test images; ``None``: as ``placement``.
@@ -124,6 +130,7 @@ class TranslationDataModule(LightningDataModule):
         download: bool = False,
         object_size: int | None = None,
         canvas_size: int | None = None,
+        view_size: int | None = None,
         placement: str = "center",
         test_placement: str | None = None,
         policy: str = "light",
@@ -160,7 +167,11 @@ class TranslationDataModule(LightningDataModule):
         self.object_size = object_size
         self.num_classes: int = num_classes
         self.in_channels: int = info.in_channels
-        self.image_size: int = canvas_size
+        if view_size is not None:
+            check_view_margin(view_size, canvas_size, int(self.translation.max_shift))
+        self.canvas_size: int = canvas_size
+        self.view_size = view_size
+        self.image_size: int = canvas_size if view_size is None else view_size
         self.mean, self.std = (info.mean, info.std) if normalize else (None, None)
         self.fill_value: list[float] = (
             [-m / s for m, s in zip(info.mean, info.std, strict=True)]
@@ -195,14 +206,15 @@ class TranslationDataModule(LightningDataModule):
             if hp.max_samples is not None and len(split) > hp.max_samples:
                 split = split.subset(rng.permutation(len(split))[: hp.max_samples])
             positions = sample_positions(
-                self.placements[name], len(split), self.image_size, self.object_size, rng
+                self.placements[name], len(split), self.canvas_size, self.object_size, rng
             )
             transform = CanvasTransform(
                 self.object_size,
-                self.image_size,
+                self.canvas_size,
                 self.translation if name == "train" else None,
                 self.mean,
                 self.std,
+                view_size=None if name == "test" else self.view_size,
             )
             self.datasets[name] = CanvasDataset(split, positions, transform)
 

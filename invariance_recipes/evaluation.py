@@ -2,10 +2,13 @@
 
     python recipes/evaluate.py --ckpt runs/blurpool-seed0/checkpoints/last.ckpt
     python recipes/evaluate.py --ckpt PATH --max_shifts 1 2 4 8 --test_placement top-left
+    python recipes/evaluate.py --ckpt PATH --protocol zhang2019 aps-circular afc-worst
+    python recipes/evaluate.py --list-protocols
 
-Prints accuracy, shift consistency per mode and max shift, flip rate, MAC and the
-accuracy-vs-offset curve; writes ``report.json``, ``shift_curve.csv`` and
-``shift_curve.png`` next to the run (or to ``--out``) and logs them like training does.
+Prints accuracy, shift consistency per mode and max shift, flip rate, MAC, the
+accuracy-vs-offset curve and one row per named protocol; writes ``report.json``,
+``shift_curve.csv`` and ``shift_curve.png`` next to the run (or to ``--out``) and logs them like
+training does. The model, the data and every measure go through one pass over the test set.
 """
 
 from __future__ import annotations
@@ -21,46 +24,144 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from datamodules import TranslationDataModule
+from invariance_common.checks import check_choice
 from invariance_recipes.loggers import make_logger
 from invariance_recipes.training import UsageError, load_checkpoint
 from lightning_modules.callbacks import write_curve
-from lightning_modules.metrics import evaluate_shift_robustness
+from lightning_modules.classifier import InvarianceClassifier
+from lightning_modules.metrics import PROTOCOLS, ProtocolReport, ShiftReport
+from lightning_modules.metrics._utils import evaluating
 from lightning_modules.shifts import SHIFT_MODES, offset_sweep
+
+#: The consistency radii (max shift, pixels per axis) evaluate.py reports by default.
+MAX_SHIFTS = (1, 2, 4, 8)
 
 
 def evaluate_checkpoint(
     ckpt: Path,
     *,
-    max_shifts: Sequence[int] = (1, 2, 4, 8),
+    max_shifts: Sequence[int] = MAX_SHIFTS,
     modes: Sequence[str] = SHIFT_MODES,
     curve_max_shift: int | None = None,
     test_placement: str | None = None,
+    protocols: Sequence[str] = (),
     batch_size: int = 256,
     device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """The full shift report of a checkpoint on its own test split (or another placement)."""
     model, data_hparams = load_checkpoint(ckpt)
+    report = evaluate_model(
+        model, data_hparams, max_shifts=max_shifts, modes=modes, curve_max_shift=curve_max_shift,
+        test_placement=test_placement, protocols=protocols, batch_size=batch_size, device=device,
+    )  # fmt: skip
+    return {"checkpoint": str(ckpt), **report}
+
+
+def evaluate_model(
+    model: InvarianceClassifier,
+    data_hparams: dict[str, Any],
+    *,
+    max_shifts: Sequence[int] = MAX_SHIFTS,
+    modes: Sequence[str] = SHIFT_MODES,
+    curve_max_shift: int | None = None,
+    test_placement: str | None = None,
+    protocols: Sequence[str] = (),
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """The full shift report of a loaded model on the test split its data options give.
+
+    One pass over the test set updates a `ShiftReport` per radius (the curve, accuracy, flip rate
+    and MAC come from the first) and one `ProtocolReport` with every named protocol.
+    """
     model.to(device)
     overrides: dict[str, Any] = {"batch_size": batch_size, "num_workers": 0}
     if test_placement:
         overrides["test_placement"] = test_placement
     data = TranslationDataModule(**{**data_hparams, **overrides})
     data.setup("test")
-    loader = data.test_dataloader()
     sweep = offset_sweep(curve_max_shift or model.hparams.curve_max_shift, "diagonal")
-    report: dict[str, Any] = {"checkpoint": str(ckpt), "consistency": {}}
-    for i, max_shift in enumerate(max_shifts):
-        values = evaluate_shift_robustness(
-            model, loader, max_shift=max_shift, modes=modes, fill=data.fill_value,
+    seed = model.hparams.shift_seed
+    reports = {
+        max_shift: ShiftReport(
+            max_shift=max_shift, modes=modes, fill=data.fill_value, seed=seed,
             sweep=sweep if i == 0 else sweep[:1],  # the curve does not depend on max_shift
-            seed=model.hparams.shift_seed,
-        )  # fmt: skip
-        report["consistency"][max_shift] = {m: float(values[f"consistency_{m}"]) for m in modes}
-        if i == 0:  # accuracy, flip rate, MAC and the curve do not depend on max_shift
-            report |= {key: float(values[key]) for key in ("acc", "flip_rate", "mac")}
-            curve = values["acc_vs_shift"].tolist()
-    report["curve"] = [(dy, dx, a) for (dy, dx), a in zip(sweep.tolist(), curve, strict=True)]
-    return report
+        ).to(device)
+        for i, max_shift in enumerate(max_shifts)
+    }  # fmt: skip
+    named = ProtocolReport(protocols, view_size=data.image_size, fill=data.fill_value).to(device)
+    with evaluating(model):
+        for canvas, labels in data.test_dataloader():
+            canvas, labels = canvas.to(device), labels.to(device)
+            x = named.view(canvas)
+            logits = model(x)
+            for report in reports.values():
+                report.update(model, x, labels, logits=logits)
+            named.update(model, canvas, labels, logits=logits)
+    values = {max_shift: report.compute() for max_shift, report in reports.items()}
+    first = values[max_shifts[0]]
+    result: dict[str, Any] = {}
+    result |= {key: float(first[key]) for key in ("acc", "flip_rate", "mac")}
+    result["consistency"] = {
+        s: {m: float(v[f"consistency_{m}"]) for m in modes} for s, v in values.items()
+    }
+    result["curve"] = [
+        (dy, dx, a)
+        for (dy, dx), a in zip(sweep.tolist(), first["acc_vs_shift"].tolist(), strict=True)
+    ]
+    result["protocols"] = protocol_results(named) if protocols else {}
+    return result
+
+
+def protocol_results(report: ProtocolReport) -> dict[str, dict[str, Any]]:
+    """Per protocol: its full spec and its values (curves as lists), keyed by protocol name."""
+    computed = report.compute()
+    results: dict[str, dict[str, Any]] = {}
+    for name, spec in report.specs.items():
+        prefix = f"{name}/"
+        results[name] = {
+            "spec": spec.table_row(),
+            "values": {
+                key[len(prefix) :]: value.tolist()
+                for key, value in computed.items()
+                if key.startswith(prefix)
+            },
+        }
+    return results
+
+
+def format_protocol_table(protocols: dict[str, dict[str, Any]]) -> str:
+    """One row per protocol: its name and every scalar it measured."""
+    if not protocols:
+        return ""
+    width = max(len(name) for name in protocols)
+    lines = [f"{'protocol':<{width}}  values", f"{'-' * width}  ------"]
+    for name, result in protocols.items():
+        scalars = [
+            f"{metric}={value:.4f}"
+            for metric, value in result["values"].items()
+            if isinstance(value, float)
+        ]
+        lines.append(f"{name:<{width}}  " + "  ".join(scalars))
+    return "\n".join(lines)
+
+
+def format_protocol_list() -> str:
+    """``--list-protocols``: every preset with every choice that changes its number."""
+    blocks = []
+    for spec in PROTOCOLS.values():
+        row = spec.table_row()
+        blocks.append(
+            "\n".join(
+                [f"{spec.name}: {row['description']}"]
+                + [
+                    f"    {key:<12} {value}"
+                    for key, value in row.items()
+                    if key not in ("name", "description")
+                ]
+            )
+        )
+    return "\n\n".join(blocks)
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -78,7 +179,8 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     lines += ["", "accuracy vs offset", "    dy    dx  accuracy"]
     lines += [f"{dy:>6}{dx:>6}  {a:>8.4f}" for dy, dx, a in report["curve"]]
-    return "\n".join(lines)
+    table = format_protocol_table(report.get("protocols", {}))
+    return "\n".join(lines + (["", "named protocols", table] if table else []))
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
@@ -100,6 +202,12 @@ def log_report(report: dict[str, Any], args: argparse.Namespace, out: Path) -> N
         for shift, by_mode in report["consistency"].items()
         for mode, value in by_mode.items()
     }
+    scalars |= {
+        f"eval/{name}/{metric}": value
+        for name, result in report.get("protocols", {}).items()
+        for metric, value in result["values"].items()
+        if isinstance(value, float)
+    }
     logger.log_metrics(scalars | {f"eval/{k}": report[k] for k in ("acc", "flip_rate", "mac")})
     if isinstance(logger, WandbLogger):
         import wandb
@@ -113,12 +221,22 @@ def log_report(report: dict[str, Any], args: argparse.Namespace, out: Path) -> N
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint file (.ckpt)")
+    parser.add_argument("--ckpt", type=Path, help="checkpoint file (.ckpt)")
+    parser.add_argument(
+        "--protocol",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="named protocols to report as well (see --list-protocols)",
+    )
+    parser.add_argument(
+        "--list-protocols", action="store_true", help="print every named protocol and exit"
+    )
     parser.add_argument(
         "--max_shifts",
         type=int,
         nargs="+",
-        default=[1, 2, 4, 8],
+        default=list(MAX_SHIFTS),
         help="max offsets (pixels per axis) of the consistency pairs",
     )
     parser.add_argument("--modes", nargs="+", default=list(SHIFT_MODES), choices=SHIFT_MODES)
@@ -141,18 +259,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--logger", default="wandb", choices=["wandb", "csv", "none"])
     parser.add_argument("--project", default="invariance-recipes")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.ckpt is None and not args.list_protocols:
+        parser.error("--ckpt is required (or pass --list-protocols)")
+    return args
 
 
 def evaluate_command(argv: list[str]) -> int:
     """``evaluate.py``: report a checkpoint, write and log the report; returns the exit code."""
     args = parse_args(argv)
+    if args.list_protocols:
+        print(format_protocol_list())
+        return 0
     try:
+        for name in args.protocol:
+            check_choice("--protocol", name, PROTOCOLS)
         with torch.inference_mode():
             report = evaluate_checkpoint(
                 args.ckpt, max_shifts=args.max_shifts, modes=args.modes,
                 curve_max_shift=args.curve_max_shift, test_placement=args.test_placement,
-                batch_size=args.batch_size, device=args.device,
+                protocols=args.protocol, batch_size=args.batch_size, device=args.device,
             )  # fmt: skip
     except (UsageError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -8,7 +8,7 @@ every canvas, shift and offset doubles), so a GPU run of a preset asks the same 
 
 from __future__ import annotations
 
-import glob
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,8 +19,9 @@ import torch
 
 from datamodules import DATASETS, digits_m
 from datamodules.translation import DIGITS_OBJECT_SIZE
-from invariance_recipes.evaluation import evaluate_checkpoint
-from invariance_recipes.training import CHECKPOINTS
+from invariance_recipes.evaluation import evaluate_model
+from invariance_recipes.training import load_checkpoint
+from lightning_modules.callbacks import TESTED
 from lightning_modules.variants import VARIANTS
 
 REFERENCE_OBJECT = DIGITS_OBJECT_SIZE  # the object side the presets are written for
@@ -200,39 +201,34 @@ def get_experiment(name: str, dataset: str = "digits") -> Experiment:
 
 
 def best_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint the training run tested (best validation accuracy)."""
-    found = sorted(
-        glob.glob(str(run_dir / CHECKPOINTS / "best-*.ckpt")), key=lambda p: Path(p).stat().st_mtime
-    )
-    if not found:
-        raise FileNotFoundError(f"{run_dir} has no {CHECKPOINTS}/best-*.ckpt: train it again")
-    return Path(found[-1])
+    """The checkpoint the training run tested (its best), as its test recorded in ``TESTED``."""
+    record = run_dir / TESTED
+    if not record.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {TESTED} (written by its test): train it again")
+    return run_dir / json.loads(record.read_text())["checkpoint"]
 
 
 def measure(experiment: Experiment, run_dir: Path) -> dict[str, float]:
-    """The experiment's metrics of a trained run, measured on its best checkpoint.
+    """The experiment's metrics of a trained run, measured on the checkpoint its test used.
 
-    The accuracy-vs-offset curve is already in the run's test metrics, so the evaluations here
-    ask for the smallest sweep.
+    The checkpoint is loaded once; the radii and modes share one pass over the test set, and
+    each region one more. The accuracy-vs-offset curve is already in the run's test metrics, so
+    the evaluations here ask for the smallest sweep.
     """
-    ckpt = best_checkpoint(run_dir)
+    model, data_hparams = load_checkpoint(best_checkpoint(run_dir))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.inference_mode():
-        report = evaluate_checkpoint(
-            ckpt, max_shifts=experiment.max_shifts, modes=experiment.modes, curve_max_shift=1,
-            device=device,
+        report = evaluate_model(
+            model, data_hparams, max_shifts=experiment.max_shifts, modes=experiment.modes,
+            curve_max_shift=1, device=device,
         )  # fmt: skip
         regions = {
-            region: evaluate_checkpoint(
-                ckpt,
-                max_shifts=(1,),
-                modes=("zero",),
-                curve_max_shift=1,
-                test_placement=region,
-                device=device,
+            region: evaluate_model(
+                model, data_hparams, max_shifts=(1,), modes=("zero",), curve_max_shift=1,
+                test_placement=region, device=device,
             )["acc"]
             for region in experiment.regions
-        }
+        }  # fmt: skip
     row = {key: report[key] for key in ("acc", "flip_rate", "mac")}
     row |= {
         f"consistency_{mode}@{shift}": value

@@ -5,16 +5,23 @@ inputs at several offsets with their predictions, as files and (when W&B logs) a
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
+from lightning_modules.metrics import AccuracyVsShift
 from lightning_modules.shifts import translate
 
+if TYPE_CHECKING:
+    from lightning_modules.classifier import InvarianceClassifier
+
+#: The file in the run folder that records which checkpoint the test used and what it measured.
+TESTED = "tested.json"
 EXAMPLE_COLUMNS = 7  # offsets shown per example row
 EXAMPLE_ROWS = 6
 
@@ -23,8 +30,8 @@ class ShiftReportLogger(L.Callback):
     """After ``trainer.test``: write ``shift_curve.csv``/``.png`` and ``shift_examples.png``
     to ``out_dir`` and log them to W&B when the trainer's logger is a ``WandbLogger``.
 
-    Reads the curve that :class:`~lightning_modules.InvarianceClassifier` keeps in
-    ``last_shift_curve`` and the first test batch for the example panel.
+    Reads the curve that the model's test report took at the end of the test epoch
+    (``test_report.last_curve``) and the first test batch for the example panel.
     """
 
     def __init__(self, out_dir: str | Path) -> None:
@@ -37,26 +44,29 @@ class ShiftReportLogger(L.Callback):
     def on_test_batch_end(
         self,
         trainer: L.Trainer,
-        pl_module: L.LightningModule,
+        pl_module: InvarianceClassifier,
         outputs: Any,
         batch: Any,
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
         if self._examples is None and trainer.is_global_zero:
-            self._examples = batch[0][:64].detach()
+            self._examples = pl_module.protocol_report.view(batch[0][:64]).detach()
 
     @torch.no_grad()
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or getattr(pl_module, "last_shift_curve", None) is None:
+    def on_test_end(self, trainer: L.Trainer, pl_module: InvarianceClassifier) -> None:
+        report = pl_module.test_report
+        if not trainer.is_global_zero or report.last_curve is None:
             return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        record_test(trainer, self.out_dir)
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        offsets, accuracy = pl_module.last_shift_curve
+        offsets, accuracy = report.last_curve
         rows = [(int(dy), int(dx), float(a)) for (dy, dx), a in zip(offsets, accuracy, strict=True)]
         write_curve(rows, self.out_dir)
         examples_fig = None
@@ -80,26 +90,35 @@ class ShiftReportLogger(L.Callback):
         plt.close("all")
 
 
+def record_test(trainer: L.Trainer, out_dir: Path) -> None:
+    """Write ``TESTED``: the tested checkpoint (relative to ``out_dir`` when inside it) and every
+    test metric, so later measurements reuse that checkpoint instead of guessing it."""
+    ckpt = trainer.ckpt_path
+    if ckpt:
+        path = Path(ckpt).resolve()
+        root = out_dir.resolve()
+        ckpt = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    metrics = {
+        key: float(value) for key, value in trainer.callback_metrics.items() if value.numel() == 1
+    }
+    record = {"checkpoint": ckpt, "metrics": metrics}
+    (out_dir / TESTED).write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
 def write_curve(rows: list[tuple[int, int, float]], out_dir: Path) -> None:
-    """``shift_curve.csv`` and ``shift_curve.png``: accuracy per (dy, dx) offset."""
+    """``shift_curve.csv`` and ``shift_curve.png``: accuracy per (dy, dx) offset, drawn by the
+    one curve plotter, :meth:`AccuracyVsShift.plot`."""
     import matplotlib.pyplot as plt
 
     with open(out_dir / "shift_curve.csv", "w", newline="") as f:
         csv.writer(f).writerows([("dy", "dx", "accuracy"), *rows])
-    fig = plot_curve(rows)
+    curve = AccuracyVsShift([(dy, dx) for dy, dx, _ in rows])
+    fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
+    curve.plot(torch.tensor([accuracy for _, _, accuracy in rows]), ax=ax)
+    ax.set(ylabel="test accuracy")
+    ax.grid(alpha=0.3)
     fig.savefig(out_dir / "shift_curve.png", dpi=100)
     plt.close(fig)
-
-
-def plot_curve(rows: list[tuple[int, int, float]]) -> Any:
-    """Accuracy against the diagonal offset (dy = dx)."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
-    ax.plot([r[1] for r in rows], [r[2] for r in rows], marker="o")
-    ax.set(xlabel="offset (pixels, dy = dx)", ylabel="test accuracy", ylim=(0, 1.02))
-    ax.grid(alpha=0.3)
-    return fig
 
 
 def plot_examples(pl_module: L.LightningModule, images: Tensor, offsets: Tensor) -> Any:

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_modules.metrics import ShiftConsistency, ShiftReport
+from lightning_modules.metrics import ProtocolReport, ShiftConsistency, ShiftReport
+from lightning_modules.metrics.protocols import FAST_PROTOCOLS
 from lightning_modules.nets import DEFAULTS, build_net
 from lightning_modules.rng_state import collect_rng_states, restore_rng_states
 from lightning_modules.shifts import offset_sweep, sample_offset_pair, translate
@@ -49,6 +50,9 @@ class InvarianceClassifier(L.LightningModule):
             the pixels a ``zero``-mode shift vacates.
         shift_seed: seed of the per-sample offsets, which depend only on the sample and
             this seed, so the numbers do not change with batch size or device count.
+        protocols: named protocols (``lightning_modules.metrics.PROTOCOLS``) the test also
+            reports, each under ``test/<protocol>/<metric>``; crop protocols need a canvas
+            larger than ``image_size`` (``--data.view_size``).
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class InvarianceClassifier(L.LightningModule):
         curve_max_shift: int = 8,
         fill_value: Sequence[float] | float = 0.0,
         shift_seed: int = 0,
+        protocols: Sequence[str] = FAST_PROTOCOLS,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -121,8 +126,9 @@ class InvarianceClassifier(L.LightningModule):
             fill=fill,
             seed=shift_seed,
         )
+        # Test batches are whole canvases; the network sees their centre image_size window.
+        self.protocol_report = ProtocolReport(tuple(protocols), view_size=image_size, fill=fill)
         self._pending_rng_state: dict[str, Any] | None = None
-        self.last_shift_curve: tuple[Tensor, Tensor] | None = None  # (offsets, accuracy)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -158,22 +164,33 @@ class InvarianceClassifier(L.LightningModule):
         return (epoch + 1) % every == 0 or last or self.trainer.sanity_checking
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        x, y = batch
+        canvas, y = batch
+        x = self.protocol_report.view(canvas)
         logits = self(x)
         self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True)
         self.test_report.update(self, x, y, logits=logits)
         for name, metric in self.test_report.metrics.items():
             self.log(f"test/{name}", metric, on_epoch=True)
+        self.protocol_report.update(self, canvas, y, logits=logits)
+        for key, metric in self.protocol_report.scalar_metrics().items():
+            self.log(f"test/{key}", metric, on_epoch=True)
 
     def on_test_epoch_end(self) -> None:
-        curve = self.test_report.curve
-        values = curve.compute()
-        for (dy, dx), value in zip(curve.offsets.tolist(), values, strict=True):
-            # already reduced over processes by the metric, so equal on all of them: the max
-            # of equal values syncs without the rounding a mean could add
-            self.log(f"test/acc_at_shift/{dy:+d}_{dx:+d}", value, sync_dist=True, reduce_fx="max")
-        self.last_shift_curve = (curve.offsets.cpu(), values.cpu())
-        curve.reset()
+        """Log every curve point; the reports compute and reset their own curves.
+
+        The values are already reduced over processes by the metrics, so they are equal on
+        all of them: the max of equal values syncs without the rounding a mean could add.
+        """
+        synced = {"sync_dist": True, "reduce_fx": "max"}
+        offsets, values = self.test_report.take_curve()
+        for (dy, dx), value in zip(offsets.tolist(), values, strict=True):
+            self.log(f"test/acc_at_shift/{dy:+d}_{dx:+d}", value, **synced)
+        for key, (offsets, values) in self.protocol_report.take_curves().items():
+            self.log(
+                f"test/{key.replace('acc_vs_offset', 'mean_acc')}", values.float().mean(), **synced
+            )
+            for (dy, dx), value in zip(offsets.tolist(), values, strict=True):
+                self.log(f"test/{key}/{dy:+d}_{dx:+d}", value, **synced)
 
     # --- optimization --------------------------------------------------------------------
 

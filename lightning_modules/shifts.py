@@ -15,8 +15,11 @@ from torch import Tensor
 
 from invariance_common.checks import check_choice
 from invariance_common.shift_modes import SHIFT_MODES
+from lightning_modules.fourier_shift import fourier_translate
 
 SWEEP_KINDS = ("diagonal", "horizontal", "grid")
+#: What `translate` accepts: the integer modes shared with the augmentation, and sub-pixel shifts.
+TRANSLATE_MODES = (*SHIFT_MODES, "fourier")
 
 
 def check_mode(mode: str, option: str = "mode") -> None:
@@ -54,13 +57,17 @@ def translate(
         mode: "zero": vacated pixels take `fill` (a linear shift on a background);
             "reflect": vacated pixels mirror the image without repeating the edge pixel
             (`torch.nn.functional.pad(mode="reflect")` semantics); "circular": `torch.roll` per
-            sample (the shift for which stride-1 convolutions are exactly equivariant).
+            sample (the shift for which stride-1 convolutions are exactly equivariant);
+            "fourier": a band-limited circular shift by real (sub-pixel) offsets, see
+            `lightning_modules.fourier_shift.fourier_translate`.
         fill: value of vacated pixels in "zero" mode: a scalar or one value per channel.
 
     Returns:
         A new tensor like `x` with every sample shifted.
     """
-    check_mode(mode)
+    if mode == "fourier":
+        return fourier_translate(x, offsets)
+    check_choice("mode", mode, TRANSLATE_MODES)
     if x.ndim != 4:
         raise ValueError(f"x must be a batch of images [B, C, H, W], got shape {tuple(x.shape)}")
     b, c, h, w = x.shape

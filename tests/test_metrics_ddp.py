@@ -14,7 +14,9 @@ from lightning_modules.metrics import (
     EquivarianceError,
     FlipRate,
     MeanAbsoluteChange,
+    ProtocolReport,
     ShiftConsistency,
+    WorstCaseConsistency,
 )
 from lightning_modules.shifts import offset_sweep
 
@@ -29,7 +31,37 @@ def make_metrics() -> dict[str, Metric]:
         "flip_rate": FlipRate(),
         "mac": MeanAbsoluteChange(),
         "equivariance": EquivarianceError(stride=2),
+        "fourier_equivariance": EquivarianceError(stride=2, mode="fourier"),
+        "worst_case": WorstCaseConsistency(),
+        "worst_case_accuracy": WorstCaseConsistency(against_target=True),
     }
+
+
+# Protocols whose offsets do not depend on how the data is split: fixed grids and per-image keys.
+SPLIT_FREE_PROTOCOLS = ("afc-worst", "afc-fractional", "azulay-weiss", "zhang2019-diagonal")
+
+
+def protocol_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Linear(3 * 8 * 8, 3),
+    ).eval()  # fmt: skip
+
+
+def protocol_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(2)
+    canvases = torch.rand(SAMPLES, 1, 20, 20, generator=generator)
+    return canvases, torch.randint(0, 3, (SAMPLES,), generator=generator)
+
+
+def protocol_values(images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    report, model = ProtocolReport(SPLIT_FREE_PROTOCOLS, view_size=16), protocol_model()
+    cut = len(images) // 3
+    with torch.no_grad():
+        report.update(model, images[:cut], labels[:cut])
+        report.update(model, images[cut:], labels[cut:])
+    return report.compute()
 
 
 def make_inputs() -> dict[str, tuple[torch.Tensor, ...]]:
@@ -46,14 +78,22 @@ def make_inputs() -> dict[str, tuple[torch.Tensor, ...]]:
         "flip_rate": tuple(logits),
         "mac": tuple(logits),
         "equivariance": tuple(features),
+        "fourier_equivariance": tuple(features),
+        "worst_case": (torch.randn(4, SAMPLES, 3, generator=generator).transpose(0, 1),),
+        "worst_case_accuracy": (
+            torch.randint(0, 3, (4, SAMPLES), generator=generator).transpose(0, 1),
+            torch.randint(0, 3, (SAMPLES,), generator=generator),
+        ),
     }
 
 
 def update(metric: Metric, name: str, args: tuple[torch.Tensor, ...]) -> None:
-    if name == "accuracy_vs_shift":
-        metric.update(args[0].transpose(0, 1), args[1])
+    if name in ("accuracy_vs_shift", "worst_case", "worst_case_accuracy"):
+        metric.update(args[0].transpose(0, 1), *args[1:])
     elif name == "equivariance":
         metric.update(*args, (2, -4))
+    elif name == "fourier_equivariance":
+        metric.update(*args, (1.0, -0.5))
     else:
         metric.update(*args)
 
@@ -70,6 +110,8 @@ def worker(rank: int, port: int, out_dir: str) -> None:
             update(metric, name, tuple(t[:cut] for t in args))
             update(metric, name, tuple(t[cut:] for t in args))
             values[name] = metric.compute()
+        images, labels = protocol_inputs()
+        values["protocols"] = protocol_values(images[mine], labels[mine])
         torch.save(values, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -90,3 +132,8 @@ def test_two_processes_on_uneven_halves_match_one_process(tmp_path: Path) -> Non
         expected = metric.compute()
         for values in ranks:
             torch.testing.assert_close(values[name], expected, rtol=1e-6, atol=0.0)
+    single = protocol_values(*protocol_inputs())
+    assert len(single) == 10  # 2 + 2 + 4 scalars and a curve with its mean
+    for values in ranks:
+        for key, expected in single.items():
+            torch.testing.assert_close(values["protocols"][key], expected, rtol=1e-6, atol=0.0)

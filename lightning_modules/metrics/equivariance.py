@@ -1,9 +1,14 @@
 """Equivariance error of a feature map under input shifts.
 
-A stride-s network can at best be equivariant to shifts that are multiples of s: shifting the
-input by s * t should shift the feature map by t. The relative error ||f(T x) - T' f(x)|| /
-||f(x)||, with T' the input shift divided by s, is zero for an exactly equivariant layer
-(stride-1 convolutions with circular padding and circular shifts) and grows with aliasing.
+The relative error ||f(T x) - T' f(x)|| / ||f(x)||, with T' the input shift divided by the
+stride s, is zero for an exactly equivariant layer (stride-1 circular convolutions and circular
+shifts).
+
+Integer modes compare only shifts by multiples of s, for which T' is a whole pixel. There aliasing
+is invisible: a circular `MaxPool2d(2)` scores exactly 0 at every even shift. With
+``mode="fourier"`` any input shift is allowed and T' is the band-limited shift by delta / s: an
+ideal low-pass filter followed by subsampling scores about 0 at delta = 1, BlurPool more, and
+MaxPool clearly more, because the error then measures the aliased energy the layer produced.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -33,18 +38,23 @@ def equivariance_error(
         shifted_features: f(T x), the features of the shifted input.
         features: f(x), the features of the original input.
         offsets: the input shift (dy, dx) in input pixels, one pair or one per sample [B, 2];
-            every component must be a multiple of `stride`.
+            for integer modes every component must be a multiple of `stride`.
         stride: the layer's total stride (the product of the strides up to and including it).
-        mode: how T' shifts the feature map, one of `lightning_modules.shifts.SHIFT_MODES`; use
-            the mode the input was shifted with ("zero" shifts in zeros, the padding value).
+        mode: how T' shifts the feature map: "fourier" (any offset, band-limited shift by
+            offsets / stride) or one of `lightning_modules.shifts.SHIFT_MODES`; use the mode the
+            input was shifted with ("zero" shifts in zeros, the padding value).
     """
     _check_stride(stride)
-    check_mode(mode)
     if features.ndim != 4 or shifted_features.shape != features.shape:
         raise ValueError(
             f"features must be two feature maps [B, C, h, w] of the same shape, got "
             f"{tuple(shifted_features.shape)} and {tuple(features.shape)}"
         )
+    if mode == "fourier":
+        offsets = torch.as_tensor(offsets, device=features.device)
+        expected = translate(features, offsets.double() / stride, "fourier").to(features.dtype)
+        return _relative_error(shifted_features, expected, features)
+    check_mode(mode)
     offsets = torch.as_tensor(offsets)
     if offsets.is_floating_point() or offsets.ndim not in (1, 2) or offsets.shape[-1] != 2:
         raise ValueError(
@@ -58,6 +68,10 @@ def equivariance_error(
             f"stride-{stride} feature map can only follow shifts by multiples of {stride}"
         )
     expected = translate(features, offsets.div(stride, rounding_mode="floor"), mode)
+    return _relative_error(shifted_features, expected, features)
+
+
+def _relative_error(shifted_features: Tensor, expected: Tensor, features: Tensor) -> Tensor:
     difference = (shifted_features - expected).flatten(1).norm(dim=1)
     reference = features.flatten(1).norm(dim=1)
     # A zero feature map that stays zero has zero error instead of 0 / 0.
@@ -68,8 +82,8 @@ class EquivarianceError(Metric):
     """Mean over samples of the relative equivariance error (see `equivariance_error`).
 
     Args:
-        stride: the layer's total stride; input offsets must be multiples of it.
-        mode: how the feature map is shifted to compare, one of `SHIFT_MODES`.
+        stride: the layer's total stride; integer-mode input offsets must be multiples of it.
+        mode: how the feature map is shifted to compare: "fourier" or one of `SHIFT_MODES`.
         kwargs: forwarded to `torchmetrics.Metric`.
     """
 
@@ -84,7 +98,8 @@ class EquivarianceError(Metric):
     def __init__(self, stride: int, mode: str = "circular", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         _check_stride(stride)
-        check_mode(mode)
+        if mode != "fourier":
+            check_mode(mode)
         self.stride = stride
         self.mode = mode
         self.add_state("error", torch.tensor(0.0), dist_reduce_fx="sum")
@@ -129,9 +144,11 @@ def feature_equivariance_error(
         model: the network to run.
         layer: the submodule whose output is the feature map [B, C, h, w]; it must run once.
         x: input images [B, C, H, W].
-        offset: the input shift (dy, dx), or one per sample [B, 2]; multiples of `stride`.
-        stride: the layer's total stride.
-        mode: how both the input and the feature map are shifted.
+        offset: the input shift (dy, dx), or one per sample [B, 2]; multiples of `stride`
+            unless mode is "fourier".
+        stride: the layer's total stride; it must divide the input into the feature map.
+        mode: how both the input and the feature map are shifted ("fourier": the input by a
+            band-limited shift, which equals a roll for integer offsets).
     """
     outputs: list[Any] = []
     handle = layer.register_forward_hook(lambda _module, _args, output: outputs.append(output))
@@ -151,6 +168,15 @@ def feature_equivariance_error(
             "map tensor; hook a module that outputs [B, C, h, w]"
         )
     features, shifted_features = outputs[0].split(len(x))
+    if features.ndim == 4 and tuple(x.shape[-2:]) != (
+        stride * features.shape[-2],
+        stride * features.shape[-1],
+    ):
+        raise ValueError(
+            f"stride={stride} does not divide the {x.shape[-2]}x{x.shape[-1]} input into the "
+            f"{features.shape[-2]}x{features.shape[-1]} feature map: pass the layer's total "
+            "stride, with an input size that is a multiple of it"
+        )
     return equivariance_error(shifted_features, features, offset, stride, mode).mean()
 
 

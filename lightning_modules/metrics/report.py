@@ -90,6 +90,7 @@ class ShiftReport(nn.Module):
             }
         )
         self.curve = AccuracyVsShift(offset_sweep(max_shift) if sweep is None else sweep)
+        self.last_curve: tuple[Tensor, Tensor] | None = None
 
     def draw_offsets(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         """The offsets `update` uses for images x, on their device.
@@ -149,6 +150,15 @@ class ShiftReport(nn.Module):
         """The scalar metrics by name, and "acc_vs_shift": accuracy per sweep offset [K]."""
         values = {name: metric.compute() for name, metric in self.metrics.items()}
         return values | {"acc_vs_shift": self.curve.compute()}
+
+    def take_curve(self) -> tuple[Tensor, Tensor]:
+        """The accuracy curve as (offsets [K, 2], accuracy [K]) on the CPU, then reset it.
+
+        Kept as `last_curve` until the next take, for whoever writes or plots it.
+        """
+        self.last_curve = (self.curve.offsets.cpu(), self.curve.compute().cpu())
+        self.curve.reset()
+        return self.last_curve
 
     def reset(self) -> None:
         """Clear every metric."""

@@ -1,0 +1,63 @@
+"""Band-limited (sub-pixel) translation: a phase ramp in the 2-D DFT, circular by nature.
+
+Integer shifts cannot probe what happens between pixels, and a stride-s layer can only follow
+shifts by multiples of s. Shifting a band-limited image by a fraction of a pixel is exact in the
+Fourier domain: multiply every frequency (ky, kx) by exp(-2 pi i (ky dy / H + kx dx / W)). This
+is the "ideal" sub-pixel shift of Michaeli et al. (CVPR 2023, alias_free_convnets
+``models/ideal_lpf.py`` ``subpixel_shift``), which upsamples by an ideal filter, rolls and
+subsamples: the same operator for shifts that are multiples of 1/up, without the upsampled copy.
+
+The Nyquist frequency of an even side has no sign of its own: the shift keeps its real part (a
+factor cos(pi d) per axis), so integer shifts equal ``torch.roll`` up to float rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def fourier_translate(x: Tensor, offsets: Tensor | tuple[float, float]) -> Tensor:
+    """Shift every image of `x` [B, C, H, W] by its own real offset (dy, dx), circularly.
+
+    Positive dy moves content down and positive dx right (the `torch.roll` convention).
+
+    Args:
+        x: floating images [B, C, H, W]; float16/bfloat16 are computed in float32.
+        offsets: one (dy, dx) for the batch or [B, 2], in pixels, any real values.
+
+    Returns:
+        A new tensor like `x`.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"x must be a batch of images [B, C, H, W], got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(
+            f"mode='fourier' shifts floating images, got dtype {x.dtype}: convert with x.float()"
+        )
+    b = x.shape[0]
+    offsets = torch.as_tensor(offsets, device=x.device)
+    if offsets.is_complex() or offsets.dtype == torch.bool:
+        raise ValueError(f"offsets must be real pixels (dy, dx), got dtype {offsets.dtype}")
+    if offsets.shape == (2,):
+        offsets = offsets.expand(b, 2)
+    if offsets.shape != (b, 2):
+        raise ValueError(
+            f"offsets must be one (dy, dx) or one per sample [B={b}, 2], got shape "
+            f"{tuple(offsets.shape)}"
+        )
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    offsets = offsets.to(compute)
+    shifted = x.to(compute)
+    # One axis at a time: the shift is separable, and the real part of each 1-D inverse keeps
+    # cos(pi d) of that axis's Nyquist term, so the corner term gets cos(pi dy) cos(pi dx), as
+    # the separable ideal interpolator of subpixel_shift gives.
+    for dim, shift in ((-2, offsets[:, 0]), (-1, offsets[:, 1])):
+        size = x.shape[dim]
+        frequencies = torch.fft.fftfreq(size, device=x.device, dtype=compute)  # [-1/2, 1/2)
+        phase = -2 * torch.pi * shift[:, None] * frequencies[None, :]  # [B, size]
+        ramp = torch.polar(torch.ones_like(phase), phase)
+        ramp = ramp[:, None, :, None] if dim == -2 else ramp[:, None, None, :]
+        spectrum = torch.fft.fft(shifted, dim=dim)
+        shifted = torch.fft.ifft(spectrum * ramp, dim=dim).real
+    return shifted.to(x.dtype)
