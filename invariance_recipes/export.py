@@ -23,8 +23,10 @@ class ExportError(Exception):
 
 
 def _describe(net: nn.Module) -> str:
-    mode = getattr(net, "downsample", None) or type(net).__name__
-    return f"downsample={mode!r}" if isinstance(mode, str) else type(net).__name__
+    """The network's class, with its downsampling mode when it is a backbone."""
+    mode = getattr(net, "downsample", None)
+    name = type(net).__name__
+    return f"{name}(downsample={mode!r})" if isinstance(mode, str) else name
 
 
 def export_program(net: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
@@ -39,11 +41,20 @@ def export_program(net: nn.Module, example: torch.Tensor) -> torch.export.Export
         ) from None
 
 
-def export_onnx(net: nn.Module, example: torch.Tensor, path: Path, opset: int = OPSET) -> Path:
-    """Write ``net`` as an ONNX file (opset ``opset``) for inputs shaped like ``example``."""
+def export_onnx(
+    net: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    opset: int = OPSET,
+    program: torch.export.ExportedProgram | None = None,
+) -> Path:
+    """Write ``net`` as an ONNX file (opset ``opset``) for inputs shaped like ``example``.
+
+    ``program``: its :func:`export_program`, when already made (else it is made here).
+    """
     if opset < 17:
         raise ValueError(f"--opset {opset}: pass 17 or later (reflect padding needs opset 17+)")
-    program = export_program(net, example)
+    program = program or export_program(net, example)
     try:
         onnx = torch.onnx.export(program, (example,), dynamo=True, opset_version=opset)
     except ImportError as err:

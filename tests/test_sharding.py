@@ -110,7 +110,7 @@ def test_two_shards_and_a_merge_equal_one_unsharded_comparison(tmp_path: Path, c
     for name in ("results.csv", "results.md", "accuracy_vs_offset.png"):
         assert (sharded / name).is_file(), name
 
-    unsharded = run_recipe("compare.py", *compare_args(whole), cwd=tmp_path)
+    unsharded = run_recipe("compare.py", *compare_args(whole), cwd=tmp_path, timeout=900)
     assert unsharded.returncode == 0, unsharded.stderr[-3000:]
     merged_rows, whole_rows = read_rows(sharded / "results.csv"), read_rows(whole / "results.csv")
     assert [r["run"] for r in merged_rows] == [r["run"] for r in whole_rows]
