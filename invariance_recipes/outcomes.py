@@ -27,7 +27,6 @@ from invariance_recipes.training import load_checkpoint
 from lightning_modules.shifts import sample_integers, sample_offset_pair, translate
 
 OUTCOMES_NPZ = "outcomes.npz"
-META = ("index", "label", "prediction", "images_sha256")
 
 
 def agreement_key(mode: str, max_shift: int) -> str:
