@@ -46,7 +46,7 @@ class MaxBlurPool2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         pool, blur = self.pool, self.blur
-        if pool.circular or pool.kernel_size == 1 or not blur.dense_applies(*x.shape[-2:]):
+        if pool.circular or pool.kernel_size == 1 or not blur.takes_dense_path(x):
             return blur(pool(x))
         # Fused: the pooling pads ``after`` with -inf on both sides (the same maxima as
         # SameMaxPool2d's), and the blur gives the ``after - before`` windows that start
