@@ -259,6 +259,23 @@ def test_max_blur_pool_is_dense_max_then_reference_blur(pad_type: str) -> None:
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("filt_size", [3, 4, 5])
+@pytest.mark.parametrize("pad_type", ["zero", "reflect"])
+def test_float32_max_blur_pool_equals_dense_max_then_reference_blur(
+    filt_size: int, pad_type: str
+) -> None:
+    """Whatever path the choice table picks (zero padding and 3 taps take a convolution)."""
+    x = torch.randn(2, 3, 9, 8, requires_grad=True)
+    out = MaxBlurPool2d(3, 2, filt_size, 2, pad_type)(x)
+    dense = F.max_pool2d(F.pad(x.double(), (0, 1, 0, 1), mode="replicate"), 2, 1)
+    expected = reference_blur(dense, filt_size, 2, pad_type)
+    torch.testing.assert_close(out, expected.float(), rtol=1e-5, atol=1e-6)
+    grad = torch.randn(expected.shape)
+    (ours,) = torch.autograd.grad(out, x, grad)
+    (reference,) = torch.autograd.grad(expected, x, grad.double())
+    torch.testing.assert_close(ours, reference.float(), rtol=1e-5, atol=1e-6)
+
+
 def test_circular_max_blur_pool_commutes_with_even_shifts() -> None:
     layer = MaxBlurPool2d(3, pad_type="circular")
     x = torch.randn(2, 3, 12, 10)

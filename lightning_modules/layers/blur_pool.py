@@ -94,6 +94,8 @@ class BlurPool2d(nn.Module):
         after than before, which ``conv2d``'s symmetric padding gives with one leading zero
         tap, needed only along an axis whose last window would otherwise be dropped.
         """
+        in_channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        in_channels_last = in_channels_last and not x.is_contiguous()
         weight = self.filt.to(x.dtype)
         if self.pad_type == "zero":
             before, after = self.padding[0], self.padding[1]
@@ -104,11 +106,10 @@ class BlurPool2d(nn.Module):
             padding = tuple(before + e for e in extend)
         else:
             x, padding = pad2d(x, self.padding, self.pad_type), (0, 0)
-        keep_contiguous = not channels_last or x.is_contiguous()
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out = F.conv2d(x, weight, stride=self.stride, padding=padding, groups=self.channels)
-        return out.contiguous() if keep_contiguous else out
+        return out if in_channels_last else out.contiguous()
 
     def check_input(self, x: Tensor) -> None:
         """Raise a one-line ``ValueError`` unless x is [batch, channels, height, width]."""
