@@ -25,7 +25,8 @@ PEERS = ("timm", "kornia", "antialiased-cnns")
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("benchmarks")
-    return run_recipe("benchmark.py", "--quick", "--out", str(out), cwd=out), out
+    proc = run_recipe("benchmark.py", "--quick", "--out", str(out), cwd=out, timeout=900)
+    return proc, out
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -34,6 +35,7 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
+@pytest.mark.slow
 def test_quick_run_writes_one_positive_ratio_per_comparison(quick_run) -> None:
     proc, out = quick_run
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -61,6 +63,7 @@ def test_quick_run_writes_one_positive_ratio_per_comparison(quick_run) -> None:
         assert compared != (f"{peer} is not installed" in markdown), peer
 
 
+@pytest.mark.slow
 def test_quick_run_markdown_table_matches_the_csv(quick_run) -> None:
     proc, out = quick_run
     _, rows = read_csv(out / "cpu-quick.csv")

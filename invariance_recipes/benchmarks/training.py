@@ -239,7 +239,7 @@ def _layout_row(cfg: Config, device: torch.device, backbone: str) -> Row:
         f"{VARIANT} {backbone}, {cfg.layout_batch_size}x{channels}x{side}x{side}, "
         f"{cfg.layout_batches} AdamW steps"
     )
-    note = f"contiguous {rate:,.0f} images/s, channels-last {last_rate:,.0f} images/s"
+    note = f"contiguous {rate:.3g} images/s, channels-last {last_rate:.3g} images/s"
     return compare(timings, "layout", setting, "channels-last step", "contiguous step", 1.0, note)
 
 
