@@ -1,6 +1,6 @@
-"""The benchmark recipe: a quick run as a user starts it with its CSV and Markdown read back,
-the interleaved timing against a hand computation, and the fast paths it measures against the
-plain computations they replace (so every row compares like with like)."""
+"""The benchmark recipe: a quick run as a user starts it with its CSV and Markdown read back
+(both thread counts, every section), and the interleaved timing against a hand computation.
+The correctness of the fast paths it measures is tested with the layers (test_layers.py)."""
 
 from __future__ import annotations
 
@@ -12,23 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from invariance_recipes.benchmarks.suite import COLUMNS, per_sample_rolls, per_sample_slices, run
+from invariance_recipes.benchmarks.cli import run
+from invariance_recipes.benchmarks.rows import COLUMNS
 from invariance_recipes.benchmarks.timing import Timings, alternate, interleaved
-from lightning_modules.layers import PAD_TYPES, BlurPool2d, MaxBlurPool2d, binomial_filter, pad2d
-from lightning_modules.layers.blur_pool import DENSE_MAX_SIDE
-from lightning_modules.shifts import random_offsets, translate
 from recipe_runs import run_recipe
 
-SECTIONS = {"blurpool", "translate", "validation", "training", "data"}
+SECTIONS = {"layers", "translate", "validation", "training", "data", "layout", "imports"}
 PEERS = ("timm", "kornia", "antialiased-cnns")
 
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("benchmarks")
-    return run_recipe("benchmark.py", "--quick", "--out", str(out), cwd=out), out
+    proc = run_recipe("benchmark.py", "--quick", "--out", str(out), cwd=out, timeout=900)
+    return proc, out
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -37,6 +35,7 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
+@pytest.mark.slow
 def test_quick_run_writes_one_positive_ratio_per_comparison(quick_run) -> None:
     proc, out = quick_run
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -44,6 +43,11 @@ def test_quick_run_writes_one_positive_ratio_per_comparison(quick_run) -> None:
     header, rows = read_csv(out / "cpu-quick.csv")
     assert tuple(header) == COLUMNS
     assert {row["section"] for row in rows} == SECTIONS
+    # Every section at the default thread count and at 1 thread; starting a process once.
+    counts = {str(torch.get_num_threads()), "1"}
+    for section in SECTIONS - {"imports"}:
+        assert {row["threads"] for row in rows if row["section"] == section} == counts, section
+    assert sum(row["section"] == "imports" for row in rows) == 1
     for row in rows:
         ratio, target = float(row["ratio"]), float(row["target"])
         assert ratio > 0 and float(row["ours_ms"]) > 0 and float(row["baseline_ms"]) > 0
@@ -59,6 +63,7 @@ def test_quick_run_writes_one_positive_ratio_per_comparison(quick_run) -> None:
         assert compared != (f"{peer} is not installed" in markdown), peer
 
 
+@pytest.mark.slow
 def test_quick_run_markdown_table_matches_the_csv(quick_run) -> None:
     proc, out = quick_run
     _, rows = read_csv(out / "cpu-quick.csv")
@@ -71,9 +76,11 @@ def test_quick_run_markdown_table_matches_the_csv(quick_run) -> None:
     assert set(table[1].replace("|", "").replace("-", "").replace(":", "")) == set()
     for line, row in zip(table[2:], rows, strict=True):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        assert cells[:4] == [row["section"], row["setting"], row["ours"], row["baseline"]]
-        assert float(cells[6]) == pytest.approx(float(row["ratio"]), rel=5e-3)
-        assert cells[9] == ("yes" if row["holds"] == "yes" else "**no**")
+        assert cells[:5] == [
+            row["section"], row["threads"], row["setting"], row["ours"], row["baseline"]
+        ]  # fmt: skip
+        assert float(cells[7]) == pytest.approx(float(row["ratio"]), rel=5e-3)
+        assert cells[10] == ("yes" if row["holds"] == "yes" else "**no**")
     machine = next(line for line in lines if line.startswith("Machine: "))
     assert f"torch {torch.__version__}" in machine and "logical cores" in machine
     assert proc.stdout.startswith(f"machine: {machine.removeprefix('Machine: ')}")
@@ -83,7 +90,7 @@ def test_quick_run_markdown_table_matches_the_csv(quick_run) -> None:
     ("args", "message"),
     [
         (["--rounds", "0"], "--rounds 0: pass a positive integer"),
-        (["--threads", "-1"], "--threads -1: pass a positive integer"),
+        (["--threads", "2", "-1"], "--threads -1: pass a positive integer"),
         (["--device", "cuda"], "--device cuda: CUDA is not available"),
     ],
 )
@@ -144,87 +151,3 @@ def test_interleaved_times_blocks_of_calls_between_syncs() -> None:
     assert warmup == "c" and calibration and set(timed) == {calibration[-1]}
     with pytest.raises(ValueError, match="rounds=0"):
         alternate({"nap": lambda: 0.0}, rounds=0)
-
-
-def reference_blur(x: torch.Tensor, filt_size: int, stride: int, pad_type: str) -> torch.Tensor:
-    """The published layer's computation: pad, depthwise binomial convolution, stride."""
-    taps = binomial_filter(filt_size).double()
-    kernel = (taps[:, None] * taps[None, :]).expand(x.shape[1], 1, filt_size, filt_size)
-    before, after = (filt_size - 1) // 2, filt_size // 2
-    mode = {"zero": "constant"}.get(pad_type, pad_type)
-    padded = F.pad(x, (before, after, before, after), mode=mode)
-    return F.conv2d(padded, kernel.to(x.dtype), stride=stride, groups=x.shape[1])
-
-
-@pytest.mark.parametrize("pad_type", PAD_TYPES)
-@pytest.mark.parametrize(
-    ("size", "filt_size", "stride", "path"),
-    [
-        (8, 4, 2, "aten::kron"),  # 4x4 outputs: one product with the Kronecker matrix
-        (34, 4, 2, "aten::bmm"),  # two products, along the width then the height
-        (21, 5, 1, "aten::bmm"),  # stride 1 (the blur before APS)
-        (DENSE_MAX_SIDE + 2, 3, 2, "aten::convolution"),  # large maps: padded convolution
-    ],
-)
-def test_blurpool_paths_equal_the_padded_convolution(
-    size: int, filt_size: int, stride: int, path: str, pad_type: str
-) -> None:
-    generator = torch.Generator().manual_seed(size)
-    x = torch.randn(2, 3, size, size - 1, generator=generator, dtype=torch.float64)
-    x.requires_grad_(True)
-    layer = BlurPool2d(3, filt_size, stride, pad_type).double()
-    with torch.profiler.profile() as profile:
-        out = layer(x)
-    assert path in {event.key for event in profile.key_averages()}
-    expected = reference_blur(x, filt_size, stride, pad_type)
-    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
-    grad = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
-    (ours,) = torch.autograd.grad(out, x, grad)
-    (reference,) = torch.autograd.grad(expected, x, grad)
-    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("pad_type", ["reflect", "zero"])
-@pytest.mark.parametrize(("size", "kernel_size"), [(8, 2), (33, 2), (30, 3), (26, 4)])
-def test_fused_max_blur_pool_equals_dense_max_then_blur(
-    size: int, kernel_size: int, pad_type: str
-) -> None:
-    generator = torch.Generator().manual_seed(size)
-    x = torch.randn(2, 3, size, size + 3, generator=generator, dtype=torch.float64)
-    x.requires_grad_(True)
-    out = MaxBlurPool2d(3, kernel_size, 4, 2, pad_type).double()(x)
-    before, after = (kernel_size - 1) // 2, kernel_size // 2
-    dense = F.max_pool2d(pad2d(x, (before, after, before, after), "replicate"), kernel_size, 1)
-    expected = reference_blur(dense, 4, 2, pad_type)
-    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
-    grad = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
-    (ours,) = torch.autograd.grad(out, x, grad)
-    (reference,) = torch.autograd.grad(expected, x, grad)
-    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
-
-
-def test_blurpool_keeps_channels_last_and_bfloat16() -> None:
-    x = torch.randn(4, 8, 16, 16).contiguous(memory_format=torch.channels_last)
-    layer = BlurPool2d(8)
-    out = layer(x)
-    assert out.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(out, reference_blur(x, 4, 2, "reflect"), rtol=1e-5, atol=1e-6)
-    low = layer(x.bfloat16())
-    assert low.dtype == torch.bfloat16
-    torch.testing.assert_close(low.float(), out, rtol=2e-2, atol=2e-2)
-
-
-def test_blurpool_trains_after_running_under_inference_mode() -> None:
-    layer = BlurPool2d(2, 3)
-    x = torch.randn(1, 2, 10, 12, requires_grad=True)
-    with torch.inference_mode():  # validation first, as Lightning's sanity check does
-        layer(x.detach())
-    layer(x).sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
-
-
-def test_translation_baselines_compute_the_same_shifts() -> None:
-    x = torch.rand(256, 3, 12, 12, generator=torch.Generator().manual_seed(0))
-    offsets = random_offsets(256, 4, torch.Generator().manual_seed(1))
-    assert torch.equal(per_sample_slices(x, offsets), translate(x, offsets, "zero"))
-    assert torch.equal(per_sample_rolls(x, offsets), translate(x, offsets, "circular"))

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.signal import correlate2d
 from scipy.special import binom
 
 from lightning_modules.layers import (
@@ -20,31 +19,46 @@ from lightning_modules.layers import (
     SameMaxPool2d,
     aps_downsample,
     binomial_filter,
+    pad2d,
     select_phase,
     take_phase,
 )
+from lightning_modules.layers.blur_paths import CHOICES, DENSE, DENSE_MAX_SIDE, PATHS, choose_path
 
 NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "zero": "constant", "circular": "wrap"}
 SIZES = [(9, 12), (8, 7), (1, 1), (2, 3), (3, 2)]  # odd, even, and smaller than the padding
 
 
-def reference_blur(x: torch.Tensor, filt_size: int, stride: int, pad_type: str) -> np.ndarray:
-    """Pad each plane with np.pad, correlate with the binomial outer product, subsample."""
+def reference_blur(x: torch.Tensor, filt_size: int, stride: int, pad_type: str) -> torch.Tensor:
+    """Pad each plane by indexing with np.pad's index grid, sum the shifted copies weighted by
+    the binomial outer product (SciPy), subsample; in float64, returned in the dtype of x.
+
+    Written without the layers' padding or convolution, and differentiable, so it checks
+    both the values and the gradients of every path of BlurPool2d.
+    """
     taps = binom(filt_size - 1, np.arange(filt_size))
     kernel = np.outer(taps, taps) / np.outer(taps, taps).sum()
     before, after = (filt_size - 1) // 2, int(np.ceil((filt_size - 1) / 2))
-    planes = x.double().numpy()
+    height, width = x.shape[-2:]
     mode = NUMPY_PAD[pad_type]
-    if pad_type == "reflect" and min(planes.shape[-2:]) <= max(before, after):
+    if pad_type == "reflect" and min(height, width) <= max(before, after):
         mode = "edge"  # the documented fallback for inputs smaller than the padding
-    out = [
-        [
-            correlate2d(np.pad(plane, (before, after), mode=mode), kernel, mode="valid")
-            for plane in sample
-        ]
-        for sample in planes
-    ]
-    return np.asarray(out)[..., ::stride, ::stride]
+
+    def source(size: int) -> torch.Tensor:  # the input index of every padded position, -1: zero
+        index = np.arange(size)
+        if mode == "constant":
+            return torch.from_numpy(np.pad(index, (before, after), constant_values=-1))
+        return torch.from_numpy(np.pad(index, (before, after), mode=mode))
+
+    rows, cols = source(height), source(width)
+    padded = x.double()[..., rows.clamp(min=0), :][..., cols.clamp(min=0)]
+    padded = padded * ((rows >= 0)[:, None] & (cols >= 0)[None, :])
+    out = sum(
+        kernel[i, j] * padded[..., i : i + height, j : j + width]
+        for i in range(filt_size)
+        for j in range(filt_size)
+    )
+    return out[..., ::stride, ::stride].to(x.dtype)
 
 
 def reference_components(x: np.ndarray, stride: int) -> list[np.ndarray]:
@@ -104,6 +118,101 @@ def test_blurpool_filter_is_not_in_the_state_dict_and_follows_dtype() -> None:
     assert layer.double().filt.dtype == torch.float64
 
 
+@pytest.mark.parametrize("pad_type", PAD_TYPES)
+@pytest.mark.parametrize(
+    ("size", "filt_size", "stride", "path"),
+    [
+        (8, 4, 2, "aten::kron"),  # 4x4 outputs: one product with the Kronecker matrix
+        (34, 4, 2, "aten::bmm"),  # two products, along the width then the height
+        (21, 5, 1, "aten::bmm"),  # stride 1 (the blur before APS)
+        (DENSE_MAX_SIDE + 2, 3, 2, "aten::convolution"),  # large maps: padded convolution
+    ],
+)
+def test_blurpool_paths_equal_the_padded_convolution(
+    size: int, filt_size: int, stride: int, path: str, pad_type: str
+) -> None:
+    generator = torch.Generator().manual_seed(size)
+    x = torch.randn(2, 3, size, size - 1, generator=generator, dtype=torch.float64)
+    x.requires_grad_(True)
+    layer = BlurPool2d(3, filt_size, stride, pad_type).double()
+    with torch.profiler.profile() as profile:
+        out = layer(x)
+    assert path in {event.key for event in profile.key_averages()}
+    expected = reference_blur(x, filt_size, stride, pad_type)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    grad = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(out, x, grad)
+    (reference,) = torch.autograd.grad(expected, x, grad)
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("pad_type", ["reflect", "zero"])
+@pytest.mark.parametrize(("size", "kernel_size"), [(8, 2), (33, 2), (30, 3), (26, 4)])
+def test_fused_max_blur_pool_equals_dense_max_then_blur(
+    size: int, kernel_size: int, pad_type: str
+) -> None:
+    generator = torch.Generator().manual_seed(size)
+    x = torch.randn(2, 3, size, size + 3, generator=generator, dtype=torch.float64)
+    x.requires_grad_(True)
+    out = MaxBlurPool2d(3, kernel_size, 4, 2, pad_type).double()(x)
+    before, after = (kernel_size - 1) // 2, kernel_size // 2
+    dense = F.max_pool2d(pad2d(x, (before, after, before, after), "replicate"), kernel_size, 1)
+    expected = reference_blur(dense, 4, 2, pad_type)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    grad = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(out, x, grad)
+    (reference,) = torch.autograd.grad(expected, x, grad)
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+
+
+def test_blurpool_keeps_channels_last_and_bfloat16() -> None:
+    x = torch.randn(4, 8, 16, 16).contiguous(memory_format=torch.channels_last)
+    layer = BlurPool2d(8)
+    out = layer(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, reference_blur(x, 4, 2, "reflect"), rtol=1e-5, atol=1e-6)
+    low = layer(x.bfloat16())
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), out, rtol=2e-2, atol=2e-2)
+
+
+def test_blurpool_trains_after_running_under_inference_mode() -> None:
+    layer = BlurPool2d(2, 3)
+    x = torch.randn(1, 2, 10, 12, requires_grad=True)
+    with torch.inference_mode():  # validation first, as Lightning's sanity check does
+        layer(x.detach())
+    layer(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("pad_type", PAD_TYPES)
+@pytest.mark.parametrize("filt_size", range(2, 8))
+def test_every_blurpool_path_equals_the_reference(filt_size: int, pad_type: str) -> None:
+    generator = torch.Generator().manual_seed(filt_size)
+    for (height, width), stride in itertools.product([(1, 4), (5, 8), (8, 7)], (1, 2, 3)):
+        x = torch.randn(2, 3, height, width, generator=generator, dtype=torch.float64)
+        layer = BlurPool2d(3, filt_size, stride, pad_type).double()
+        expected = reference_blur(x, filt_size, stride, pad_type)
+        for out in (layer.dense(x), layer.convolve(x), layer.convolve(x, channels_last=True)):
+            torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+            assert out.is_contiguous()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 16])
+def test_float32_cpu_blurs_take_the_path_of_the_choice_table(threads: int) -> None:
+    for (zero, table_threads, side, filt_size), choice in CHOICES.items():
+        if table_threads != min(threads, 2):
+            continue
+        x = torch.empty(1, 1, side, side - 1)
+        pad_type = "zero" if zero else "circular"
+        assert choose_path(x, filt_size, pad_type, threads) == choice.path
+        assert choice.path in PATHS and choice.measured
+    big = torch.empty(1, 1, DENSE_MAX_SIDE + 1, 8)
+    assert choose_path(big, 4, "reflect", threads) != DENSE  # dense only up to its limit
+    assert choose_path(big.double(), 4, "reflect", threads) != DENSE
+    assert choose_path(torch.empty(1, 1, 8, 8, dtype=torch.float64), 3, "zero", threads) == DENSE
+
+
 @pytest.mark.parametrize(
     "layer", [BlurPool2d(3, 4, 2, "circular"), BlurPool2d(3, 5, 3, "circular")]
 )
@@ -148,6 +257,23 @@ def test_max_blur_pool_is_dense_max_then_reference_blur(pad_type: str) -> None:
     out = MaxBlurPool2d(3, 2, 4, 2, pad_type)(x)
     assert out.shape == (2, 3, 5, 4)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("filt_size", [3, 4, 5])
+@pytest.mark.parametrize("pad_type", ["zero", "reflect"])
+def test_float32_max_blur_pool_equals_dense_max_then_reference_blur(
+    filt_size: int, pad_type: str
+) -> None:
+    """Whatever path the choice table picks (zero padding and 3 taps take a convolution)."""
+    x = torch.randn(2, 3, 9, 8, requires_grad=True)
+    out = MaxBlurPool2d(3, 2, filt_size, 2, pad_type)(x)
+    dense = F.max_pool2d(F.pad(x.double(), (0, 1, 0, 1), mode="replicate"), 2, 1)
+    expected = reference_blur(dense, filt_size, 2, pad_type)
+    torch.testing.assert_close(out, expected.float(), rtol=1e-5, atol=1e-6)
+    grad = torch.randn(expected.shape)
+    (ours,) = torch.autograd.grad(out, x, grad)
+    (reference,) = torch.autograd.grad(expected, x, grad.double())
+    torch.testing.assert_close(ours, reference.float(), rtol=1e-5, atol=1e-6)
 
 
 def test_circular_max_blur_pool_commutes_with_even_shifts() -> None:

@@ -10,14 +10,14 @@ from torch import Tensor, nn
 
 from invariance_common.checks import check_choice, check_positive
 from lightning_modules.layers.binomial import binomial_filter
+from lightning_modules.layers.blur_paths import (
+    CONV_CHANNELS_LAST,
+    DENSE,
+    KRONECKER_MAX_OUTPUTS,
+    choose_path,
+)
 from lightning_modules.layers.checks import check_filt_size, check_stride
 from lightning_modules.layers.padding import PAD_TYPES, pad2d
-
-# Up to this side a blur is two matrix products (measured faster on CPU up to 224 px); their
-# cost grows with the side, so larger maps take the padded depthwise convolution.
-DENSE_MAX_SIDE = 256
-# Up to this many output pixels per plane the two products are merged into one (Kronecker).
-KRONECKER_MAX_OUTPUTS = 64
 
 
 class BlurPool2d(nn.Module):
@@ -40,15 +40,17 @@ class BlurPool2d(nn.Module):
     The filter is a non-persistent buffer: it is not part of the state dict, so a model
     converted with BlurPool still loads the state dict of the original model.
 
-    Computation: padding, blur and subsampling along one axis are one linear map, a
-    ``[size, ceil(size / stride)]`` matrix built by running the reference computation on the
-    identity (see :func:`blur_matrix`), and the 2D layer is its product along both axes. On
-    maps up to ``DENSE_MAX_SIDE`` pixels two matrix products (one, their Kronecker product,
-    when a plane has at most ``KRONECKER_MAX_OUTPUTS`` outputs) replace the padded copy and
-    the depthwise convolution: in the benchmark recipe they run forward and backward several
-    times faster on CPU, with the same values up to float rounding (the taps are exact dyadic
-    fractions). The dense products multiply every pixel by the zero taps of far-away
-    outputs too, so a non-finite input makes its whole plane NaN instead of a neighbourhood.
+    Computation: each call takes the path that :func:`~lightning_modules.layers.blur_paths.
+    choose_path` measured fastest for its padding, filter, map size, dtype and thread count:
+    the depthwise convolution (zero padding fused into ``conv2d``; in channels-last memory
+    where that was faster) or dense matrix products. For the latter, padding, blur and
+    subsampling along one axis are one linear map, a ``[size, ceil(size / stride)]`` matrix
+    built by running the reference computation on the identity (see :func:`blur_matrix`), and
+    the 2D layer is its product along both axes (one product with their Kronecker product
+    when a plane has at most ``KRONECKER_MAX_OUTPUTS`` outputs). All paths give the same
+    values up to float rounding (the taps are exact dyadic fractions). The dense products
+    multiply every pixel by the zero taps of far-away outputs too, so there a non-finite
+    input makes its whole plane NaN instead of a neighbourhood.
 
     Args:
         channels: channels of the input (the blur is depthwise).
@@ -80,10 +82,34 @@ class BlurPool2d(nn.Module):
         self.check_input(x)
         if self.filt_size == 1:
             return x[:, :, :: self.stride, :: self.stride]
-        if not self.dense_applies(x.shape[-2], x.shape[-1]):
-            x = pad2d(x, self.padding, self.pad_type)
-            return F.conv2d(x, self.filt.to(x.dtype), stride=self.stride, groups=self.channels)
-        return self.dense(x)
+        path = choose_path(x, self.filt_size, self.pad_type)
+        if path == DENSE:
+            return self.dense(x)
+        return self.convolve(x, channels_last=path == CONV_CHANNELS_LAST)
+
+    def convolve(self, x: Tensor, channels_last: bool = False) -> Tensor:
+        """The blur as one depthwise convolution, in the memory format of ``x``.
+
+        Zero padding is ``conv2d``'s own (no padded copy): an even filter pads one pixel more
+        after than before, which ``conv2d``'s symmetric padding gives with one leading zero
+        tap, needed only along an axis whose last window would otherwise be dropped.
+        """
+        in_channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        in_channels_last = in_channels_last and not x.is_contiguous()
+        weight = self.filt.to(x.dtype)
+        if self.pad_type == "zero":
+            before, after = self.padding[0], self.padding[1]
+            extend = [
+                int(after > before and (size - 1) % self.stride == 0) for size in x.shape[-2:]
+            ]
+            weight = F.pad(weight, (extend[1], 0, extend[0], 0))
+            padding = tuple(before + e for e in extend)
+        else:
+            x, padding = pad2d(x, self.padding, self.pad_type), (0, 0)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out = F.conv2d(x, weight, stride=self.stride, padding=padding, groups=self.channels)
+        return out if in_channels_last else out.contiguous()
 
     def check_input(self, x: Tensor) -> None:
         """Raise a one-line ``ValueError`` unless x is [batch, channels, height, width]."""
@@ -94,9 +120,9 @@ class BlurPool2d(nn.Module):
                 "with channels equal to the input's"
             )
 
-    def dense_applies(self, height: int, width: int) -> bool:
-        """Whether :meth:`dense` computes the blur of a map of this size (see the class)."""
-        return self.filt_size > 1 and max(height, width) <= DENSE_MAX_SIDE
+    def takes_dense_path(self, x: Tensor) -> bool:
+        """Whether a call on ``x`` computes the blur with :meth:`dense` (see the class)."""
+        return self.filt_size > 1 and choose_path(x, self.filt_size, self.pad_type) == DENSE
 
     def dense(self, x: Tensor, skip: int = 0) -> Tensor:
         """The blur as matrix products along the width and the height.

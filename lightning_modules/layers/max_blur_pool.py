@@ -46,15 +46,19 @@ class MaxBlurPool2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         pool, blur = self.pool, self.blur
-        if pool.circular or pool.kernel_size == 1 or not blur.dense_applies(*x.shape[-2:]):
+        if pool.circular or pool.kernel_size == 1:
             return blur(pool(x))
         # Fused: the pooling pads ``after`` with -inf on both sides (the same maxima as
-        # SameMaxPool2d's), and the blur gives the ``after - before`` windows that start
-        # before the image zero weight instead of cropping them (a copy forward and backward).
+        # SameMaxPool2d's, without its padded copy), and the ``after - before`` windows that
+        # start before the image are skipped: the dense blur gives them zero weight (no crop
+        # copy forward and backward), the convolution reads past them.
         blur.check_input(x)
         before, after = pool.padding[:2]
         pooled = F.max_pool2d(x, pool.kernel_size, stride=1, padding=after)
-        return blur.dense(pooled, skip=after - before)
+        skip = after - before
+        if blur.takes_dense_path(x):
+            return blur.dense(pooled, skip=skip)
+        return blur(pooled[..., skip:, skip:])
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.pool.kernel_size}, stride={self.blur.stride}"

@@ -1,0 +1,36 @@
+"""The registry of benchmark sections: adding a section is one :class:`Section` entry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import torch
+
+from invariance_recipes.benchmarks.imports import import_rows
+from invariance_recipes.benchmarks.layers import layer_rows
+from invariance_recipes.benchmarks.rows import Config, Row
+from invariance_recipes.benchmarks.training import layout_rows, training_rows, validation_rows
+from invariance_recipes.benchmarks.translate import translate_rows
+
+
+@dataclass(frozen=True)
+class Section:
+    """``rows(config, device, notes)``; ``per_thread_count``: run once per thread count
+    (``False`` for what torch's threads do not change, such as starting a process)."""
+
+    rows: Callable[[Config, torch.device, list[str]], list[Row]]
+    per_thread_count: bool = True
+
+
+SECTIONS: Mapping[str, Section] = MappingProxyType(
+    {
+        "layers": Section(layer_rows),
+        "translate": Section(translate_rows),
+        "validation": Section(validation_rows),
+        "training": Section(training_rows),
+        "layout": Section(layout_rows),
+        "imports": Section(import_rows, per_thread_count=False),
+    }
+)
