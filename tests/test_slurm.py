@@ -117,6 +117,9 @@ def test_sbatch_two_tasks_then_a_preempted_job_requeues_into_the_same_run(
         name: torch.load(tmp_path / "runs" / name / "checkpoints/last.ckpt", weights_only=True)
         for name in ("whole", "preempted")
     }
-    assert final["preempted"]["epoch"] == final["whole"]["epoch"]
+    epochs = {name: (c["epoch"], c["global_step"]) for name, c in final.items()}
+    # both must be the state after the last epoch: last.ckpt saved every epoch (not only when
+    # val/acc improves) and never overwritten by a mid-epoch state when the job is requeued
+    assert epochs["preempted"] == epochs["whole"], epochs
     for key, value in final["whole"]["state_dict"].items():
         torch.testing.assert_close(final["preempted"]["state_dict"][key], value, rtol=0, atol=1e-6)
