@@ -40,3 +40,10 @@ def run_recipe(
 
 def read_test_metrics(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "test_metrics.json").read_text())
+
+
+def is_share_of(value: float, images: int) -> bool:
+    """Whether ``value`` is ``k / images`` for a whole number ``k``: a share of test images,
+    as accuracy, consistency and flip rate must be (float32 rounding allowed)."""
+    count = value * images
+    return 0 <= round(count) <= images and abs(count - round(count)) < 1e-3
