@@ -148,12 +148,11 @@ class TrainCLI(LightningCLI):
             ckpt_dir = self.run_dir / CHECKPOINTS
             self.graceful_stop = GracefulStop(ckpt_dir / INTERRUPTED)
             callbacks = [
+                ModelCheckpoint(ckpt_dir, filename="best-{epoch}", monitor="val/acc", mode="max"),
+                # Every epoch boundary, improved or not (save_last=True would write last.ckpt
+                # only when a best checkpoint is written, and --resume would go back epochs).
                 ModelCheckpoint(
-                    ckpt_dir,
-                    filename="best-{epoch}",
-                    monitor="val/acc",
-                    mode="max",
-                    save_last=True,
+                    ckpt_dir, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False
                 ),
                 ShiftReportLogger(self.run_dir),
                 DivergenceGuard(),
