@@ -54,7 +54,8 @@ def _separable(x: Tensor, build, factor: int) -> Tensor:
         build = {downsample_matrix: _downsample_matrix, upsample_matrix: _upsample_matrix}[build]
     rows = build(h, factor, x.device, x.dtype)
     cols = build(w, factor, x.device, x.dtype)
-    return rows.mT @ (x @ cols)
+    # Both products as single matrix products over all planes (no batched small ones).
+    return ((x @ cols).mT @ rows).mT
 
 
 def ideal_downsample(x: Tensor, stride: int = 2) -> Tensor:
