@@ -65,6 +65,36 @@ _VARIANTS = (
         "(Chaman & Dokmanic 2021), no blur (filt_size 1) so it isolates APS from BlurPool",
         model={"downsample": "aps", "filt_size": 1},
     ),
+    Variant(
+        "aps-circular",
+        "APS in its exact setting: circular padding and a global-average-pooling head, "
+        "exactly invariant to circular shifts (Chaman & Dokmanic 2021)",
+        model={"downsample": "aps", "filt_size": 1, "padding_mode": "circular", "head": "gap"},
+    ),
+    Variant(
+        "max-circular",
+        "control for aps-circular: MaxPool(2) downsampling with the same circular padding "
+        "and global-average-pooling head, so the comparison isolates the sampling",
+        model={"padding_mode": "circular", "head": "gap"},
+    ),
+    Variant(
+        "lps",
+        "learnable polyphase sampling: a scoring network picks the stride-2 phase, a "
+        "Gumbel-softmax mixture in training (Rojas-Gomez et al. 2022), no blur",
+        model={"downsample": "lps", "filt_size": 1},
+    ),
+    Variant(
+        "lps-circular",
+        "LPS in its exact setting: circular padding and a global-average-pooling head, "
+        "exactly invariant to circular shifts in evaluation (Rojas-Gomez et al. 2022)",
+        model={"downsample": "lps", "filt_size": 1, "padding_mode": "circular", "head": "gap"},
+    ),
+    Variant(
+        "alias-free",
+        "alias-free CNN: ideal (FFT) low-pass downsampling, polynomial activations on a 2x "
+        "grid, circular padding, global-average-pooling head (Michaeli, Michaeli & Soudry 2023)",
+        model={"downsample": "alias-free", "padding_mode": "circular", "head": "gap"},
+    ),
 )
 
 VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in _VARIANTS})

@@ -45,13 +45,38 @@ def converted(request: pytest.FixtureRequest) -> tuple[nn.Module, nn.Module, lis
     return original, model, changes, size
 
 
-def test_every_strided_layer_is_reported_and_none_is_left(converted) -> None:
+# Zhang's released models keep their stem convolution strided (pool_only=True).
+STEMS = {"resnet18": {"conv1"}, "vgg11": set(), "densenet121": {"features.conv0"},
+         "mobilenet_v2": {"features.0.0"}}  # fmt: skip
+# BlurPool layers in Zhang's pool_only models (antialiased_cnns: resnet.py, densenet.py,
+# mobilenet.py, vgg.py), counted from their code.
+ZHANG_BLURS = {"resnet18": 7, "vgg11": 5, "densenet121": 4, "mobilenet_v2": 4}
+
+
+def family(model: nn.Module) -> str:
+    return {
+        models.ResNet: "resnet18",
+        models.VGG: "vgg11",
+        models.DenseNet: "densenet121",
+        models.MobileNetV2: "mobilenet_v2",
+    }[type(model)]
+
+
+def test_every_strided_layer_is_reported_and_only_the_stem_is_left(converted) -> None:
     original, model, changes, _ = converted
     reported = {line.split(": ", 1)[0] for line in changes}
     assert reported == strided_layers(original)
     assert len(changes) == len(reported)
-    assert strided_layers(model) == set()  # only BlurPool2d subsamples now
-    assert any(isinstance(m, BlurPool2d) for m in model.modules())
+    assert strided_layers(model) == STEMS[family(original)]  # else only BlurPool2d subsamples
+    blurs = sum(isinstance(m, BlurPool2d) for m in model.modules())
+    assert blurs == ZHANG_BLURS[family(original)]
+
+
+def test_layout_all_also_blurs_the_stem() -> None:
+    model, changes = antialias(models.resnet18(weights=None), layout="all")
+    assert strided_layers(model) == set()
+    assert sum(isinstance(m, BlurPool2d) for m in model.modules()) == 8
+    assert "conv1: stride 2 -> 1; BlurPool2d(stride 2) before maxpool" in changes
 
 
 def test_parameters_and_state_dict_are_unchanged(converted) -> None:
@@ -97,10 +122,21 @@ def test_resnet_block_computes_zhangs_antialiased_basic_block() -> None:
         torch.testing.assert_close(block(x), F.relu(out + shortcut))
 
 
-def test_resnet_stem_and_max_pool_become_dense_then_blurred() -> None:
+def test_resnet_stem_stays_strided_and_max_pool_becomes_zhangs() -> None:
     torch.manual_seed(0)
     original = models.resnet18(weights=None).eval()
     model = antialias(original)[0].eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        stem = F.relu(original.bn1(F.conv2d(x, original.conv1.weight, stride=2, padding=3)))
+        expected = zhang_blur(F.max_pool2d(stem, 2, stride=1))
+        torch.testing.assert_close(model.maxpool(model.relu(model.bn1(model.conv1(x)))), expected)
+
+
+def test_layout_all_blurs_the_stem_and_the_max_pool() -> None:
+    torch.manual_seed(0)
+    original = models.resnet18(weights=None).eval()
+    model = antialias(original, layout="all")[0].eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         stem = F.relu(original.bn1(F.conv2d(x, original.conv1.weight, padding=3)))
@@ -129,7 +165,7 @@ def test_densenet_transition_avg_pool_becomes_blurpool() -> None:
 
 def test_small_cnn_strided_network_is_converted_and_idempotent() -> None:
     net = build_net(in_channels=1, num_classes=10, image_size=32, downsample="strided")
-    model, changes = antialias(net)
+    model, changes = antialias(net, layout="all")
     assert len(changes) == 3
     assert antialias(model)[1] == []
     x = torch.randn(2, 1, 32, 32)
@@ -162,8 +198,51 @@ def test_unknown_strided_layers_raise_or_warn_naming_them() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"filt_size": 9}, "filt_size=9"), ({"pad_type": "same"}, "unknown pad_type 'same'")],
+    [
+        ({"filt_size": 9}, "filt_size=9"),
+        ({"pad_type": "same"}, "unknown pad_type 'same'"),
+        ({"layout": "zhang"}, "unknown layout 'zhang': choose one of pool-only, all"),
+    ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         antialias(nn.Sequential(nn.MaxPool2d(2)), **kwargs)
+
+
+def executed_operations(model: nn.Module, size: int) -> tuple[list[tuple], int]:
+    """The layers a forward pass runs, in order, as comparable descriptions, and their
+    multiply-adds (convolutions, BlurPools as depthwise filters, linear layers)."""
+    ops: list[tuple] = []
+    macs = 0
+
+    def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal macs
+        kind = type(module).__name__
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size
+            ops.append(("conv", module.in_channels, module.out_channels, k, module.stride))
+            macs += output[0].numel() * module.in_channels // module.groups * k[0] * k[1]
+        elif kind in ("BlurPool", "BlurPool2d"):
+            ops.append(("blurpool", module.channels, module.filt_size, module.stride))
+            macs += output[0].numel() * module.filt_size**2
+        elif isinstance(module, nn.MaxPool2d):
+            ops.append(("maxpool", module.kernel_size, module.stride, module.padding))
+        elif isinstance(module, nn.Linear):
+            ops.append(("linear", module.in_features, module.out_features))
+            macs += module.in_features * module.out_features
+        elif isinstance(module, nn.BatchNorm2d | nn.ReLU | nn.AdaptiveAvgPool2d):
+            ops.append((kind,))
+
+    for module in model.modules():
+        module.register_forward_hook(record)
+    with torch.no_grad():
+        model.eval()(torch.randn(1, 3, size, size))
+    return ops, macs
+
+
+def test_converted_resnet18_matches_the_antialiased_cnns_package() -> None:
+    antialiased_cnns = pytest.importorskip("antialiased_cnns")  # the bench extra
+    ours, ours_macs = executed_operations(antialias(models.resnet18(weights=None))[0], 96)
+    theirs, theirs_macs = executed_operations(antialiased_cnns.resnet18(filter_size=4), 96)
+    assert ours == theirs  # the same layers at the same positions of the forward pass
+    assert abs(ours_macs - theirs_macs) <= 0.01 * theirs_macs

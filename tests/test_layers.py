@@ -403,3 +403,204 @@ def test_bad_inputs_raise_clear_errors() -> None:
         aps_downsample(torch.randn(1, 3, 5, 4))
     with pytest.raises(ValueError, match="one index per sample"):
         take_phase(torch.randn(2, 3, 4, 4), torch.tensor([0]))
+
+
+# --- Ideal (FFT) resampling, alias-free activation, learnable polyphase sampling ---------
+
+from lightning_modules.layers import (  # noqa: E402
+    AliasFreeActivation,
+    IdealLowPassDownsample2d,
+    LearnablePolyphaseDownsample2d,
+    MaxLearnablePolyphasePool2d,
+    PolyphaseFollower2d,
+    ideal_upsample,
+)
+
+
+def fft_crop_downsample(x: np.ndarray) -> np.ndarray:
+    """Reference: the spectrum of an even n x n map cropped to |k| < n/4 on an n/2 grid."""
+    n = x.shape[-1]
+    m = n // 2
+    spectrum = np.fft.fft2(x)
+    k = np.fft.fftfreq(n, 1 / n)
+    keep = np.flatnonzero(np.abs(k) < m / 2)
+    target = k[keep].astype(int) % m
+    cropped = np.zeros((*x.shape[:-2], m, m), dtype=complex)
+    cropped[..., target[:, None], target[None, :]] = spectrum[..., keep[:, None], keep[None, :]]
+    return np.real(np.fft.ifft2(cropped)) * (m / n) ** 2
+
+
+def zero_padded_spectrum(x: np.ndarray, factor: int) -> np.ndarray:
+    """Reference interpolation: the spectrum zero-padded onto a factor-times finer grid, the
+    Nyquist bin (even sizes) split evenly between +-n/2."""
+    for axis in (-2, -1):
+        n = x.shape[axis]
+        spectrum = np.moveaxis(np.fft.fft(x, axis=axis), axis, -1)
+        fine = np.zeros((*spectrum.shape[:-1], n * factor), dtype=complex)
+        for k in range(-(n // 2), n // 2 + 1):
+            if abs(k) * 2 == n:
+                fine[..., k % (n * factor)] += spectrum[..., (n // 2)] / 2
+            elif abs(k) * 2 < n:
+                fine[..., k % (n * factor)] = spectrum[..., k % n]
+        x = np.moveaxis(np.real(np.fft.ifft(fine)) * factor, -1, axis)
+    return x
+
+
+@pytest.mark.parametrize("size", [8, 12, 16, 20])
+def test_ideal_downsample_equals_an_fft_crop(size: int) -> None:
+    x = torch.randn(2, 3, size, size, dtype=torch.float64)
+    out = IdealLowPassDownsample2d(2)(x)
+    np.testing.assert_allclose(out.numpy(), fft_crop_downsample(x.numpy()), atol=1e-12)
+
+
+@pytest.mark.parametrize(("height", "width"), [(9, 12), (7, 7), (1, 1), (3, 2)])
+def test_ideal_downsample_maps_odd_sizes_to_ceil_half(height: int, width: int) -> None:
+    out = IdealLowPassDownsample2d(2)(torch.randn(1, 2, height, width))
+    assert out.shape == (1, 2, -(-height // 2), -(-width // 2))
+
+
+@pytest.mark.parametrize(("height", "width"), [(8, 8), (6, 10), (7, 5)])
+def test_ideal_upsample_equals_zero_padded_spectrum_and_keeps_the_samples(
+    height: int, width: int
+) -> None:
+    x = torch.randn(2, 3, height, width, dtype=torch.float64)
+    up = ideal_upsample(x, 2)
+    np.testing.assert_allclose(up.numpy(), zero_padded_spectrum(x.numpy(), 2), atol=1e-12)
+    torch.testing.assert_close(up[..., ::2, ::2], x, rtol=0, atol=1e-12)
+
+
+def test_alias_free_polynomial_activation_matches_a_dense_reference() -> None:
+    # The quadratic evaluated on an 8x finer grid (far beyond what it needs), low-passed to
+    # the original band and sampled: the layer's 2x grid must give the same numbers.
+    torch.manual_seed(0)
+    layer = AliasFreeActivation(3).double()
+    with torch.no_grad():
+        layer.coefficients.copy_(torch.randn(3, 3, dtype=torch.float64))
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    a, b, c = (layer.coefficients[:, i].detach().numpy()[None, :, None, None] for i in range(3))
+    fine = zero_padded_spectrum(x.numpy(), 8)
+    activated = a + b * fine + c * fine**2
+    reference = np.real(np.fft.ifft2(np.fft.fft2(activated) * band_mask_np(64, 4)))[..., ::8, ::8]
+    np.testing.assert_allclose(layer(x).detach().numpy(), reference, atol=1e-10)
+
+
+def band_mask_np(n: int, band: float) -> np.ndarray:
+    k = np.abs(np.fft.fftfreq(n, 1 / n))
+    keep = (k < band).astype(float)
+    return keep[:, None] * keep[None, :]
+
+
+def test_alias_free_activation_starts_as_the_least_squares_quadratic_for_relu() -> None:
+    # Independent fit: regress ReLU on (1, x, x^2) over standard-normal samples.
+    x = np.random.default_rng(0).standard_normal(2_000_000)
+    fit = np.linalg.lstsq(np.stack([np.ones_like(x), x, x**2], 1), np.maximum(x, 0), rcond=None)
+    layer = AliasFreeActivation(2)
+    np.testing.assert_allclose(layer.coefficients[0].detach().numpy(), fit[0], atol=3e-3)
+
+
+def polyphase_parts(x: torch.Tensor) -> list[torch.Tensor]:
+    return [x[..., py::2, px::2] for py in range(2) for px in range(2)]
+
+
+def reference_logits(layer: LearnablePolyphaseDownsample2d, x: torch.Tensor) -> torch.Tensor:
+    """The scoring net applied to each component separately (circular 3x3 convolutions)."""
+    conv1, conv2 = layer.scorer.conv1, layer.scorer.conv2
+    scores = []
+    for part in polyphase_parts(x):
+        hidden = F.relu(
+            F.conv2d(F.pad(part, (1, 1, 1, 1), mode="circular"), conv1.weight, conv1.bias)
+        )
+        out = F.conv2d(F.pad(hidden, (1, 1, 1, 1), mode="circular"), conv2.weight, conv2.bias)
+        scores.append(out.mean(dim=(1, 2, 3)))
+    return torch.stack(scores, 1)
+
+
+def test_lps_evaluation_keeps_the_component_of_largest_logit() -> None:
+    torch.manual_seed(0)
+    layer = LearnablePolyphaseDownsample2d(4, hidden=6).double().eval()
+    x = torch.randn(5, 4, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        best = reference_logits(layer, x).argmax(1)
+        expected = torch.stack([polyphase_parts(x)[p][i] for i, p in enumerate(best.tolist())])
+        out, weights = layer.forward_with_phase(x)
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+        torch.testing.assert_close(weights, F.one_hot(best, 4).double())
+        torch.testing.assert_close(layer(x), out, rtol=0, atol=0)  # deterministic
+
+
+def test_lps_training_mixes_components_by_softmax_and_trains_the_scorer() -> None:
+    torch.manual_seed(0)
+    layer = LearnablePolyphaseDownsample2d(4, hidden=6, mixture="softmax", tau=0.5).double()
+    x = torch.randn(3, 4, 8, 8, dtype=torch.float64)
+    out, weights = layer.forward_with_phase(x)
+    expected_weights = torch.softmax(reference_logits(layer, x) / 0.5, dim=1)
+    torch.testing.assert_close(weights, expected_weights)
+    parts = polyphase_parts(x)
+    expected = sum(expected_weights[:, p, None, None, None] * parts[p] for p in range(4))
+    torch.testing.assert_close(out, expected)
+    out.square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.scorer.parameters())
+
+
+def test_lps_gumbel_training_weights_are_a_random_distribution() -> None:
+    layer = LearnablePolyphaseDownsample2d(2, hidden=3)
+    x = torch.randn(4, 2, 6, 6)
+    first, second = layer.forward_with_phase(x)[1], layer.forward_with_phase(x)[1]
+    torch.testing.assert_close(first.sum(1), torch.ones(4))
+    assert (first >= 0).all() and not torch.equal(first, second)
+
+
+def test_lps_choice_follows_a_circular_shift_of_the_input() -> None:
+    torch.manual_seed(1)
+    layer = LearnablePolyphaseDownsample2d(3, hidden=4).double().eval()
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        logits = reference_logits(layer, x)
+        shifted = reference_logits(layer, torch.roll(x, 1, dims=-1))
+    # A one-pixel shift along the width swaps px: components (0,1)<->(0,0)... as a permutation.
+    torch.testing.assert_close(shifted[:, [1, 0, 3, 2]], logits)
+    with torch.no_grad():
+        out, moved = layer(x), layer(torch.roll(x, 1, dims=-1))
+    best = logits.argmax(1)
+    wraps = (best % 2 == 1).long()  # taking the odd columns then the even ones shifts by one
+    for i in range(4):
+        torch.testing.assert_close(moved[i], torch.roll(out[i], int(wraps[i]), dims=-1))
+
+
+def test_polyphase_follower_applies_the_main_paths_weights() -> None:
+    torch.manual_seed(0)
+    main = LearnablePolyphaseDownsample2d(3, hidden=4, mixture="softmax").double()
+    follower = PolyphaseFollower2d(5).double()
+    x, y = (
+        torch.randn(2, 3, 8, 8, dtype=torch.float64),
+        torch.randn(2, 5, 8, 8, dtype=torch.float64),
+    )
+    weights = main.forward_with_phase(x)[1]
+    parts = polyphase_parts(y)
+    expected = sum(weights[:, p, None, None, None] * parts[p] for p in range(4))
+    torch.testing.assert_close(follower.forward_with_phase(y, weights)[0], expected)
+    torch.testing.assert_close(follower(y), y[..., ::2, ::2])  # no weights: the fixed grid
+
+
+def test_max_learnable_polyphase_pool_is_dense_circular_max_then_lps() -> None:
+    torch.manual_seed(0)
+    layer = MaxLearnablePolyphasePool2d(3, hidden=4).double().eval()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    dense = F.max_pool2d(F.pad(x, (0, 1, 0, 1), mode="circular"), 2, stride=1)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), layer.lps(dense), rtol=0, atol=0)
+        assert layer(torch.randn(1, 3, 7, 9, dtype=torch.float64)).shape == (1, 3, 4, 5)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: LearnablePolyphaseDownsample2d(3, mixture="hard"), "unknown mixture 'hard'"),
+        (lambda: LearnablePolyphaseDownsample2d(3, tau=0.0), "tau=0.0"),
+        (lambda: AliasFreeActivation(3, "gelu"), "unknown nonlinearity 'gelu'"),
+        (lambda: IdealLowPassDownsample2d(0), "stride=0"),
+    ],
+)
+def test_new_layers_reject_bad_arguments(build, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        build()

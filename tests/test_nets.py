@@ -9,7 +9,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lightning_modules.layers import BlurPool2d
+from lightning_modules.layers import (
+    AliasFreeActivation,
+    BlurPool2d,
+    IdealLowPassDownsample2d,
+    LearnablePolyphaseDownsample2d,
+    MaxBlurPool2d,
+    PolyphaseDownsample2d,
+    PolyphaseFollower2d,
+    PolyphaseScoringNet,
+    SameMaxPool2d,
+)
 from lightning_modules.nets import BACKBONES, DOWNSAMPLERS, HEADS, PADDING_MODES, build_net
 
 DOWNSAMPLES = tuple(DOWNSAMPLERS)
@@ -81,7 +91,16 @@ def test_flatten_head_fits_every_downsample_at_odd_and_even_sizes(
         assert net.head.fc.in_features == side * side * (512 if backbone == "resnet18" else 128)
 
 
-def test_every_small_cnn_downsample_has_the_same_parameters() -> None:
+# Parameters a method learns on its own, counted independently for widths (32, 64, 128):
+# LPS's scoring net is two 3x3 convolutions with bias per stage (c -> c -> c), the alias-free
+# quadratic activation has three coefficients per channel of each conv-BN unit.
+OWN_PARAMETERS = {
+    "lps": sum(2 * (9 * c * c + c) for c in (32, 64, 128)),
+    "alias-free": sum(3 * c for c in (32, 64, 128)),
+}
+
+
+def test_every_small_cnn_downsample_has_the_same_parameters_besides_its_own() -> None:
     counts = {
         d: sum(
             p.numel()
@@ -89,6 +108,7 @@ def test_every_small_cnn_downsample_has_the_same_parameters() -> None:
                 in_channels=3, num_classes=10, image_size=32, downsample=d
             ).parameters()
         )
+        - OWN_PARAMETERS.get(d, 0)
         for d in DOWNSAMPLES
     }
     assert len(set(counts.values())) == 1, counts
@@ -207,14 +227,59 @@ def test_blurring_reduces_the_change_of_a_stride_two_stage_under_a_one_pixel_shi
     assert plain > 1.5 * blurred, (plain, blurred)
 
 
-def test_resnet18_downsampling_blocks_blur_before_conv2_and_in_the_shortcut() -> None:
-    net = build_net(
-        "resnet18", in_channels=3, num_classes=10, image_size=32, downsample="strided-blur"
-    )
+@pytest.mark.parametrize("downsample", ["blur", "strided-blur"])
+def test_resnet18_downsampling_blocks_blur_before_conv2_and_in_the_shortcut(
+    downsample: str,
+) -> None:
+    # Zhang's anti-aliased BasicBlock: conv1 at stride 1, BN, ReLU, BlurPool, conv2; the
+    # shortcut is BlurPool then the 1x1 convolution; no max-pool in the block.
+    net = build_net("resnet18", in_channels=3, num_classes=10, image_size=32, downsample=downsample)
     block = net.layer2[0]
     assert block.conv1.stride == (1, 1) and block.downsample[0].stride == (1, 1)
-    assert isinstance(block.step, BlurPool2d) and isinstance(block.shortcut, BlurPool2d)
+    assert type(block.step) is BlurPool2d and type(block.shortcut) is BlurPool2d
     assert block.conv1.padding_mode == "zeros"
+    assert not any(isinstance(m, torch.nn.MaxPool2d | MaxBlurPool2d) for m in net.modules())
+
+
+@pytest.mark.parametrize(
+    ("downsample", "step", "shortcut"),
+    [
+        ("aps", PolyphaseDownsample2d, PolyphaseDownsample2d),
+        ("lps", LearnablePolyphaseDownsample2d, PolyphaseFollower2d),
+        ("alias-free", IdealLowPassDownsample2d, IdealLowPassDownsample2d),
+    ],
+)
+def test_resnet18_blocks_follow_the_published_layouts(downsample: str, step, shortcut) -> None:
+    # Chaman & Dokmanic's APS block and the LPS block: the selection right after the first
+    # ReLU, no max-pool in the main path, the shortcut on the same grid.
+    net = build_net("resnet18", in_channels=3, num_classes=10, image_size=32, downsample=downsample)
+    for layer in (net.layer2, net.layer3, net.layer4):
+        assert type(layer[0].step) is step and type(layer[0].shortcut) is shortcut
+    assert not any(isinstance(m, torch.nn.MaxPool2d | SameMaxPool2d) for m in net.modules())
+
+
+def test_alias_free_networks_use_the_alias_free_activation_everywhere() -> None:
+    for backbone in BACKBONES:
+        net = build_net(
+            backbone, in_channels=1, num_classes=10, image_size=32, downsample="alias-free"
+        )
+        assert not any(isinstance(m, torch.nn.ReLU) for m in net.modules())
+        assert any(isinstance(m, AliasFreeActivation) for m in net.modules())
+
+
+def test_lps_network_trains_its_scoring_nets_and_evaluates_deterministically() -> None:
+    torch.manual_seed(0)
+    for backbone in BACKBONES:
+        net = build_net(backbone, in_channels=1, num_classes=10, image_size=16, downsample="lps")
+        x = torch.randn(4, 1, 16, 16)
+        net.train()(x).square().mean().backward()
+        scorers = [m for m in net.modules() if isinstance(m, PolyphaseScoringNet)]
+        assert len(scorers) == 3
+        for scorer in scorers:
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in scorer.parameters())
+        net.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(net(x), net(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(

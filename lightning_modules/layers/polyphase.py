@@ -32,6 +32,15 @@ def _components(x: Tensor, stride: int) -> Tensor:
     return x.reshape(b, c, h // stride, stride, w // stride, stride)
 
 
+def polyphase_stack(x: Tensor, stride: int = 2) -> Tensor:
+    """The ``stride**2`` polyphase components as ``[B, stride**2, C, H/s, W/s]``; component
+    ``py * stride + px`` is ``x[..., py::s, px::s]`` (the numbering of :func:`select_phase`)."""
+    check_stride(stride)
+    parts = _components(x, stride)
+    b, c, h, w = x.shape
+    return parts.permute(0, 3, 5, 1, 2, 4).reshape(b, stride * stride, c, h // stride, w // stride)
+
+
 def select_phase(x: Tensor, stride: int = 2, norm: str = "l2") -> Tensor:
     """Per sample, the index ``py * stride + px`` of the polyphase component of largest norm.
 

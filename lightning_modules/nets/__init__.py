@@ -7,6 +7,7 @@ from lightning_modules.nets.build import BACKBONES, Backbone, build_net
 from lightning_modules.nets.downsample import (
     DOWNSAMPLERS,
     Downsampler,
+    create_activation,
     create_downsample,
     create_shortcut,
     get_downsampler,
@@ -38,6 +39,7 @@ __all__ = [
     "SmallCNN",
     "antialias",
     "build_net",
+    "create_activation",
     "create_downsample",
     "create_shortcut",
     "get_downsampler",

@@ -61,22 +61,39 @@ class _PreBlurConv2d(nn.Conv2d):
         return super().forward(self.blur(x))
 
 
+LAYOUTS = ("pool-only", "all")
+
+
 def antialias(
-    model: nn.Module, filt_size: int = 4, pad_type: str = "reflect", *, strict: bool = True
+    model: nn.Module,
+    filt_size: int = 4,
+    pad_type: str = "reflect",
+    *,
+    layout: str = "pool-only",
+    strict: bool = True,
 ) -> tuple[nn.Module, list[str]]:
     """Return an anti-aliased copy of ``model`` and one line per changed layer.
 
     Every layer that subsamples is rewritten by Zhang's rules (ICML 2019, "Making
     Convolutional Networks Shift-Invariant Again"), keeping the original's parameters, so
     ``converted.load_state_dict(original.state_dict())`` works (strict), and output sizes
-    stay the same (for even sizes):
+    stay the same (for even sizes). Pretrained weights load, but they were learned for the
+    strided layers: the converted model needs fine-tuning before its accuracy can be
+    trusted (Zhang fine-tunes or trains from scratch; the README shows a fine-tuning loop).
+
+    ``layout='pool-only'`` (default) is the layout of Zhang's released models
+    (adobe/antialiased-cnns, ``pool_only=True``): the stem convolution (the first strided
+    layer, when it is a convolution) stays strided, because blurring it at full resolution
+    would quadruple its cost, and ResNet's stem ``maxpool`` becomes ``MaxPool(2, stride 1)``
+    + ``BlurPool(2)`` as in his ``resnet.py``. ``layout='all'`` blurs the stem too
+    (``pool_only=False``; ResNet's ``conv1`` at stride 1, BlurPool before ``maxpool``).
+    The rules for the other layers:
 
     - ``MaxPool(k, s)`` -> ``MaxPool(k, 1)`` + ``BlurPool(s)`` (same kernel and padding);
     - ``AvgPool(s)`` -> ``BlurPool(s)`` (Zhang's DenseNet transitions);
     - the strided convolution of a torchvision ``BasicBlock``/``Bottleneck`` -> stride 1,
       and the block's next convolution BlurPools its input first (after the block's ReLU,
-      as in Zhang's ResNets); ResNet's stem ``conv1`` likewise blurs before ``maxpool``
-      (Zhang's ``pool_only=False``; his released ResNets keep the stem strided);
+      as in Zhang's ResNets);
     - ``Conv(s)`` followed in an ``nn.Sequential`` by normalization layers and a
       nonlinearity (ReLU, ReLU6, SiLU, ...) -> ``Conv(1)``, and the nonlinearity becomes
       ``Sequential(nonlinearity, BlurPool(s))`` (DenseNet's stem, MobileNetV2's
@@ -97,6 +114,7 @@ def antialias(
         model: a torchvision ResNet, VGG, DenseNet or MobileNetV2 (or anything built from
             the patterns above). It is not modified.
         filt_size, pad_type: BlurPool settings, see :class:`BlurPool2d`.
+        layout: ``pool-only`` (Zhang's released models) or ``all`` (also the stem).
         strict: raise on strided layers no rule covers (else warn and keep them).
 
     Returns:
@@ -104,7 +122,11 @@ def antialias(
     """
     check_filt_size(filt_size)
     check_choice("pad_type", pad_type, PAD_TYPES)
+    check_choice("layout", layout, LAYOUTS)
     conversion = _Conversion(copy.deepcopy(model), filt_size, pad_type)
+    if layout == "pool-only":
+        conversion.keep_stem()
+        conversion.resnet_stem_pool()
     conversion.pools()
     conversion.resnet_blocks()
     conversion.resnet_stem()
@@ -152,6 +174,33 @@ class _Conversion:
             if name in self.pending and isinstance(m, types) and stride is not None:
                 found.append((name, m, stride))
         return found
+
+    def keep_stem(self) -> None:
+        """The first strided layer, when it is a convolution, stays strided (pool-only)."""
+        for name, m in self.model.named_modules():
+            stride = _stride(m)
+            if stride == 1:
+                continue
+            if isinstance(m, nn.Conv2d) and stride is not None:
+                self.done(
+                    name, f"kept at stride {stride} (the stem, as in Zhang's released models)"
+                )
+            return
+
+    def resnet_stem_pool(self) -> None:
+        """ResNet's stem max-pool -> ``MaxPool(2, stride 1)`` + BlurPool (Zhang's resnet.py)."""
+        model = self.model
+        if not isinstance(model, ResNet) or "maxpool" not in self.pending:
+            return
+        stride = _stride(model.maxpool)
+        if not isinstance(model.maxpool, nn.MaxPool2d) or stride is None:
+            return
+        channels = model.bn1.num_features
+        model.maxpool = nn.Sequential(nn.MaxPool2d(2, 1), self.blur(channels, stride))
+        self.done(
+            "maxpool",
+            f"MaxPool2d(stride {stride}) -> MaxPool2d(2, stride 1) + BlurPool2d(stride {stride})",
+        )
 
     def pools(self) -> None:
         """MaxPool -> dense MaxPool + BlurPool; AvgPool -> BlurPool."""

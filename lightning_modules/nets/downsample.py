@@ -2,25 +2,31 @@
 backbone: adding a method is one :class:`Downsampler` entry in :data:`DOWNSAMPLERS` (plus
 its layer), and every backbone, the CLI and the registry-parametrized tests pick it up.
 
-Each method halves the resolution after a stride-1 conv-BN-ReLU, except ``strided``, whose
-convolution has stride 2. Every step maps an ``n``-pixel side to ``ceil(n / 2)``, so the
-feature map after ``k`` steps has side ``ceil(image_size / 2**k)`` whatever the method.
+Each method halves the resolution after a stride-1 conv-BN-activation, except ``strided``,
+whose convolution has stride 2. Every step maps an ``n``-pixel side to ``ceil(n / 2)``, so
+the feature map after ``k`` steps has side ``ceil(image_size / 2**k)`` whatever the method.
 
-==============  ===============================================  ==========================
-method          main path (after ReLU)                            residual shortcut
-==============  ===============================================  ==========================
-max             MaxPool(2)                                        1x1 conv, stride 2
-blur            MaxPool(2, stride 1) + BlurPool (Zhang 2019)      BlurPool + 1x1 conv
-strided         (conv with stride 2)                              1x1 conv, stride 2
-strided-blur    BlurPool (Zhang 2019)                             BlurPool + 1x1 conv
-avg             AvgPool(2)                                        AvgPool(2) + 1x1 conv
-aps             MaxPool(2, stride 1) + APS (Chaman & Dokmanic)    same phase + 1x1 conv
-==============  ===============================================  ==========================
+The small CNN's step replaces a ``MaxPool(2)``; a ResNet block's step replaces the strided
+convolution, where the published anti-aliased and polyphase ResNets put no max-pool:
+
+============  ==========================  ===========================  =====================
+method        small CNN step              ResNet block step            residual shortcut
+============  ==========================  ===========================  =====================
+max           MaxPool(2)                  MaxPool(2)                   1x1 conv, stride 2
+blur          MaxPool(2, s1) + BlurPool   BlurPool (Zhang 2019)        BlurPool + 1x1 conv
+strided       (conv with stride 2)        (conv with stride 2)         1x1 conv, stride 2
+strided-blur  BlurPool                    BlurPool                     BlurPool + 1x1 conv
+avg           AvgPool(2)                  AvgPool(2)                   AvgPool(2) + 1x1 conv
+aps           MaxPool(2, s1) + APS        APS (Chaman & Dokmanic)      same phase + 1x1 conv
+lps           MaxPool(2, s1) + LPS        LPS (Rojas-Gomez et al.)     same weights + 1x1
+alias-free    ideal low-pass + subsample  ideal low-pass + subsample   same + 1x1 conv
+============  ==========================  ===========================  =====================
 
 The shortcut is the linear part of the main path's step on the same sampling grid (for
-``aps`` the phase chosen on the main path), which keeps a ResNet with APS exactly
-shift-invariant. ``filt_size`` sets the BlurPool taps and, for ``aps``, the stride-1 blur
-before the selection (``filt_size=1``: plain APS).
+``aps`` and ``lps`` the phase chosen on the main path), which keeps a ResNet with APS or LPS
+exactly invariant to circular shifts. ``alias-free`` also replaces every ReLU by an
+alias-free activation (:attr:`Downsampler.activation`). ``filt_size`` sets the BlurPool taps
+and, for ``aps`` and ``lps``, the stride-1 blur before the selection (1: none).
 """
 
 from __future__ import annotations
@@ -33,20 +39,31 @@ from torch import nn
 
 from invariance_common.checks import check_choice
 from lightning_modules.layers import (
+    AliasFreeActivation,
     BlurPool2d,
+    IdealLowPassDownsample2d,
+    LearnablePolyphaseDownsample2d,
     MaxBlurPool2d,
+    MaxLearnablePolyphasePool2d,
     MaxPolyphasePool2d,
     PolyphaseDownsample2d,
+    PolyphaseFollower2d,
 )
 from lightning_modules.layers.conv_blur_pool import BLUR_PAD_TYPES
 from lightning_modules.nets.options import PADDING_MODES
 
 # (channels, blur pad type, filt_size) -> layer
 LayerFactory = Callable[[int, str, int], nn.Module]
+# channels -> the nonlinearity after a convolution and its BatchNorm
+ActivationFactory = Callable[[int], nn.Module]
 
 
 def _identity(channels: int, pad_type: str, filt_size: int) -> nn.Module:
     return nn.Identity()
+
+
+def _relu(channels: int) -> nn.Module:
+    return nn.ReLU(inplace=True)
 
 
 @dataclass(frozen=True)
@@ -55,20 +72,26 @@ class Downsampler:
 
     Args:
         summary: what it does, with its paper (shown by ``--help`` and the docs).
-        step: builds the stride-2 layer after a stride-1 conv-BN-ReLU; ``None`` when the
-            convolution itself has stride 2.
+        step: builds the stride-2 layer after a stride-1 conv-BN-activation, where a network
+            would max-pool; ``None`` when the convolution itself has stride 2.
+        block_step: the stride-2 layer in a residual block's main path, where a ResNet has
+            a strided convolution; ``None``: the same as ``step``.
         shortcut: builds the spatial part of a residual shortcut, applied before its 1x1
             convolution.
         shortcut_stride: stride of that 1x1 convolution (2 when ``shortcut`` keeps the size).
         shares_phase: the step chooses a polyphase component that the shortcut must take
             too (``forward_with_phase`` on both), so the block stays on one sampling grid.
+        activation: builds the nonlinearity of every conv-BN unit of a network with this
+            method (ReLU unless the method needs its own, as alias-free nets do).
     """
 
     summary: str
     step: LayerFactory | None
+    block_step: LayerFactory | None = None
     shortcut: LayerFactory = _identity
     shortcut_stride: int = 1
     shares_phase: bool = False
+    activation: ActivationFactory = _relu
 
 
 def _blur(channels: int, pad_type: str, filt_size: int) -> nn.Module:
@@ -79,6 +102,18 @@ def _avg(channels: int, pad_type: str, filt_size: int) -> nn.Module:
     return nn.AvgPool2d(2, ceil_mode=True)
 
 
+def _aps(channels: int, pad_type: str, filt_size: int) -> nn.Module:
+    return PolyphaseDownsample2d(channels, 2, filt_size, "l2", pad_type)
+
+
+def _lps(channels: int, pad_type: str, filt_size: int) -> nn.Module:
+    return LearnablePolyphaseDownsample2d(channels, 2, filt_size, pad_type=pad_type)
+
+
+def _ideal(channels: int, pad_type: str, filt_size: int) -> nn.Module:
+    return IdealLowPassDownsample2d(2)
+
+
 DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
     {
         "max": Downsampler(
@@ -87,8 +122,10 @@ DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
             shortcut_stride=2,
         ),
         "blur": Downsampler(
-            "MaxPool(2, stride 1) + BlurPool(stride 2) (Zhang, ICML 2019)",
+            "MaxPool(2, stride 1) + BlurPool(stride 2); in ResNet blocks Zhang's anti-aliased "
+            "BasicBlock, BlurPool before conv2 and the shortcut (Zhang, ICML 2019)",
             step=lambda c, pad, k: MaxBlurPool2d(c, 2, k, 2, pad),
+            block_step=_blur,
             shortcut=_blur,
         ),
         "strided": Downsampler("the convolution has stride 2", step=None, shortcut_stride=2),
@@ -99,10 +136,27 @@ DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
         ),
         "avg": Downsampler("AvgPool(2)", step=_avg, shortcut=_avg),
         "aps": Downsampler(
-            "MaxPool(2, stride 1) + adaptive polyphase sampling (Chaman & Dokmanic, CVPR 2021)",
+            "MaxPool(2, stride 1) + adaptive polyphase sampling; in ResNet blocks APS alone, "
+            "its phase shared with the shortcut (Chaman & Dokmanic, CVPR 2021)",
             step=lambda c, pad, k: MaxPolyphasePool2d(c, 2, 2, k, "l2", pad),
-            shortcut=lambda c, pad, k: PolyphaseDownsample2d(c, 2, k, "l2", pad),
+            block_step=_aps,
+            shortcut=_aps,
             shares_phase=True,
+        ),
+        "lps": Downsampler(
+            "MaxPool(2, stride 1) + learnable polyphase sampling; in ResNet blocks LPS alone, "
+            "its weights shared with the shortcut (Rojas-Gomez et al., NeurIPS 2022)",
+            step=lambda c, pad, k: MaxLearnablePolyphasePool2d(c, 2, 2, k, pad_type=pad),
+            block_step=_lps,
+            shortcut=lambda c, pad, k: PolyphaseFollower2d(c, 2, k, pad),
+            shares_phase=True,
+        ),
+        "alias-free": Downsampler(
+            "ideal (FFT) low-pass + subsampling, and alias-free polynomial activations "
+            "(Michaeli, Michaeli & Soudry, CVPR 2023); exact with circular padding",
+            step=_ideal,
+            shortcut=_ideal,
+            activation=AliasFreeActivation,
         ),
     }
 )
@@ -114,13 +168,17 @@ def get_downsampler(name: str) -> Downsampler:
     return DOWNSAMPLERS[name]
 
 
-def create_downsample(name: str, channels: int, *, padding_mode: str, filt_size: int) -> nn.Module:
-    """The stride-2 layer that follows a stride-1 conv-BN-ReLU for ``downsample=name``."""
+def create_downsample(
+    name: str, channels: int, *, padding_mode: str, filt_size: int, in_block: bool = False
+) -> nn.Module:
+    """The stride-2 layer that follows a stride-1 conv-BN-activation for ``downsample=name``:
+    its ``block_step`` with ``in_block`` (a residual block's main path), else its ``step``."""
     spec = get_downsampler(name)
     check_choice("padding_mode", padding_mode, PADDING_MODES)
-    if spec.step is None:
+    step = (spec.block_step or spec.step) if in_block else spec.step
+    if step is None:
         raise ValueError(f"downsample={name!r} has no separate step: the convolution has stride 2")
-    return spec.step(channels, BLUR_PAD_TYPES[padding_mode], filt_size)
+    return step(channels, BLUR_PAD_TYPES[padding_mode], filt_size)
 
 
 def create_shortcut(name: str, channels: int, *, padding_mode: str, filt_size: int) -> nn.Module:
@@ -128,3 +186,8 @@ def create_shortcut(name: str, channels: int, *, padding_mode: str, filt_size: i
     spec = get_downsampler(name)
     check_choice("padding_mode", padding_mode, PADDING_MODES)
     return spec.shortcut(channels, BLUR_PAD_TYPES[padding_mode], filt_size)
+
+
+def create_activation(name: str, channels: int) -> nn.Module:
+    """The nonlinearity after each convolution and BatchNorm of a ``downsample=name`` network."""
+    return get_downsampler(name).activation(channels)

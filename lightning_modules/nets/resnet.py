@@ -10,7 +10,12 @@ from torchvision.models.resnet import BasicBlock, ResNet, conv1x1
 
 from invariance_common.checks import check_choice, check_positive
 from lightning_modules.layers.checks import check_filt_size
-from lightning_modules.nets.downsample import create_downsample, create_shortcut, get_downsampler
+from lightning_modules.nets.downsample import (
+    create_activation,
+    create_downsample,
+    create_shortcut,
+    get_downsampler,
+)
 from lightning_modules.nets.heads import ClassifierHead
 from lightning_modules.nets.input_check import check_input
 from lightning_modules.nets.options import DEFAULTS, PADDING_MODES
@@ -20,11 +25,21 @@ class DownsamplingBasicBlock(BasicBlock):
     """torchvision's ``BasicBlock`` whose stride-2 step is a separate layer after the first ReLU.
 
     Main path: ``conv1 (stride 1) -> bn1 -> relu -> step -> conv2 -> bn2``; shortcut:
-    ``shortcut -> downsample`` (1x1 convolution and BatchNorm); the steps for each ``kind``
-    are listed in ``downsample.py``. This is where Zhang's anti-aliased ResNets blur (before
-    ``conv2`` and in the shortcut). With APS the shortcut takes the polyphase component the
-    main path chose, so both paths stay on one sampling grid and the block stays exactly
-    shift-consistent for circular shifts.
+    ``shortcut -> downsample`` (1x1 convolution and BatchNorm); each method's steps are
+    listed in ``downsample.py``. This is the published layout of:
+
+    - Zhang's anti-aliased BasicBlock (``blur``: step and shortcut are BlurPool; Zhang,
+      ICML 2019; adobe/antialiased-cnns ``antialiased_cnns/resnet.py`` ``BasicBlock``);
+    - Chaman & Dokmanic's APS BasicBlock (``aps``: APS after ``relu``, the shortcut takes
+      the same polyphase indices; CVPR 2021; achaman2/truly_shift_invariant_cnns
+      ``models/aps_models/resnet.py`` ``BasicBlock``);
+    - the LPS BasicBlock (``lps``: the shortcut applies the main path's phase weights;
+      Rojas-Gomez et al., NeurIPS 2022; raymondyeh07/learnable_polyphase_sampling
+      ``learn_poly_sampling/models/resnet_custom.py`` ``BasicBlockCustom``).
+
+    With a phase-sharing method both paths stay on one sampling grid, so the block stays
+    exactly shift-consistent for circular shifts; :attr:`shares_phase` switches it off (a
+    control for that claim).
 
     Args:
         inplanes, planes: input and output channels.
@@ -41,8 +56,9 @@ class DownsamplingBasicBlock(BasicBlock):
         )
         super().__init__(inplanes, planes, downsample=shortcut_conv)
         options = {"padding_mode": padding_mode, "filt_size": filt_size}
-        self.step = create_downsample(kind, planes, **options)
+        self.step = create_downsample(kind, planes, in_block=True, **options)
         self.shortcut = create_shortcut(kind, inplanes, **options)
+        self.relu = create_activation(kind, planes)
         self.shares_phase = spec.shares_phase
 
     def forward(self, x: Tensor) -> Tensor:
@@ -105,6 +121,12 @@ class CifarResNet18(ResNet):
         self.conv1 = nn.Conv2d(in_channels, 64, 3, padding=1, bias=False)
         del self.maxpool, self.avgpool, self.fc
         new_convs = [self.conv1]
+        # The activation is the method's (ReLU unless it brings its own); a block applies
+        # its one module twice, after bn1 and after the sum, as torchvision's does.
+        self.relu = create_activation(downsample, 64)
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for block in layer:
+                block.relu = create_activation(downsample, block.conv1.out_channels)
         if not strided:
             for layer in (self.layer2, self.layer3, self.layer4):
                 inplanes, planes = layer[0].conv1.in_channels, layer[0].conv1.out_channels

@@ -9,26 +9,36 @@ from torch import Tensor, nn
 
 from invariance_common.checks import check_choice, check_positive
 from lightning_modules.layers.checks import check_filt_size
-from lightning_modules.nets.downsample import create_downsample, get_downsampler
+from lightning_modules.nets.downsample import (
+    create_activation,
+    create_downsample,
+    get_downsampler,
+)
 from lightning_modules.nets.heads import ClassifierHead
 from lightning_modules.nets.input_check import check_input
 from lightning_modules.nets.options import DEFAULTS, PADDING_MODES
 
 
 def conv_bn_relu(
-    in_channels: int, out_channels: int, padding_mode: str, stride: int = 1
+    in_channels: int,
+    out_channels: int,
+    padding_mode: str,
+    stride: int = 1,
+    activation: nn.Module | None = None,
 ) -> nn.Sequential:
-    """3x3 convolution (no bias: BatchNorm follows), BatchNorm, ReLU."""
+    """3x3 convolution (no bias: BatchNorm follows), BatchNorm, ReLU (or ``activation``)."""
     conv = nn.Conv2d(
         in_channels, out_channels, 3, stride, padding=1, padding_mode=padding_mode, bias=False
     )
-    return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+    act = nn.ReLU(inplace=True) if activation is None else activation
+    return nn.Sequential(conv, nn.BatchNorm2d(out_channels), act)
 
 
 class SmallCNN(nn.Module):
     """A CNN that trains in seconds per epoch on CPU, for comparing downsampling and heads.
 
-    One stage per entry of ``widths``: ``blocks_per_stage`` conv-BN-ReLU blocks, the last of
+    One stage per entry of ``widths``: ``blocks_per_stage`` conv-BN-activation blocks (ReLU unless the
+    method brings its own), the last of
     which downsamples by 2 the ``downsample`` way (see ``downsample.py``): ``strided``
     gives its convolution stride 2, the others append their step. Every option has the same parameters, so a comparison
     isolates the downsampling. The feature map has side ``ceil(image_size / 2**len(widths))``.
@@ -84,14 +94,16 @@ class SmallCNN(nn.Module):
         channels = in_channels
         for width in widths:
             inputs = [channels] + [width] * (blocks_per_stage - 1)
-            blocks = [conv_bn_relu(c, width, padding_mode) for c in inputs[:-1]]
-            if strided:
-                blocks.append(conv_bn_relu(inputs[-1], width, padding_mode, stride=2))
-            else:
+            strides = [1] * (blocks_per_stage - 1) + [2 if strided else 1]
+            blocks = [
+                conv_bn_relu(c, width, padding_mode, s, create_activation(downsample, width))
+                for c, s in zip(inputs, strides, strict=True)
+            ]
+            if not strided:
                 step = create_downsample(
                     downsample, width, padding_mode=padding_mode, filt_size=filt_size
                 )
-                blocks += [conv_bn_relu(inputs[-1], width, padding_mode), step]
+                blocks.append(step)
             stages.append(nn.Sequential(*blocks))
             channels = width
         self.features = nn.Sequential(*stages)

@@ -1,0 +1,80 @@
+"""Alias-free nonlinearity: upsample, activate, low-pass, downsample (Michaeli, Michaeli &
+Soudry, CVPR 2023)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from invariance_common.checks import check_choice, check_positive
+from lightning_modules.layers.ideal_lowpass import ideal_downsample, ideal_upsample
+
+NONLINEARITIES = ("poly", "relu")
+
+
+def relu_fit_coefficients() -> tuple[float, float, float]:
+    """``(a, b, c)`` of the quadratic ``a + b x + c x^2`` closest to ReLU in mean square for
+    ``x ~ N(0, 1)``, the input BatchNorm hands it at initialization.
+
+    Normal equations with the moments of N(0, 1): ``b = E[x relu(x)] = 1/2``,
+    ``a + c = E[relu] = 1/sqrt(2 pi)`` and ``a + 3c = E[x^2 relu] = 2/sqrt(2 pi)``.
+    """
+    mean_relu = 1 / math.sqrt(2 * math.pi)
+    return mean_relu / 2, 0.5, mean_relu / 2
+
+
+class AliasFreeActivation(nn.Module):
+    """A pointwise nonlinearity that does not alias: ``downsample(act(upsample(x)))``.
+
+    A pointwise nonlinearity widens the spectrum, and whatever lands above the grid's
+    Nyquist folds back (aliases), so a sub-pixel shift of the input is no longer a shift of
+    the output. Here the map is first interpolated onto a 2x finer grid (ideal FFT
+    upsampling), the nonlinearity is applied there, and an ideal low-pass and subsampling
+    bring it back (Michaeli, Michaeli & Soudry, CVPR 2023; their ``models/activation.py``
+    ``UpPolyActPerChannel``).
+
+    ``nonlinearity='poly'`` (default) is a per-channel quadratic ``a + b x + c x^2`` with
+    learnable coefficients, initialized as the least-squares fit of ReLU under N(0, 1): a
+    quadratic at most doubles the bandwidth, which the 2x grid holds, so the layer is
+    exactly equivariant to fractional shifts of inputs without Nyquist content.
+    ``'relu'`` keeps ReLU, whose spectrum is unbounded: filtered, not exactly alias-free.
+
+    Cost: an ideal upsampling to a 4x larger map and an ideal downsampling back, dense
+    matrix products along each axis (see :class:`IdealLowPassDownsample2d`):
+    ``O(C H W (H + W))`` multiply-adds against ``O(C H W)`` for a ReLU, many times its time
+    (the benchmark recipe measures it).
+
+    Args:
+        channels: channels of the input (one set of coefficients each).
+        nonlinearity: ``poly`` or ``relu``.
+    """
+
+    def __init__(self, channels: int, nonlinearity: str = "poly") -> None:
+        super().__init__()
+        check_positive("channels", channels)
+        check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
+        self.channels = channels
+        self.nonlinearity = nonlinearity
+        if nonlinearity == "poly":
+            init = torch.tensor(relu_fit_coefficients()).repeat(channels, 1)
+            self.coefficients = nn.Parameter(init)  # [channels, 3]: a, b, c
+
+    def activate(self, x: Tensor) -> Tensor:
+        """The nonlinearity alone, applied pointwise."""
+        if self.nonlinearity == "relu":
+            return torch.relu(x)
+        a, b, c = (coef.view(1, -1, 1, 1).to(x.dtype) for coef in self.coefficients.unbind(1))
+        return a + x * (b + c * x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            raise ValueError(
+                f"AliasFreeActivation(channels={self.channels}) got an input of shape "
+                f"{tuple(x.shape)}: pass a [batch, {self.channels}, height, width] tensor"
+            )
+        return ideal_downsample(self.activate(ideal_upsample(x, 2)), 2)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, nonlinearity={self.nonlinearity!r}"

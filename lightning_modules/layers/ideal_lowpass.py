@@ -1,0 +1,113 @@
+"""Ideal (FFT) low-pass filtering, downsampling and upsampling (Michaeli, Michaeli & Soudry,
+CVPR 2023, "Alias-Free Convnets: Fractional Shift Invariance via Polynomial Activations")."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+from torch import Tensor, nn
+
+from lightning_modules.layers.checks import check_stride
+
+
+def band_response(size: int, band: float, edge: float, dtype: torch.dtype) -> Tensor:
+    """Gain of each FFT bin of a ``size``-point axis: 1 for ``|k| < band``, ``edge`` for
+    ``|k| == band``, 0 above (``k`` in cycles per ``size`` samples)."""
+    k = torch.fft.fftfreq(size, d=1.0 / size, dtype=dtype).abs()
+    return torch.where(k < band, 1.0, torch.where(k == band, edge, 0.0)).to(dtype)
+
+
+def _lowpass_rows(x: Tensor, band: float, edge: float) -> Tensor:
+    """Ideal low-pass of each row of ``x`` (periodic), see :func:`band_response`."""
+    size = x.shape[-1]
+    response = band_response(size, band, edge, x.dtype)[: size // 2 + 1]
+    return torch.fft.irfft(torch.fft.rfft(x) * response, n=size)
+
+
+def _downsample_matrix(size: int, stride: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``[size, ceil(size / stride)]`` matrix of :func:`ideal_downsample` along one axis."""
+    with torch.inference_mode(False):
+        kept = math.ceil(size / stride)
+        identity = torch.eye(size, dtype=torch.float64)
+        return _lowpass_rows(identity, kept / 2, 0.0)[:, ::stride].to(device, dtype)
+
+
+def _upsample_matrix(size: int, factor: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``[size, size * factor]`` matrix of :func:`ideal_upsample` along one axis."""
+    with torch.inference_mode(False):
+        sparse = torch.zeros(size, size * factor, dtype=torch.float64)
+        sparse[:, ::factor] = torch.eye(size, dtype=torch.float64)
+        return (_lowpass_rows(sparse, size / 2, 0.5) * factor).to(device, dtype)
+
+
+downsample_matrix = lru_cache(maxsize=256)(_downsample_matrix)
+upsample_matrix = lru_cache(maxsize=256)(_upsample_matrix)
+
+
+def _separable(x: Tensor, build, factor: int) -> Tensor:
+    """Apply a per-axis linear map (``build(size, factor, device, dtype)``) to both axes."""
+    h, w = x.shape[-2:]
+    # torch.compile traces the construction instead (it folds it into constants).
+    if torch.compiler.is_compiling():
+        build = {downsample_matrix: _downsample_matrix, upsample_matrix: _upsample_matrix}[build]
+    rows = build(h, factor, x.device, x.dtype)
+    cols = build(w, factor, x.device, x.dtype)
+    # Both products as single matrix products over all planes (no batched small ones).
+    return ((x @ cols).mT @ rows).mT
+
+
+def ideal_downsample(x: Tensor, stride: int = 2) -> Tensor:
+    """Remove every frequency the coarser grid cannot hold, then keep every ``stride``-th pixel.
+
+    An ``n``-pixel side becomes ``m = ceil(n / stride)``; the kept band is ``|k| < m / 2``, so
+    the new Nyquist bin (``k = m / 2`` for even ``m``) is removed too: a component there
+    would be a cosine that a half-pixel shift turns into an invisible sine. The map is
+    treated as periodic.
+    """
+    return _separable(x, downsample_matrix, stride)
+
+
+def ideal_upsample(x: Tensor, factor: int = 2) -> Tensor:
+    """Trigonometric (ideal sinc) interpolation onto a ``factor`` times finer grid.
+
+    Zeros are inserted between the samples and every spectral image above the original band
+    is removed; the original Nyquist bin (even sizes) is split evenly between ``+-n/2``, so a
+    real input stays real and the result passes through the original samples.
+    """
+    return _separable(x, upsample_matrix, factor)
+
+
+class IdealLowPassDownsample2d(nn.Module):
+    """Alias-free downsampling: an ideal (FFT) low-pass below the new Nyquist, then subsampling.
+
+    BlurPool's binomial filter only attenuates the frequencies a stride-2 grid cannot hold;
+    the ideal filter removes them, so the output is the exact samples of a band-limited
+    signal and a fractional (sub-pixel) shift of a band-limited input shifts the output by
+    half as much (Michaeli, Michaeli & Soudry, CVPR 2023; their ``models/ideal_lpf.py``
+    ``LPF_RFFT`` followed by subsampling). The FFT treats the map as periodic, so only
+    circular padding elsewhere keeps a whole network consistent.
+
+    Computation: the ideal filter has no finite support, so each output pixel depends on every
+    input pixel of its row and column. Filter and subsampling along one axis are one dense
+    ``[n, ceil(n / stride)]`` matrix (built once per size from the FFT definition, cached), and
+    the layer is its product along both axes: ``O(C H W (H + W) / stride)`` multiply-adds,
+    against ``O(C H W k^2 / stride^2)`` for a ``k``-tap BlurPool, so it costs more on larger
+    maps (the benchmark recipe measures it); on the small maps here matrix products beat an
+    FFT. An ``n``-pixel side becomes ``ceil(n / stride)``.
+
+    Args:
+        stride: subsampling factor.
+    """
+
+    def __init__(self, stride: int = 2) -> None:
+        super().__init__()
+        check_stride(stride)
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ideal_downsample(x, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}"

@@ -1,0 +1,53 @@
+"""Max-pooling with learnable polyphase sampling (LPS, Rojas-Gomez et al., NeurIPS 2022)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from invariance_common.checks import check_choice, check_positive
+from lightning_modules.layers.learnable_polyphase import LearnablePolyphaseDownsample2d
+from lightning_modules.layers.padding import PAD_TYPES
+from lightning_modules.layers.same_max_pool import SameMaxPool2d
+
+
+class MaxLearnablePolyphasePool2d(nn.Module):
+    """``MaxPool(k, stride 1)`` then learnable polyphase downsampling: LPS's ``MaxPool(k, s)``.
+
+    The LPS counterpart of :class:`MaxPolyphasePool2d`, as the authors replace ResNet's
+    max-pool (circular pad, ``MaxPool2d(2, stride 1)``, LPD; ``models/resnet_custom.py``).
+
+    Args:
+        channels: channels of the input.
+        kernel_size: max-pool window.
+        stride, filt_size, hidden, mixture, tau: see :class:`LearnablePolyphaseDownsample2d`.
+        pad_type: padding of the blur and of odd sizes; ``circular`` wraps the max-pool too.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        filt_size: int = 1,
+        hidden: int | None = None,
+        mixture: str = "gumbel",
+        tau: float = 1.0,
+        pad_type: str = "circular",
+    ) -> None:
+        super().__init__()
+        check_positive("kernel_size", kernel_size)
+        check_choice("pad_type", pad_type, PAD_TYPES)
+        self.pool = SameMaxPool2d(kernel_size, circular=pad_type == "circular")
+        self.lps = LearnablePolyphaseDownsample2d(
+            channels, stride, filt_size, hidden, mixture, tau, pad_type
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lps(self.pool(x))
+
+    def forward_with_phase(self, x: Tensor, phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(output, weights)``; see :meth:`LearnablePolyphaseDownsample2d.forward_with_phase`."""
+        return self.lps.forward_with_phase(self.pool(x), phase)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.pool.kernel_size}"
