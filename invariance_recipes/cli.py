@@ -23,7 +23,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from datamodules import TranslationDataModule
-from invariance_recipes.checkpoints import INTERRUPTED, check_checkpoint, resume_checkpoint
+from invariance_recipes.checkpoints import INTERRUPTED, LAST, check_checkpoint, resume_checkpoint
 from invariance_recipes.divergence import DivergenceGuard
 from invariance_recipes.errors import EXIT_FAILED, EXIT_USAGE, RunFailed, StoppedEarly, UsageError
 from invariance_recipes.graceful_stop import GracefulStop
