@@ -52,9 +52,9 @@ class DownsamplingBasicBlock(BasicBlock):
     ) -> None:
         spec = get_downsampler(kind)
         shortcut_conv = nn.Sequential(
-            conv1x1(inplanes, planes, spec.shortcut_stride), nn.BatchNorm2d(planes)
+            conv1x1(inplanes, planes, spec.shortcut_stride), spec.norm(planes)
         )
-        super().__init__(inplanes, planes, downsample=shortcut_conv)
+        super().__init__(inplanes, planes, downsample=shortcut_conv, norm_layer=spec.norm)
         options = {"padding_mode": padding_mode, "filt_size": filt_size}
         self.step = create_downsample(kind, planes, in_block=True, **options)
         self.shortcut = create_shortcut(kind, inplanes, **options)
@@ -114,7 +114,7 @@ class CifarResNet18(ResNet):
                 f"image_size={image_size} is smaller than resnet18's total stride "
                 f"{self.total_stride}: use images of at least 8x8"
             )
-        super().__init__(BasicBlock, [2, 2, 2, 2])
+        super().__init__(BasicBlock, [2, 2, 2, 2], norm_layer=get_downsampler(downsample).norm)
         self.in_channels = in_channels
         self.image_size = image_size
         self.downsample = downsample

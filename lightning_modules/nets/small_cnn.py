@@ -12,6 +12,7 @@ from lightning_modules.layers.checks import check_filt_size
 from lightning_modules.nets.downsample import (
     create_activation,
     create_downsample,
+    create_norm,
     get_downsampler,
 )
 from lightning_modules.nets.heads import ClassifierHead
@@ -25,13 +26,16 @@ def conv_bn_relu(
     padding_mode: str,
     stride: int = 1,
     activation: nn.Module | None = None,
+    norm: nn.Module | None = None,
 ) -> nn.Sequential:
-    """3x3 convolution (no bias: BatchNorm follows), BatchNorm, ReLU (or ``activation``)."""
+    """3x3 convolution (no bias: a normalization follows), BatchNorm (or ``norm``), ReLU (or
+    ``activation``)."""
     conv = nn.Conv2d(
         in_channels, out_channels, 3, stride, padding=1, padding_mode=padding_mode, bias=False
     )
     act = nn.ReLU(inplace=True) if activation is None else activation
-    return nn.Sequential(conv, nn.BatchNorm2d(out_channels), act)
+    norm = nn.BatchNorm2d(out_channels) if norm is None else norm
+    return nn.Sequential(conv, norm, act)
 
 
 class SmallCNN(nn.Module):
@@ -96,7 +100,14 @@ class SmallCNN(nn.Module):
             inputs = [channels] + [width] * (blocks_per_stage - 1)
             strides = [1] * (blocks_per_stage - 1) + [2 if strided else 1]
             blocks = [
-                conv_bn_relu(c, width, padding_mode, s, create_activation(downsample, width))
+                conv_bn_relu(
+                    c,
+                    width,
+                    padding_mode,
+                    s,
+                    create_activation(downsample, width),
+                    create_norm(downsample, width),
+                )
                 for c, s in zip(inputs, strides, strict=True)
             ]
             if not strided:
