@@ -65,6 +65,12 @@ _VARIANTS = (
         "(Chaman & Dokmanic 2021), no blur (filt_size 1) so it isolates APS from BlurPool",
         model={"downsample": "aps", "filt_size": 1},
     ),
+    Variant(
+        "pyramid-pooling",
+        "baseline with a spatial-pyramid-pooling head (max over 1x1, 2x2, 4x4 grids; He et al. "
+        "2014): between global pooling and flattening",
+        model={"head": "spp"},
+    ),
 )
 
 VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in _VARIANTS})

@@ -14,16 +14,19 @@ from lightning_modules.layers.polyphase import (
     take_phase,
 )
 from lightning_modules.layers.same_max_pool import SameMaxPool2d
+from lightning_modules.layers.spatial_pyramid_pool import SPP_MODES, SpatialPyramidPool2d
 
 __all__ = [
     "NORMS",
     "PAD_TYPES",
+    "SPP_MODES",
     "BlurPool2d",
     "ConvBlurPool2d",
     "MaxBlurPool2d",
     "MaxPolyphasePool2d",
     "PolyphaseDownsample2d",
     "SameMaxPool2d",
+    "SpatialPyramidPool2d",
     "aps_downsample",
     "binomial_filter",
     "pad2d",

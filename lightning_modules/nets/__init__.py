@@ -18,6 +18,11 @@ from lightning_modules.nets.options import (
     PADDING_MODES,
     NetOptions,
 )
+from lightning_modules.nets.receptive_field import (
+    RECEPTIVE_FIELD_RULES,
+    ReceptiveFieldRow,
+    receptive_field,
+)
 from lightning_modules.nets.resnet import CifarResNet18, DownsamplingBasicBlock
 from lightning_modules.nets.small_cnn import SmallCNN
 
@@ -28,6 +33,7 @@ __all__ = [
     "DOWNSAMPLERS",
     "HEADS",
     "PADDING_MODES",
+    "RECEPTIVE_FIELD_RULES",
     "Backbone",
     "CifarResNet18",
     "ClassifierHead",
@@ -35,10 +41,12 @@ __all__ = [
     "DownsamplingBasicBlock",
     "HeadSpec",
     "NetOptions",
+    "ReceptiveFieldRow",
     "SmallCNN",
     "antialias",
     "build_net",
     "create_downsample",
     "create_shortcut",
     "get_downsampler",
+    "receptive_field",
 ]
