@@ -136,21 +136,22 @@ def report_checkpoint(
     for source, erf in erfs.items():
         title = f"effective field over {source} images"
         save(plot_erf(erf, field, title), out / ERF_PNGS[source])
-        report[f"erf_{source}_95_px"] = support_side(erf)
+        report[f"erf_{source}_half_mass_px"] = mass_side(erf, field, 0.5)
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2))
     return report
 
 
-def support_side(erf: Tensor, share: float = 0.95) -> int:
-    """Side of the smallest centred square window holding ``share`` of the field's mass
-    around its peak: a one-number size of the effective field (in pixels)."""
+def mass_side(erf: Tensor, field: Field, share: float) -> int:
+    """Side of the smallest square centred like the theoretical field that holds ``share``
+    of the effective field's mass: a one-number size to set beside the theoretical one."""
+    centre = field.start + centre_unit(field.side) * field.jump
     total = float(erf.sum())
-    peak = divmod(int(erf.argmax()), erf.shape[1])
-    for half in range(max(erf.shape)):
-        y0, x0 = max(0, peak[0] - half), max(0, peak[1] - half)
-        if float(erf[y0 : peak[0] + half + 1, x0 : peak[1] + half + 1].sum()) >= share * total:
-            return 2 * half + 1
-    return max(erf.shape)
+    parity = 0 if centre == int(centre) else 1  # odd sides around a pixel, even around an edge
+    for side in range(1 + parity, 2 * max(erf.shape) + 2, 2):
+        low, high = math.ceil(centre - (side - 1) / 2), math.floor(centre + (side - 1) / 2)
+        if float(erf[max(0, low) : high + 1, max(0, low) : high + 1].sum()) >= share * total:
+            return side
+    return 2 * max(erf.shape)
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -165,9 +166,9 @@ def format_report(report: dict[str, Any]) -> str:
             "",
             f"receptive field of the last feature map: {report['field']:g} px "
             f"({report['field_fraction']:.2f} of the {report['image_size']}-px image)",
-            "effective field (smallest square holding 95% of the gradient): "
-            f"{report['erf_random_95_px']} px over random images, "
-            f"{report['erf_test_95_px']} px over test images",
+            "effective field (side of the centred square holding half the gradient mass): "
+            f"{report['erf_random_half_mass_px']} px over random images, "
+            f"{report['erf_test_half_mass_px']} px over test images",
         ]
     )
 

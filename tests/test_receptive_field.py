@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
+from invariance_recipes.receptive_fields import mass_side
 from lightning_modules.layers import BlurPool2d, PolyphaseDownsample2d, SpatialPyramidPool2d
 from lightning_modules.nets import DOWNSAMPLERS, build_net
 from lightning_modules.nets.effective_receptive_field import (
@@ -152,6 +153,8 @@ def test_effective_field_support_equals_the_theoretical_square_for_a_conv_chain(
     assert field.size == 3 + 2 + 2 + 4 * 4 + 2 * 4  # 31, independent of the module code
     assert support(erf) == theoretical_square(field, 64)
     assert erf.shape == (64, 64) and (erf >= 0).all()
+    assert mass_side(erf, field, 1.0) == field.size  # all the mass, the whole square
+    assert mass_side(erf, field, 0.5) < field.size
 
 
 @pytest.mark.parametrize("downsample", ["strided", "strided-blur", "avg"])
