@@ -98,7 +98,9 @@ def save(fig: Any, path: Path) -> Path:
 def erf_of_random_inputs(net: nn.Module, count: int = RANDOM_IMAGES) -> Tensor:
     """Effective field of ``net`` averaged over standard-normal images of its input size."""
     shape = (net.in_channels, net.image_size, net.image_size)
-    return effective_receptive_field(net, random_batches(shape, count))
+    device = next(net.parameters()).device
+    batches = (x.to(device) for x in random_batches(shape, count))
+    return effective_receptive_field(net, batches).cpu()
 
 
 def report_checkpoint(
@@ -118,8 +120,8 @@ def report_checkpoint(
     batches = (x.to(device) for x, _ in data.test_dataloader())
     limit = math.ceil(test_images / 64)
     erfs = {
-        "random": erf_of_random_inputs(net.cpu()),
-        "test": effective_receptive_field(net.to(device), islice(batches, limit)).cpu(),
+        "random": erf_of_random_inputs(net),
+        "test": effective_receptive_field(net, islice(batches, limit)).cpu(),
     }
     out.mkdir(parents=True, exist_ok=True)
     report = {
