@@ -24,7 +24,8 @@ Conventions for the layers the arithmetic does not cover directly:
   the chosen phase, and the rows give the start of phase 0.
 - An ideal low-pass filter (the sinc of alias-free networks computed in the Fourier
   domain) has infinite support: its field is ``math.inf``, the whole (periodic) input,
-  and every layer after it keeps ``inf``. A windowed (finite) filter counts its taps.
+  and every layer after it keeps ``inf`` (its rule returns ``field.window(math.inf, s)``).
+  A windowed (finite) filter counts its taps.
 
 Adding a layer type is one entry in :data:`RECEPTIVE_FIELD_RULES`; a module whose exact
 type has no entry raises ``ValueError`` naming it, so a new layer is never guessed at.
