@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import WandbLogger
 from datamodules import TranslationDataModule
 from invariance_common.checks import check_choice
 from invariance_recipes.loggers import make_logger
+from invariance_recipes.receptive_fields import describe_checkpoint
 from invariance_recipes.training import UsageError, load_checkpoint
 from lightning_modules.callbacks import write_curve
 from lightning_modules.classifier import InvarianceClassifier
@@ -259,6 +260,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--logger", default="wandb", choices=["wandb", "csv", "none"])
     parser.add_argument("--project", default="invariance-recipes")
+    parser.add_argument(
+        "--receptive_field",
+        action="store_true",
+        help="also report the theoretical and effective receptive fields (heat-map PNGs)",
+    )
     args = parser.parse_args(argv)
     if args.ckpt is None and not args.list_protocols:
         parser.error("--ckpt is required (or pass --list-protocols)")
@@ -288,4 +294,6 @@ def evaluate_command(argv: list[str]) -> int:
     log_report(report, args, out)
     print(format_report(report))
     print(f"report written to {out}")
+    if args.receptive_field:
+        print(describe_checkpoint(args.ckpt, out, device=args.device))
     return 0

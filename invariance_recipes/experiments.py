@@ -20,6 +20,7 @@ import torch
 from datamodules import DATASETS, digits_m
 from datamodules.translation import DIGITS_OBJECT_SIZE
 from invariance_recipes.evaluation import evaluate_model
+from invariance_recipes.receptive_fields import RF_COLUMN, field_columns
 from invariance_recipes.training import load_checkpoint
 from lightning_modules.callbacks import TESTED
 from lightning_modules.variants import VARIANTS
@@ -49,6 +50,8 @@ class Experiment:
         curve_max_shift: the accuracy-vs-offset curve sweeps the diagonal up to this offset.
         regions: test placements evaluated one by one (accuracy per region).
         scatter_shift: max offset of the ``zero`` consistency on the accuracy-vs-consistency plot.
+        networks: the networks swept, each a name and its training options (``--model.*``);
+            their receptive fields become columns of the results table.
     """
 
     name: str
@@ -65,6 +68,7 @@ class Experiment:
     curve_max_shift: int = 8
     regions: tuple[str, ...] = ()
     scatter_shift: int = 4
+    networks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def scaled(self, object_size: int) -> Experiment:
         """The preset with every pixel size scaled from 16-px objects to ``object_size``."""
@@ -97,6 +101,8 @@ class Experiment:
 
     def settings(self) -> dict[str, list[str]]:
         """The swept settings by name, each as its training options."""
+        if self.networks:
+            return {name: list(options) for name, options in self.networks.items()}
         if not self.train_shifts:
             return {"default": []}
         return {f"shift{s}": ["--data.max_shift", str(s)] for s in self.train_shifts}
@@ -115,7 +121,8 @@ class Experiment:
     def columns(self) -> list[str]:
         """The metrics of the results table, in order."""
         if self.regions:
-            return [*(f"acc@{r}" for r in self.regions), "acc@unseen", "unseen_drop"]
+            fields = [RF_COLUMN] if self.networks else []
+            return [*fields, *(f"acc@{r}" for r in self.regions), "acc@unseen", "unseen_drop"]
         consistency = [f"consistency_{m}@{s}" for m in self.modes for s in self.max_shifts]
         return ["acc", "flip_rate", *consistency]
 
@@ -136,6 +143,17 @@ class Experiment:
                     f"--variants {name}: unknown variant; choose from {', '.join(VARIANTS)}"
                 )
 
+
+# Small CNNs (3x3 convs, MaxPool(2) per stage) whose last feature map sees, on the 48-px
+# canvas: 10 px (two stages), then 22, 36, 50 and 64 px (three stages of 1..4 conv blocks).
+RECEPTIVE_FIELD_NETWORKS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        f"stages{len(widths)}-blocks{blocks}": (
+            "--model.widths", str(list(widths)), "--model.blocks_per_stage", str(blocks),
+        )
+        for widths, blocks in [((32, 64), 1), *(((32, 64, 128), b) for b in (1, 2, 3, 4))]
+    }
+)  # fmt: skip
 
 _EXPERIMENTS = (
     Experiment(
@@ -177,6 +195,25 @@ _EXPERIMENTS = (
         modes=("zero",),
         curve_max_shift=16,
         scatter_shift=8,
+    ),
+    Experiment(
+        name="receptive-field",
+        summary="objects only in the top-left quadrant, small CNNs whose last receptive field "
+        "grows from a fifth of the canvas to beyond it: does a field covering the image "
+        "rescue the flatten head on unseen positions? (GAP and SPP heads as controls)",
+        variants=("baseline", "global-pooling", "pyramid-pooling"),
+        excluded={
+            "aug-heavy": "the experiment trains without augmentation (policy none) so that "
+            "other positions are never seen, which leaves aug-heavy identical to baseline"
+        },
+        canvas=48,
+        placement="top-left",
+        policy="none",
+        epochs=8,
+        max_shifts=(4,),
+        modes=("zero",),
+        regions=QUADRANTS,
+        networks=RECEPTIVE_FIELD_NETWORKS,
     ),
 )
 
@@ -239,4 +276,6 @@ def measure(experiment: Experiment, run_dir: Path) -> dict[str, float]:
         unseen = fmean(acc for region, acc in regions.items() if region != experiment.placement)
         row |= {f"acc@{region}": acc for region, acc in regions.items()}
         row |= {"acc@unseen": unseen, "unseen_drop": regions[experiment.placement] - unseen}
+    if experiment.networks:
+        row |= field_columns(model)
     return row

@@ -42,6 +42,9 @@ LEGEND = {
     "(Azulay & Weiss 2019).",
     "acc@": "Per quadrant: accuracy with the test objects placed in that quadrant; unseen: the "
     "mean over the quadrants never seen in training; drop: seen minus unseen.",
+    "rf_fraction": "RF/canvas: the theoretical receptive field of the last feature map "
+    "(`receptive_field`) over the canvas side, in %; setting `stagesN-blocksM`: the small "
+    "CNN with N stages of M conv blocks each.",
 }
 SETTING_LEGEND = "Setting `shiftS`: trained with every image shifted by up to S pixels per axis."
 CURVE = re.compile(r"^test/acc_at_shift/([+-]\d+)_([+-]\d+)$")
@@ -146,7 +149,7 @@ def markdown(
         "and evaluation of one run in seconds.",
         "",
         *(text for prefix, text in LEGEND.items() if any(c.startswith(prefix) for c in columns)),
-        *([SETTING_LEGEND] if swept else []),
+        *([SETTING_LEGEND] if any(r["setting"].startswith("shift") for r in table) else []),
         "",
         README_BLOCK[0],
         "| " + " | ".join([*head, "time (s)"]) + " |",
@@ -298,7 +301,8 @@ def header(column: str) -> str:
         return column.removeprefix("consistency_")
     if column.startswith("acc@"):
         return column.removeprefix("acc@")
-    return {"acc": "accuracy", "flip_rate": "flip rate", "unseen_drop": "drop"}.get(column, column)
+    names = {"acc": "accuracy", "flip_rate": "flip rate", "unseen_drop": "drop"}
+    return (names | {"rf_fraction": "RF/canvas"}).get(column, column)
 
 
 def _percent(mean: float, std: float) -> str:
@@ -381,6 +385,10 @@ def write_plots(
     figures = {CURVE_PNG: plot_curves(rows), SCATTER_PNG: plot_scatter(rows, *scatter)}
     if regions:
         figures[REGIONS_PNG] = plot_regions(rows, regions, seen)
+    if any("rf_fraction" in row for row in rows):  # the receptive-field experiment
+        from invariance_recipes.receptive_fields import RF_PLOT_PNG, plot_unseen_vs_field
+
+        figures[RF_PLOT_PNG] = plot_unseen_vs_field(rows)
     paths = []
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=110)

@@ -95,6 +95,12 @@ _VARIANTS = (
         "grid, circular padding, global-average-pooling head (Michaeli, Michaeli & Soudry 2023)",
         model={"downsample": "alias-free", "padding_mode": "circular", "head": "gap"},
     ),
+    Variant(
+        "pyramid-pooling",
+        "baseline with a spatial-pyramid-pooling head (max over 1x1, 2x2, 4x4 grids; He et al. "
+        "2014): between global pooling and flattening",
+        model={"head": "spp"},
+    ),
 )
 
 VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in _VARIANTS})

@@ -29,12 +29,14 @@ from lightning_modules.layers.polyphase import (
     take_phase,
 )
 from lightning_modules.layers.same_max_pool import SameMaxPool2d
+from lightning_modules.layers.spatial_pyramid_pool import SPP_MODES, SpatialPyramidPool2d
 
 __all__ = [
     "MIXTURES",
     "NONLINEARITIES",
     "NORMS",
     "PAD_TYPES",
+    "SPP_MODES",
     "AliasFreeActivation",
     "BlurPool2d",
     "ConvBlurPool2d",
@@ -47,6 +49,7 @@ __all__ = [
     "PolyphaseFollower2d",
     "PolyphaseScoringNet",
     "SameMaxPool2d",
+    "SpatialPyramidPool2d",
     "aps_downsample",
     "binomial_filter",
     "ideal_downsample",

@@ -19,6 +19,11 @@ from lightning_modules.nets.options import (
     PADDING_MODES,
     NetOptions,
 )
+from lightning_modules.nets.receptive_field import (
+    RECEPTIVE_FIELD_RULES,
+    ReceptiveFieldRow,
+    receptive_field,
+)
 from lightning_modules.nets.resnet import CifarResNet18, DownsamplingBasicBlock
 from lightning_modules.nets.small_cnn import SmallCNN
 
@@ -29,6 +34,7 @@ __all__ = [
     "DOWNSAMPLERS",
     "HEADS",
     "PADDING_MODES",
+    "RECEPTIVE_FIELD_RULES",
     "Backbone",
     "CifarResNet18",
     "ClassifierHead",
@@ -36,6 +42,7 @@ __all__ = [
     "DownsamplingBasicBlock",
     "HeadSpec",
     "NetOptions",
+    "ReceptiveFieldRow",
     "SmallCNN",
     "antialias",
     "build_net",
@@ -43,4 +50,5 @@ __all__ = [
     "create_downsample",
     "create_shortcut",
     "get_downsampler",
+    "receptive_field",
 ]

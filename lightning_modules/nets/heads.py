@@ -10,6 +10,7 @@ from types import MappingProxyType
 from torch import Tensor, nn
 
 from invariance_common.checks import check_choice, check_positive
+from lightning_modules.layers.spatial_pyramid_pool import SpatialPyramidPool2d
 from lightning_modules.nets.options import DEFAULTS
 
 
@@ -43,6 +44,10 @@ def _pooled(channels: int, spatial: int) -> int:
     return channels
 
 
+def _pyramid(channels: int, spatial: int) -> int:
+    return SpatialPyramidPool2d().features(channels)
+
+
 HEADS: Mapping[str, HeadSpec] = MappingProxyType(
     {
         "flatten": HeadSpec(
@@ -66,6 +71,17 @@ HEADS: Mapping[str, HeadSpec] = MappingProxyType(
             "global max pooling, then a Linear",
             pool=lambda: nn.AdaptiveMaxPool2d(1),
             features=_pooled,
+        ),
+        "spp": HeadSpec(
+            "spatial pyramid pooling (He et al. 2014): max over 1x1, 2x2 and 4x4 grids, "
+            "concatenated, then a Linear: coarse position kept, any input size",
+            pool=SpatialPyramidPool2d,
+            features=_pyramid,
+        ),
+        "spp-avg": HeadSpec(
+            "spatial pyramid pooling with averages over the 1x1, 2x2 and 4x4 grids",
+            pool=lambda: SpatialPyramidPool2d(mode="avg"),
+            features=_pyramid,
         ),
     }
 )
