@@ -42,11 +42,16 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from lightning_modules.layers import (
+    AliasFreeActivation,
     BlurPool2d,
     ConvBlurPool2d,
+    IdealLowPassDownsample2d,
+    LearnablePolyphaseDownsample2d,
     MaxBlurPool2d,
+    MaxLearnablePolyphasePool2d,
     MaxPolyphasePool2d,
     PolyphaseDownsample2d,
+    PolyphaseFollower2d,
     SameMaxPool2d,
 )
 from lightning_modules.nets.antialias import _PreBlurConv2d
@@ -209,6 +214,22 @@ def _max_polyphase(m: MaxPolyphasePool2d, field: Field, walk: _Walk, name: str) 
     return walk.children(m, ["pool", "aps"], field, name)
 
 
+def _max_learnable_polyphase(
+    m: MaxLearnablePolyphasePool2d, field: Field, walk: _Walk, name: str
+) -> Field:
+    return walk.children(m, ["pool", "lps"], field, name)
+
+
+def _ideal(m: IdealLowPassDownsample2d, field: Field, walk: _Walk, name: str) -> Field:
+    # an ideal (FFT) low-pass has infinite support: every output reads every input pixel
+    return field.window(math.inf, m.stride)
+
+
+def _alias_free_activation(m: AliasFreeActivation, field: Field, walk: _Walk, name: str) -> Field:
+    # ideal up- and down-sampling around a pointwise polynomial: infinite support, stride 1
+    return field.window(math.inf)
+
+
 def _max_blur(m: MaxBlurPool2d, field: Field, walk: _Walk, name: str) -> Field:
     return walk.children(m, ["pool", "blur"], field, name)
 
@@ -249,6 +270,7 @@ _POINTWISE = (
 # Rules that only order their children (a block records its own united row).
 _CONTAINERS = (
     nn.Sequential, SmallCNN, ResNet, BasicBlock, Bottleneck, MaxBlurPool2d, MaxPolyphasePool2d,
+    MaxLearnablePolyphasePool2d,
 )  # fmt: skip
 
 RECEPTIVE_FIELD_RULES: Mapping[type[nn.Module], Rule] = MappingProxyType(
@@ -263,6 +285,12 @@ RECEPTIVE_FIELD_RULES: Mapping[type[nn.Module], Rule] = MappingProxyType(
         MaxBlurPool2d: _max_blur,
         PolyphaseDownsample2d: _polyphase,
         MaxPolyphasePool2d: _max_polyphase,
+        # LPS selects a phase like APS (the scoring network only chooses which one)
+        LearnablePolyphaseDownsample2d: _polyphase,
+        PolyphaseFollower2d: _polyphase,
+        MaxLearnablePolyphasePool2d: _max_learnable_polyphase,
+        IdealLowPassDownsample2d: _ideal,
+        AliasFreeActivation: _alias_free_activation,
         nn.Sequential: _sequence,
         ConvBlurPool2d: _sequence,
         SmallCNN: _small_cnn,
