@@ -81,8 +81,9 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
                 signal.SIGINT,
             )
         stage = "test"
+        best = trainer.checkpoint_callback.best_model_path  # the first one: best val/acc
         results = trainer.test(
-            model, datamodule=data, ckpt_path="best", verbose=False, weights_only=True
+            model, datamodule=data, ckpt_path=best, verbose=False, weights_only=True
         )
     except (Interrupted, SIGTERMException) as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGTERM
