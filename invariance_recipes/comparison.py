@@ -1,11 +1,6 @@
 """Comparison of variants under one experiment: same data, seeds and budget; one table and plots.
 
-    python recipes/compare.py --experiment small-shift
-    python recipes/compare.py --experiment unseen-position --seeds 3
-    python recipes/compare.py --experiment augmentation-sweep --variants baseline blurpool
-    python recipes/compare.py --experiment small-shift --quick --logger csv
-    python recipes/compare.py --experiment small-shift --dataset cifar10 --backbone resnet18 \\
-        -- --trainer.accelerator gpu --data.download true --trainer.max_epochs 60
+(the command lines are in ``recipes/compare.py``)
 
 Every run is a ``train.py`` run (options after ``--`` go to each of them), grouped in W&B
 under the experiment. Results go to ``results/EXPERIMENT/`` (``-DATASET`` and ``-quick``

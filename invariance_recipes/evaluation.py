@@ -38,24 +38,11 @@ from lightning_modules.shifts import SHIFT_MODES, offset_sweep
 MAX_SHIFTS = (1, 2, 4, 8)
 
 
-def evaluate_checkpoint(
-    ckpt: Path,
-    *,
-    max_shifts: Sequence[int] = MAX_SHIFTS,
-    modes: Sequence[str] = SHIFT_MODES,
-    curve_max_shift: int | None = None,
-    test_placement: str | None = None,
-    protocols: Sequence[str] = (),
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-) -> dict[str, Any]:
-    """The full shift report of a checkpoint on its own test split (or another placement)."""
+def evaluate_checkpoint(ckpt: Path, **options: Any) -> dict[str, Any]:
+    """The full shift report of a checkpoint on its own test split (or another placement);
+    ``options`` are :func:`evaluate_model`'s."""
     model, data_hparams = load_checkpoint(ckpt)
-    report = evaluate_model(
-        model, data_hparams, max_shifts=max_shifts, modes=modes, curve_max_shift=curve_max_shift,
-        test_placement=test_placement, protocols=protocols, batch_size=batch_size, device=device,
-    )  # fmt: skip
-    return {"checkpoint": str(ckpt), **report}
+    return {"checkpoint": str(ckpt), **evaluate_model(model, data_hparams, **options)}
 
 
 def evaluate_model(

@@ -155,6 +155,21 @@ RECEPTIVE_FIELD_NETWORKS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )  # fmt: skip
 
+# Trained in one quadrant without augmentation, tested in every quadrant.
+_ONE_QUADRANT: dict = {
+    "excluded": {
+        "aug-heavy": "the experiment trains without augmentation (policy none) so that "
+        "other positions are never seen, which leaves aug-heavy identical to baseline"
+    },
+    "canvas": 48,
+    "placement": "top-left",
+    "policy": "none",
+    "epochs": 8,
+    "max_shifts": (4,),
+    "modes": ("zero",),
+    "regions": QUADRANTS,
+}
+
 _EXPERIMENTS = (
     Experiment(
         name="small-shift",
@@ -167,17 +182,7 @@ _EXPERIMENTS = (
         summary="objects only in the top-left quadrant and no augmentation, tested in every "
         "quadrant: does the network recognise them where it never saw them?",
         variants=("baseline", "global-pooling", "fc-head", "blurpool", "aps"),
-        excluded={
-            "aug-heavy": "the experiment trains without augmentation (policy none) so that "
-            "other positions are never seen, which leaves aug-heavy identical to baseline"
-        },
-        canvas=48,
-        placement="top-left",
-        policy="none",
-        epochs=8,
-        max_shifts=(4,),
-        modes=("zero",),
-        regions=QUADRANTS,
+        **_ONE_QUADRANT,
     ),
     Experiment(
         name="augmentation-sweep",
@@ -202,17 +207,7 @@ _EXPERIMENTS = (
         "grows from a fifth of the canvas to beyond it: does a field covering the image "
         "rescue the flatten head on unseen positions? (GAP and SPP heads as controls)",
         variants=("baseline", "global-pooling", "pyramid-pooling"),
-        excluded={
-            "aug-heavy": "the experiment trains without augmentation (policy none) so that "
-            "other positions are never seen, which leaves aug-heavy identical to baseline"
-        },
-        canvas=48,
-        placement="top-left",
-        policy="none",
-        epochs=8,
-        max_shifts=(4,),
-        modes=("zero",),
-        regions=QUADRANTS,
+        **_ONE_QUADRANT,
         networks=RECEPTIVE_FIELD_NETWORKS,
     ),
 )
