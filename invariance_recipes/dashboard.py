@@ -17,13 +17,15 @@ import json
 import sys
 from typing import Any
 
+from lightning_modules.metrics.report import REPORTED_MODES
+
 GROUP_BY = "variant"  # config key: the preset a run trained
 EXPERIMENT = "experiment"  # config key: the W&B group of one comparison
 DATASET = "data.dataset"  # config key
 SCALARS = ("test/acc", "test/flip_rate", "val/acc", "val/consistency")
-# The protocols of the classifier's test report (tests/test_dashboard.py checks each key
+# The modes of the classifier's test report (tests/test_dashboard.py checks each key
 # against a real run, so a change there fails a test instead of showing an empty panel).
-CONSISTENCY = ("test/consistency_zero", "test/consistency_circular")
+CONSISTENCY = tuple(f"test/consistency_{mode}" for mode in REPORTED_MODES)
 CURVE_TABLE = "test/acc_vs_shift_table"  # wandb.plot.line stores its data as KEY_table
 
 

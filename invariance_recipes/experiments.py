@@ -19,10 +19,12 @@ import torch
 
 from datamodules import DATASETS, digits_m
 from datamodules.translation import DIGITS_OBJECT_SIZE
-from invariance_recipes.evaluation import evaluate_model
+from invariance_recipes.evaluation import MAX_SHIFTS, evaluate_model
 from invariance_recipes.receptive_fields import RF_COLUMN, field_columns
 from invariance_recipes.training import load_checkpoint
 from lightning_modules.callbacks import TESTED
+from lightning_modules.metrics.report import REPORTED_MODES
+from lightning_modules.shifts import CONSISTENCY_MAX_SHIFT
 from lightning_modules.variants import VARIANTS
 
 REFERENCE_OBJECT = DIGITS_OBJECT_SIZE  # the object side the presets are written for
@@ -49,7 +51,8 @@ class Experiment:
         modes: shift modes of the consistency reported.
         curve_max_shift: the accuracy-vs-offset curve sweeps the diagonal up to this offset.
         regions: test placements evaluated one by one (accuracy per region).
-        scatter_shift: max offset of the ``zero`` consistency on the accuracy-vs-consistency plot.
+        consistency_max_shift: radius of ``val/consistency`` and of the ``zero`` consistency on
+            the accuracy-vs-consistency plot.
         networks: the networks swept, each a name and its training options (``--model.*``);
             their receptive fields become columns of the results table.
     """
@@ -63,11 +66,11 @@ class Experiment:
     policy: str | None = None
     train_shifts: tuple[int, ...] = ()
     epochs: int = 10
-    max_shifts: tuple[int, ...] = (1, 2, 4, 8)
-    modes: tuple[str, ...] = ("zero", "circular")
+    max_shifts: tuple[int, ...] = MAX_SHIFTS
+    modes: tuple[str, ...] = REPORTED_MODES
     curve_max_shift: int = 8
     regions: tuple[str, ...] = ()
-    scatter_shift: int = 4
+    consistency_max_shift: int = CONSISTENCY_MAX_SHIFT
     networks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def scaled(self, object_size: int) -> Experiment:
@@ -82,7 +85,7 @@ class Experiment:
             train_shifts=tuple(px(s) for s in self.train_shifts),
             max_shifts=tuple(px(s) for s in self.max_shifts),
             curve_max_shift=px(self.curve_max_shift),
-            scatter_shift=px(self.scatter_shift),
+            consistency_max_shift=px(self.consistency_max_shift),
         )
 
     def describe(self) -> str:
@@ -114,7 +117,7 @@ class Experiment:
             "--data.placement", self.placement,
             "--trainer.max_epochs", str(self.epochs),
             "--model.curve_max_shift", str(self.curve_max_shift),
-            "--model.consistency_max_shift", str(self.scatter_shift),
+            "--model.consistency_max_shift", str(self.consistency_max_shift),
         ]  # fmt: skip
         return args if self.policy is None else [*args, "--data.policy", self.policy]
 
@@ -128,7 +131,10 @@ class Experiment:
 
     def scatter(self) -> tuple[str, str]:
         """(x, y) columns of the accuracy-vs-consistency plot."""
-        return f"consistency_zero@{self.scatter_shift}", "acc@unseen" if self.regions else "acc"
+        return (
+            f"consistency_zero@{self.consistency_max_shift}",
+            "acc@unseen" if self.regions else "acc",
+        )
 
     def check_variants(self, variants: list[str]) -> None:
         """Raise ``ValueError`` for a variant that is unknown or cannot take part."""
@@ -199,7 +205,7 @@ _EXPERIMENTS = (
         max_shifts=(2, 4, 8, 12),
         modes=("zero",),
         curve_max_shift=16,
-        scatter_shift=8,
+        consistency_max_shift=8,
     ),
     Experiment(
         name="receptive-field",

@@ -20,9 +20,15 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.metrics import ProtocolReport, ShiftConsistency, ShiftReport
 from lightning_modules.metrics.protocols import FAST_PROTOCOLS
+from lightning_modules.metrics.report import REPORTED_MODES
 from lightning_modules.nets import DEFAULTS, build_net
 from lightning_modules.rng_state import collect_rng_states, restore_rng_states
-from lightning_modules.shifts import offset_sweep, sample_offset_pair, translate
+from lightning_modules.shifts import (
+    CONSISTENCY_MAX_SHIFT,
+    offset_sweep,
+    sample_offset_pair,
+    translate,
+)
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("cosine", "onecycle", "step", "none")
@@ -75,7 +81,7 @@ class InvarianceClassifier(L.LightningModule):
         momentum: float = 0.9,
         scheduler: str = "cosine",
         warmup_epochs: float = 1.0,
-        consistency_max_shift: int = 4,
+        consistency_max_shift: int = CONSISTENCY_MAX_SHIFT,
         consistency_mode: str = "zero",
         consistency_every_n_epochs: int = 1,
         curve_max_shift: int = 8,
@@ -121,7 +127,7 @@ class InvarianceClassifier(L.LightningModule):
         self.val_consistency = ShiftConsistency(consistency_max_shift, consistency_mode)
         self.test_report = ShiftReport(
             max_shift=consistency_max_shift,
-            modes=("zero", "circular"),
+            modes=REPORTED_MODES,
             sweep=offset_sweep(curve_max_shift, "diagonal"),
             fill=fill,
             seed=shift_seed,

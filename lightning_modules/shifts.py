@@ -17,6 +17,9 @@ from invariance_common.checks import check_choice
 from invariance_common.shift_modes import SHIFT_MODES
 from lightning_modules.fourier_shift import fourier_translate
 
+# Radius (pixels per axis) of the consistency pairs that training and the test report measure
+# by default: the one name and value of that quantity.
+CONSISTENCY_MAX_SHIFT = 4
 SWEEP_KINDS = ("diagonal", "horizontal", "grid")
 #: What `translate` accepts: the integer modes shared with the augmentation, and sub-pixel shifts.
 TRANSLATE_MODES = (*SHIFT_MODES, "fourier")

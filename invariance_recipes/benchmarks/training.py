@@ -28,9 +28,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from datamodules import TranslationDataModule
 from invariance_recipes.benchmarks.rows import Config, Row, compare, device_sync
 from invariance_recipes.benchmarks.timing import alternate
-from invariance_recipes.benchmarks.translate import MAX_SHIFT
 from lightning_modules import InvarianceClassifier
 from lightning_modules.nets.build import build_net
+from lightning_modules.shifts import CONSISTENCY_MAX_SHIFT
 from lightning_modules.variants import get_variant
 
 VARIANT = "blurpool"  # the model of the validation and training rows
@@ -126,7 +126,7 @@ def validation_rows(cfg: Config, device: torch.device, notes: list[str]) -> list
         cfg.run_rounds,
     )
     setting = _run_setting(data, cfg.batch_size, cfg.val_batches)
-    note = f"consistency costs two extra forward passes (floor 3.0), offsets up to {MAX_SHIFT} px"
+    note = f"consistency costs two extra forward passes (floor 3.0), offsets up to {CONSISTENCY_MAX_SHIFT} px"
     return [
         compare(timings, "validation", setting, "validate + consistency", "validate", 3.2, note)
     ]

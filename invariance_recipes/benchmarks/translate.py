@@ -1,5 +1,5 @@
 """The translate section: batched per-sample ``translate`` in every shift mode against the
-copy floor ``x.clone()`` (one read and one write of the batch), offsets up to ``MAX_SHIFT``.
+copy floor ``x.clone()`` (one read and one write of the batch), offsets up to ``CONSISTENCY_MAX_SHIFT``.
 
 A mode whose floor is another computation names it in :data:`FLOORS`.
 """
@@ -14,9 +14,8 @@ from torch import Tensor
 from invariance_common.shift_modes import SHIFT_MODES
 from invariance_recipes.benchmarks.rows import Config, Row, compare, device_sync, shape_text
 from invariance_recipes.benchmarks.timing import interleaved
-from lightning_modules.shifts import random_offsets, translate
+from lightning_modules.shifts import CONSISTENCY_MAX_SHIFT, random_offsets, translate
 
-MAX_SHIFT = 4  # the offsets of translate and of val/consistency (the model's default)
 TARGET = 2.0  # translate may take at most twice its floor
 COPY = "x.clone()"
 
@@ -36,10 +35,12 @@ def translate_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[
     rows = []
     for shape in cfg.translate_shapes:
         x = torch.rand(shape, device=device)
-        offsets = random_offsets(len(x), MAX_SHIFT, torch.Generator().manual_seed(0), device)
+        offsets = random_offsets(
+            len(x), CONSISTENCY_MAX_SHIFT, torch.Generator().manual_seed(0), device
+        )
         steps = _steps(x, offsets)
         timings = interleaved(steps, cfg.rounds, cfg.min_block, device_sync(device))
-        setting = f"{shape_text(shape)}, offsets up to {MAX_SHIFT} px"
+        setting = f"{shape_text(shape)}, offsets up to {CONSISTENCY_MAX_SHIFT} px"
         rows += [
             compare(
                 timings,

@@ -14,6 +14,7 @@ from lightning_modules.metrics.consistency import ShiftConsistency
 from lightning_modules.metrics.flip_rate import FlipRate
 from lightning_modules.metrics.mean_absolute_change import MeanAbsoluteChange
 from lightning_modules.shifts import (
+    CONSISTENCY_MAX_SHIFT,
     SHIFT_MODES,
     check_max_shift,
     check_mode,
@@ -22,6 +23,10 @@ from lightning_modules.shifts import (
     sample_offset_pair,
     translate,
 )
+
+# The shift modes whose consistency the test report gives by default: ``zero`` moves the
+# object on its background, ``circular`` wraps it (the two differ once content fills the canvas).
+REPORTED_MODES = ("zero", "circular")
 
 
 class ShiftReport(nn.Module):
@@ -55,8 +60,8 @@ class ShiftReport(nn.Module):
 
     def __init__(
         self,
-        max_shift: int = 4,
-        modes: Sequence[str] = ("zero", "circular"),
+        max_shift: int = CONSISTENCY_MAX_SHIFT,
+        modes: Sequence[str] = REPORTED_MODES,
         sweep: Tensor | None = None,
         flip_mode: str = "zero",
         fill: float | Sequence[float] = 0.0,
