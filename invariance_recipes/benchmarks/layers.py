@@ -9,6 +9,7 @@ note (the peers are the project's ``bench`` extra).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import import_module
@@ -19,7 +20,13 @@ from torch import Tensor, nn
 
 from invariance_recipes.benchmarks.rows import Config, Row, compare, device_sync, shape_text
 from invariance_recipes.benchmarks.timing import interleaved
-from lightning_modules.layers import BlurPool2d, MaxBlurPool2d
+from lightning_modules.layers import (
+    AliasFreeActivation,
+    BlurPool2d,
+    IdealLowPassDownsample2d,
+    LearnablePolyphaseDownsample2d,
+    MaxBlurPool2d,
+)
 
 # Peer name -> the module its layers come from.
 PEERS = {"timm": "timm.layers", "kornia": "kornia.filters", "antialiased-cnns": "antialiased_cnns"}
@@ -50,6 +57,14 @@ class LayerBenchmark:
 def _antialiased_max_blur(aa: ModuleType | None, channels: int, filt: int) -> nn.Module:
     return nn.Sequential(nn.MaxPool2d(2, 1), aa.BlurPool(channels, "reflect", filt, 2))
 
+
+_BLUR_COST = Baseline(
+    "BlurPool2d({filt}, circular)",
+    None,
+    lambda m, c, k: BlurPool2d(c, k, 2, "circular"),
+    target=math.inf,
+    note="cost row: the layer against a circular BlurPool of the same input; no speed goal",
+)
 
 LAYERS: Mapping[str, LayerBenchmark] = MappingProxyType(
     {
@@ -111,6 +126,20 @@ LAYERS: Mapping[str, LayerBenchmark] = MappingProxyType(
                     "and column fewer)",
                 ),
             ),
+        ),
+        # The newer strategies' layers: what each costs against the blur it would replace
+        # (no speed goal: the ratio is the price of the strategy).
+        "LearnablePolyphaseDownsample2d (training)": LayerBenchmark(
+            lambda c, k: LearnablePolyphaseDownsample2d(c, 2),
+            (_BLUR_COST,),
+        ),
+        "IdealLowPassDownsample2d": LayerBenchmark(
+            lambda c, k: IdealLowPassDownsample2d(2),
+            (_BLUR_COST,),
+        ),
+        "AliasFreeActivation (poly)": LayerBenchmark(
+            lambda c, k: AliasFreeActivation(c),
+            (_BLUR_COST,),
         ),
     }
 )
