@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,14 +40,21 @@ def resolve_run_dir(runs_dir: Path, name: str, resume: bool) -> Path:
     """The run folder: a fresh ``NAME``, ``NAME-v2``, ... or, to resume, the newest one that
     holds a checkpoint. Only the global rank 0 chooses; the other ranks receive its choice."""
     store = _launcher_store()
+    handoff = _slurm_handoff(runs_dir, name) if store is None else None
     if store is not None and _global_rank() > 0:
         run_dir = Path(store.get(_handoff_key(name)).decode())
+    elif handoff is not None and int(os.environ["SLURM_PROCID"]) > 0:
+        run_dir = _wait_for_handoff(handoff)
     elif int(os.environ.get("LOCAL_RANK", "0")) > 0 and os.environ.get(RUN_DIR_ENV):
         return Path(os.environ[RUN_DIR_ENV])  # a worker Lightning's DDP launcher started
     else:
         run_dir = _resume_dir(runs_dir, name) if resume else create_run_dir(runs_dir, name)
         if store is not None:
             store.set(_handoff_key(name), str(run_dir))
+        if handoff is not None:  # written whole, then renamed: a reader never sees half
+            partial = handoff.with_suffix(".partial")
+            partial.write_text(str(run_dir))
+            partial.replace(handoff)
     os.environ[RUN_DIR_ENV] = str(run_dir)
     return run_dir
 
@@ -109,6 +117,30 @@ def _global_rank() -> int:
 
 def _handoff_key(name: str) -> str:
     return f"invariance_recipes/run_dir/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/{name}"
+
+
+def _slurm_handoff(runs_dir: Path, name: str) -> Path | None:
+    """Where task 0 of a multi-task ``srun`` step leaves its choice for the other tasks.
+
+    srun starts every task on its own (no launcher store), so they meet in the runs folder,
+    in a file named after the job and its restart count: a requeued job reads its own.
+    """
+    if "SLURM_PROCID" not in os.environ or int(os.environ.get("SLURM_NTASKS", "1")) < 2:
+        return None
+    job, restart = os.environ.get("SLURM_JOB_ID", "0"), os.environ.get("SLURM_RESTART_COUNT", "0")
+    return runs_dir / f".{name}.slurm-{job}-{restart}.run_dir"
+
+
+def _wait_for_handoff(handoff: Path) -> Path:
+    deadline = time.monotonic() + HANDOFF_TIMEOUT.total_seconds()
+    while not handoff.is_file():
+        if time.monotonic() > deadline:
+            raise UsageError(
+                f"SLURM task {os.environ['SLURM_PROCID']}: task 0 chose no run folder within "
+                f"{HANDOFF_TIMEOUT.seconds} s (see its error); every task must share --runs_dir"
+            )
+        time.sleep(0.2)
+    return Path(handoff.read_text())
 
 
 def _launcher_store() -> Any:

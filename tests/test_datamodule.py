@@ -101,6 +101,7 @@ def test_shape_facts_are_known_before_loading(tmp_path: Path, dataset: str, expe
     assert dm.fill_value == [0.0] * expected[1]
     assert set(DATASETS) == {
         "digits",
+        "digits-m",
         "mnist",
         "fashion-mnist",
         "cifar10",
@@ -470,7 +471,7 @@ def test_ddp_evaluation_sees_every_sample_exactly_once(tmp_path: Path) -> None:
     [
         (
             {"dataset": "imagenet"},
-            "unknown dataset 'imagenet': choose one of digits, mnist, fashion-mnist",
+            "unknown dataset 'imagenet': choose one of digits, digits-m, mnist, fashion-mnist",
         ),
         (
             {"placement": "middle"},

@@ -12,7 +12,15 @@ import pytest
 import torch
 
 from lightning_modules.variants import VARIANTS
-from recipe_runs import QUICK, ROOT, is_share_of, read_test_metrics, recipe_env, run_recipe
+from recipe_runs import (
+    QUICK,
+    ROOT,
+    is_share_of,
+    read_test_metrics,
+    recipe_env,
+    run_recipe,
+    run_recipes,
+)
 from wandb_records import read_run
 
 SHARES = ("test/acc", "test/consistency_zero", "test/consistency_circular", "test/flip_rate")
@@ -35,8 +43,8 @@ def variant_runs(workdir: Path) -> dict[str, subprocess.CompletedProcess[str]]:
             args = ["--logger", "wandb", "--experiment", "cli-test"]
         else:
             env, args = recipe_env(), ["--logger", "csv"]
-        runs[name] = run_recipe("train.py", "--variant", name, *QUICK, *args, cwd=workdir, env=env)
-    return runs
+        runs[name] = ("train.py", ["--variant", name, *QUICK, *args], env)
+    return run_recipes(runs, cwd=workdir)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
