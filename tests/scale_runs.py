@@ -14,8 +14,9 @@ from recipe_runs import read_test_metrics
 
 
 def only_run_folder(runs_dir: Path, name: str) -> Path:
-    """The run folder of ``name``; fails when ranks made their own (``NAME-v2``)."""
-    folders = sorted(p.name for p in runs_dir.iterdir())
+    """The run folder of ``name``; fails when ranks made their own (``NAME-v2``). Hidden
+    files (the srun tasks' handoff of the folder name) are bookkeeping, not folders."""
+    folders = sorted(p.name for p in runs_dir.iterdir() if not p.name.startswith("."))
     assert folders == [name], f"one run folder expected for all ranks, found {folders}"
     return runs_dir / name
 

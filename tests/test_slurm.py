@@ -104,7 +104,7 @@ def test_sbatch_two_tasks_then_a_preempted_job_requeues_into_the_same_run(
     log = (tmp_path / f"{job}.out").read_text()
     assert state["JobState"] == "COMPLETED", log[-4000:]
     assert int(state["Restarts"]) == 1, log[-4000:]  # it was requeued once
-    folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    folders = sorted(p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith("."))
     assert folders == ["preempted", "whole"], folders  # the requeued job kept its folder
     run_dir = tmp_path / "runs" / "preempted"
     got = read_test_metrics(run_dir)
