@@ -46,7 +46,7 @@ class Translation:
     integer in ``[-max_shift, max_shift]``.
 
     Args:
-        max_shift: whole pixels (>= 1), a fraction of the canvas side (0 < x < 1), or 0 for none.
+        max_shift: whole pixels (>= 1), a fraction of the image side (0 < x < 1), or 0 for none.
         mode: a shift mode (``invariance_common.shift_modes.SHIFT_MODES``).
         p: probability that an image is shifted at all.
     """
@@ -70,19 +70,19 @@ POLICIES: Mapping[str, Translation] = MappingProxyType(
 )
 
 
-def shift_pixels(max_shift: float, canvas_size: int) -> int:
-    """``max_shift`` in whole pixels: a fraction (0 < x < 1) of the canvas side, rounded, at least 1
+def shift_pixels(max_shift: float, image_size: int) -> int:
+    """``max_shift`` in whole pixels: a fraction (0 < x < 1) of the image side, rounded, at least 1
     pixel; a whole number >= 1 as is; 0 for no shift."""
-    fix = f"pass 0, a whole number of pixels in [1, {canvas_size - 1}] or a fraction in (0, 1)"
+    fix = f"pass 0, a whole number of pixels in [1, {image_size - 1}] or a fraction in (0, 1)"
     if max_shift < 0:
         raise ValueError(f"max_shift={max_shift} is negative: {fix}")
     if 0 < max_shift < 1:
-        return max(1, round(max_shift * canvas_size))
+        return max(1, round(max_shift * image_size))
     if max_shift != int(max_shift):
         raise ValueError(f"max_shift={max_shift} is neither whole pixels nor a fraction: {fix}")
-    if max_shift >= canvas_size:
+    if max_shift >= image_size:
         raise ValueError(
-            f"max_shift={max_shift} px does not fit canvas_size={canvas_size} "
+            f"max_shift={max_shift} px does not fit the {image_size}-px image "
             f"(a shift must be smaller than the canvas): {fix}"
         )
     return int(max_shift)
@@ -108,12 +108,13 @@ def check_view_margin(view_size: int, canvas_size: int, max_shift: int) -> None:
 
 def resolve_translation(
     policy: str,
-    canvas_size: int,
+    image_size: int,
     max_shift: float | None = None,
     shift_mode: str | None = None,
     shift_prob: float | None = None,
 ) -> Translation:
-    """The named ``policy`` with any given override applied, ``max_shift`` in whole pixels."""
+    """The named ``policy`` with any given override applied, ``max_shift`` in whole pixels
+    (a fraction is a share of ``image_size``, the side the network sees)."""
     check_choice("policy", policy, POLICIES)
     base = POLICIES[policy]
     mode = base.mode if shift_mode is None else shift_mode
@@ -121,7 +122,7 @@ def resolve_translation(
     p = base.p if shift_prob is None else shift_prob
     if not 0 <= p <= 1:
         raise ValueError(f"shift_prob={p} is not a probability: pass a value in [0, 1]")
-    pixels = shift_pixels(base.max_shift if max_shift is None else max_shift, canvas_size)
+    pixels = shift_pixels(base.max_shift if max_shift is None else max_shift, image_size)
     return Translation(max_shift=pixels, mode=mode, p=p)
 
 

@@ -103,8 +103,8 @@ class TranslationDataModule(LightningDataModule):
             positions are fixed per sample, drawn from ``(seed, split)``.
         test_placement: the same for test images; ``None``: as ``placement``.
         policy: named translation augmentation of training images (a key of ``POLICIES``).
-        max_shift: overrides the policy: whole pixels (>= 1), a fraction of the canvas
-            (0 < x < 1), or 0 for no shift.
+        max_shift: overrides the policy: whole pixels (>= 1), a fraction (0 < x < 1) of the
+            side the network sees (``view_size`` if set, else the canvas), or 0 for no shift.
         shift_mode: overrides the policy: ``zero``, ``reflect`` or ``circular``.
         shift_prob: overrides the policy: probability that a training image is shifted.
         normalize: normalize with the dataset's mean and std (``A.Normalize``) instead of [0, 1].
@@ -161,8 +161,13 @@ class TranslationDataModule(LightningDataModule):
         check_placement(placement, canvas_size, object_size, "placement")
         if test_placement is not None:
             check_placement(test_placement, canvas_size, object_size, "test_placement")
+        # a fractional max_shift is a share of the side the network sees: the view when cropping
         self.translation = resolve_translation(
-            policy, canvas_size, max_shift, shift_mode, shift_prob
+            policy,
+            canvas_size if view_size is None else view_size,
+            max_shift,
+            shift_mode,
+            shift_prob,
         )
         self.object_size = object_size
         self.num_classes: int = num_classes

@@ -103,7 +103,7 @@ def check_extra(extra: list[str]) -> None:
 
 def label_of(args: argparse.Namespace) -> str:
     """The comparison's name: the W&B group and the default results folder."""
-    dataset = "" if args.dataset == "digits" else f"-{args.dataset}"
+    dataset = "" if args.dataset == EXPERIMENTS[args.experiment].dataset else f"-{args.dataset}"
     return f"{args.experiment}{dataset}{'-quick' if args.quick else ''}"
 
 
@@ -114,7 +114,7 @@ def command_of(args: argparse.Namespace, experiment: Experiment, extra: list[str
         parts += ["--variants", *args.variants]
     if args.seeds != 1:
         parts += ["--seeds", str(args.seeds)]
-    if args.dataset != "digits":
+    if args.dataset != experiment.dataset:
         parts += ["--dataset", args.dataset]
     if args.backbone != "small-cnn":
         parts += ["--backbone", args.backbone]
@@ -405,7 +405,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         help="seeds 0 .. N-1 per variant (initialisation and augmentation; the split is fixed)",
     )
     parser.add_argument(
-        "--dataset", default="digits", choices=[d for d in DATASETS if d != "folder"]
+        "--dataset",
+        default=None,
+        choices=[d for d in DATASETS if d != "folder"],
+        help="default: the experiment's (digits-m for small-shift, digits for the others)",
     )
     parser.add_argument("--backbone", default=DEFAULTS.backbone, choices=list(BACKBONES))
     parser.add_argument(
@@ -433,6 +436,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     args = parser.parse_args(ours)
     args.argv = list(argv)  # the exact command, for the provenance
+    args.dataset = args.dataset or EXPERIMENTS[args.experiment].dataset
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: pass at least 1")
     return args, extra

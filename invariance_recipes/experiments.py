@@ -23,6 +23,7 @@ from invariance_recipes.evaluation import MAX_SHIFTS, evaluate_model
 from invariance_recipes.receptive_fields import RF_COLUMN, field_columns
 from invariance_recipes.training import load_checkpoint
 from lightning_modules.callbacks import TESTED
+from lightning_modules.metrics.protocol_report import headline_key
 from lightning_modules.metrics.report import REPORTED_MODES
 from lightning_modules.shifts import CONSISTENCY_MAX_SHIFT
 from lightning_modules.variants import VARIANTS
@@ -42,7 +43,10 @@ class Experiment:
         summary: the question it answers, with its reference.
         variants: the variants compared by default.
         excluded: variants that cannot take part, with the reason (shown on request).
+        dataset: the dataset ``compare.py`` uses unless ``--dataset`` says otherwise.
         canvas: canvas side; the object sits on it at ``placement``.
+        view_size: the network sees the centre ``view_size`` window of the canvas, so that a
+            shift brings in real canvas content (Zhang's 224-of-256 crops); ``None``: all of it.
         placement: where training (and own-test) objects sit.
         policy: translation augmentation of every variant; ``None`` keeps each variant's own.
         train_shifts: the augmentation ranges swept (``--data.max_shift``); empty: no sweep.
@@ -55,13 +59,17 @@ class Experiment:
             the accuracy-vs-consistency plot.
         networks: the networks swept, each a name and its training options (``--model.*``);
             their receptive fields become columns of the results table.
+        protocols: named shift protocols (``lightning_modules.metrics.PROTOCOLS``) the test of
+            every run reports; their headline numbers become columns.
     """
 
     name: str
     summary: str
     variants: tuple[str, ...]
     excluded: Mapping[str, str] = field(default_factory=dict)
+    dataset: str = "digits"
     canvas: int = 32
+    view_size: int | None = None
     placement: str = "center"
     policy: str | None = None
     train_shifts: tuple[int, ...] = ()
@@ -72,6 +80,7 @@ class Experiment:
     regions: tuple[str, ...] = ()
     consistency_max_shift: int = CONSISTENCY_MAX_SHIFT
     networks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    protocols: tuple[str, ...] = ()
 
     def scaled(self, object_size: int) -> Experiment:
         """The preset with every pixel size scaled from 16-px objects to ``object_size``."""
@@ -82,6 +91,7 @@ class Experiment:
         return replace(
             self,
             canvas=px(self.canvas),
+            view_size=px(self.view_size) if self.view_size else None,
             train_shifts=tuple(px(s) for s in self.train_shifts),
             max_shifts=tuple(px(s) for s in self.max_shifts),
             curve_max_shift=px(self.curve_max_shift),
@@ -97,9 +107,10 @@ class Experiment:
             augmentation = "each variant's own translation augmentation"
         else:
             augmentation = f"translation augmentation policy {self.policy}"
+        view = f" seen through its centre {self.view_size}-px view" if self.view_size else ""
         return (
-            f"objects placed {self.placement} on a {self.canvas}-px canvas, {augmentation}, "
-            f"{self.epochs} epochs"
+            f"objects placed {self.placement} on a {self.canvas}-px canvas{view}, "
+            f"{augmentation}, {self.epochs} epochs"
         )
 
     def settings(self) -> dict[str, list[str]]:
@@ -119,6 +130,10 @@ class Experiment:
             "--model.curve_max_shift", str(self.curve_max_shift),
             "--model.consistency_max_shift", str(self.consistency_max_shift),
         ]  # fmt: skip
+        if self.view_size:
+            args += ["--data.view_size", str(self.view_size)]
+        if self.protocols:
+            args += ["--model.protocols", json.dumps(list(self.protocols))]
         return args if self.policy is None else [*args, "--data.policy", self.policy]
 
     def columns(self) -> list[str]:
@@ -127,7 +142,12 @@ class Experiment:
             fields = [RF_COLUMN] if self.networks else []
             return [*fields, *(f"acc@{r}" for r in self.regions), "acc@unseen", "unseen_drop"]
         consistency = [f"consistency_{m}@{s}" for m in self.modes for s in self.max_shifts]
-        return ["acc", "flip_rate", *consistency]
+        return ["acc", "flip_rate", *consistency, *self.protocol_columns()]
+
+    def protocol_columns(self) -> list[str]:
+        """One column per protocol: its headline number, as the run's test logged it."""
+        keys = (headline_key(name) for name in self.protocols)
+        return [f"test/{key}" for key in keys if key is not None]
 
     def scatter(self) -> tuple[str, str]:
         """(x, y) columns of the accuracy-vs-consistency plot."""
@@ -179,22 +199,38 @@ _ONE_QUADRANT: dict = {
 _EXPERIMENTS = (
     Experiment(
         name="small-shift",
-        summary="objects centred, each variant with its own augmentation: clean accuracy and "
-        "consistency under small shifts (Zhang, ICML 2019)",
-        variants=tuple(VARIANTS),
+        summary="objects centred on a photograph, each variant with its own augmentation: clean "
+        "accuracy and consistency under small shifts by the protocols of Zhang (ICML 2019), "
+        "Chaman & Dokmanic (CVPR 2021), Michaeli et al. (CVPR 2023) and Azulay & Weiss (JMLR "
+        "2019)",
+        variants=tuple(v for v in VARIANTS if v != "pyramid-pooling"),
+        excluded={"pyramid-pooling": "it is a control of the receptive-field experiment"},
+        dataset="digits-m",
+        canvas=48,
+        view_size=32,  # Zhang's crops: a 32-px view moves by up to 8 px over real content
+        max_shifts=(2, 4, 8),
+        protocols=("zhang2019", "aps-circular", "afc-fractional", "afc-worst", "azulay-weiss"),
     ),
     Experiment(
         name="unseen-position",
         summary="objects only in the top-left quadrant and no augmentation, tested in every "
         "quadrant: does the network recognise them where it never saw them?",
-        variants=("baseline", "global-pooling", "fc-head", "blurpool", "aps"),
+        variants=(
+            "baseline",
+            "global-pooling",
+            "fc-head",
+            "blurpool",
+            "aps",
+            "aps-circular",
+            "alias-free",
+        ),
         **_ONE_QUADRANT,
     ),
     Experiment(
         name="augmentation-sweep",
         summary="translation augmentation of increasing range, tested inside and beyond the "
         "trained range (Azulay & Weiss, JMLR 2019)",
-        variants=("baseline",),
+        variants=("baseline", "global-pooling", "blurpool"),
         excluded={
             "aug-heavy": "the sweep sets the augmentation range itself, which leaves aug-heavy "
             "identical to baseline"
@@ -221,12 +257,14 @@ _EXPERIMENTS = (
 EXPERIMENTS: Mapping[str, Experiment] = MappingProxyType({e.name: e for e in _EXPERIMENTS})
 
 
-def get_experiment(name: str, dataset: str = "digits") -> Experiment:
-    """The named preset scaled to ``dataset``'s objects; ``ValueError`` lists the valid names."""
+def get_experiment(name: str, dataset: str | None = None) -> Experiment:
+    """The named preset scaled to ``dataset``'s objects (default: the preset's own dataset);
+    ``ValueError`` lists the valid names."""
     if name not in EXPERIMENTS:
         raise ValueError(
             f"--experiment {name}: unknown experiment; choose one of {', '.join(EXPERIMENTS)}"
         )
+    dataset = dataset or EXPERIMENTS[name].dataset
     native = DATASETS[dataset].native_size if dataset in DATASETS else None
     if native is None:
         choices = ", ".join(d for d, info in DATASETS.items() if info.native_size)

@@ -24,6 +24,7 @@ from torch import Tensor
 from datamodules import TranslationDataModule
 from invariance_recipes.experiments import Experiment, best_checkpoint
 from invariance_recipes.training import load_checkpoint
+from lightning_modules.crop_shift import center_view
 from lightning_modules.shifts import sample_integers, sample_offset_pair, translate
 
 OUTCOMES_NPZ = "outcomes.npz"
@@ -61,8 +62,8 @@ def record_outcomes(
     seed, fill = model.hparams.shift_seed, data.fill_value
     parts: dict[str, list[Tensor]] = {}
     digest = hashlib.sha256()
-    for x, y in data.test_dataloader():
-        x, y = x.to(device), y.to(device)
+    for canvas, y in data.test_dataloader():
+        x, y = center_view(canvas.to(device), data.image_size), y.to(device)  # what the net sees
         digest.update(x.detach().cpu().numpy().tobytes())
         clean = model(x).argmax(dim=1)
         batch = {"label": y, "prediction": clean, "acc": clean == y}

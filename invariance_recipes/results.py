@@ -42,6 +42,12 @@ LEGEND = {
     "(Azulay & Weiss 2019).",
     "acc@": "Per quadrant: accuracy with the test objects placed in that quadrant; unseen: the "
     "mean over the quadrants never seen in training; drop: seen minus unseen.",
+    "test/": "Protocol columns (`python recipes/evaluate.py --list-protocols`), each its "
+    "headline number: zhang2019, top-1 agreement of two crops of the canvas; aps-circular, of "
+    "two circular shifts of the view; afc-fractional, the share whose top-1 never changes over "
+    "the quarter- and half-pixel Fourier shifts; afc-worst, over every integer circular shift; "
+    "azulay-weiss, the flip rate of a one-pixel step from a random start. They come from each "
+    "run's test and have no per-image outcomes, so no paired test.",
     "rf_fraction": "RF/canvas: the theoretical receptive field of the last feature map "
     "(`receptive_field`) over the canvas side, in %; setting `stagesN-blocksM`: the small "
     "CNN with N stages of M conv blocks each.",
@@ -301,6 +307,8 @@ def header(column: str) -> str:
         return column.removeprefix("consistency_")
     if column.startswith("acc@"):
         return column.removeprefix("acc@")
+    if column.startswith("test/"):  # a protocol's headline: test/<protocol>/<metric>
+        return column.split("/")[1]
     names = {"acc": "accuracy", "flip_rate": "flip rate", "unseen_drop": "drop"}
     return (names | {"rf_fraction": "RF/canvas"}).get(column, column)
 

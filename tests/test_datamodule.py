@@ -259,6 +259,14 @@ def test_policies_resolve_to_whole_pixels_of_the_canvas() -> None:
     assert quick(max_shift=3.0, canvas_size=40).translation.max_shift == 3
 
 
+def test_fractional_shifts_are_shares_of_the_view_the_network_sees() -> None:
+    # heavy is a quarter of the side: 8 px of a 32-px view cut from the 48-px digits-m canvas,
+    # which is exactly the margin the view leaves, where a quarter of the canvas (12) would not fit
+    cropped = quick(dataset="digits-m", policy="heavy", view_size=32)
+    assert cropped.translation == Translation(8, "zero", 1.0)
+    assert quick(dataset="digits-m", policy="heavy").translation.max_shift == 12
+
+
 @pytest.mark.parametrize("mode", SHIFT_MODES)
 def test_canvas_transform_shift_is_pixel_exact(mode: str) -> None:
     image = np.random.default_rng(0).integers(1, 256, (12, 12, 3), dtype=np.uint8)
@@ -490,8 +498,8 @@ def test_ddp_evaluation_sees_every_sample_exactly_once(tmp_path: Path) -> None:
             {"max_shift": -3},
             "max_shift=-3 is negative: pass 0, a whole number of pixels in [1, 31]",
         ),
-        ({"max_shift": 40}, "max_shift=40 px does not fit canvas_size=32"),
-        ({"max_shift": 32.0}, "max_shift=32.0 px does not fit canvas_size=32"),
+        ({"max_shift": 40}, "max_shift=40 px does not fit the 32-px image"),
+        ({"max_shift": 32.0}, "max_shift=32.0 px does not fit the 32-px image"),
         ({"max_shift": 2.5}, "max_shift=2.5 is neither whole pixels nor a fraction"),
         ({"shift_prob": 1.5}, "shift_prob=1.5 is not a probability: pass a value in [0, 1]"),
         ({"object_size": 0}, "object_size=0 is not a size"),

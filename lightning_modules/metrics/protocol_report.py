@@ -31,6 +31,14 @@ from lightning_modules.shifts import sample_integers, translate
 
 #: The one-pixel steps of the flip rate and MAC: along the width, and diagonal.
 FLIP_STEPS = {"axis": (0, 1), "diagonal": (1, 1)}
+#: The metric a protocol is summed up by in a results table, by its measure (curves have none).
+HEADLINE_METRICS = {
+    "consistency": "consistency",
+    "vs-unshifted": "consistency",
+    "stability": "stability",
+    "worst-case": "worst_consistency",
+    "flip": f"flip_rate_{next(iter(FLIP_STEPS))}",
+}
 #: Shifted copies of a fixed range go through the network in passes of at most this many images.
 IMAGES_PER_PASS = 4096
 
@@ -64,6 +72,14 @@ def fixed_offsets(range_name: str, value: int) -> Tensor:
     # quarter pixels: content moves up/left by a/4, b/4, as subpixel_shift rolls by -shift
     quarters = torch.arange(1, value, dtype=torch.float64) / value
     return -torch.cartesian_prod(quarters, quarters)
+
+
+def headline_key(name: str) -> str | None:
+    """The ``<protocol>/<metric>`` key that sums the named protocol up in one number (of its
+    first source), or ``None`` for a protocol that only measures a curve."""
+    spec = get_protocol(name)
+    metric = HEADLINE_METRICS.get(spec.measure)
+    return None if metric is None else f"{spec.name}/{metric}_{spec.sources[0]}"
 
 
 class ProtocolReport(nn.Module):
