@@ -262,6 +262,7 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
     else:
         rows, failures, stopped = run_all(runs, experiment, out)
     if rows:
+        rows = [row | experiment.derived(row) for row in rows]
         command = command_of(args, experiment, extra)
         setup = f"{args.dataset}, {experiment.describe()}" + (" (--quick)" if args.quick else "")
         exact = shlex.join(["python", "recipes/compare.py", *args.argv])

@@ -21,6 +21,7 @@ from datamodules import DATASETS, digits_m
 from datamodules.translation import DIGITS_OBJECT_SIZE
 from invariance_recipes.evaluation import MAX_SHIFTS, evaluate_model
 from invariance_recipes.receptive_fields import RF_COLUMN, field_columns
+from invariance_recipes.results import Row, curve_accuracy
 from invariance_recipes.training import load_checkpoint
 from lightning_modules.callbacks import TESTED
 from lightning_modules.metrics.protocol_report import headline_key
@@ -142,7 +143,19 @@ class Experiment:
             fields = [RF_COLUMN] if self.networks else []
             return [*fields, *(f"acc@{r}" for r in self.regions), "acc@unseen", "unseen_drop"]
         consistency = [f"consistency_{m}@{s}" for m in self.modes for s in self.max_shifts]
-        return ["acc", "flip_rate", *consistency, *self.protocol_columns()]
+        ranges = ["acc_in_range", "acc_beyond_range"] if self.train_shifts else []
+        return ["acc", *ranges, "flip_rate", *consistency, *self.protocol_columns()]
+
+    def derived(self, row: Row) -> dict[str, float]:
+        """Columns read from a run's accuracy-vs-offset curve: in a sweep, the accuracy within
+        the range the run was trained with and beyond it."""
+        trained = {f"shift{s}": s for s in self.train_shifts}.get(row["setting"])
+        if trained is None:
+            return {}
+        return {
+            "acc_in_range": curve_accuracy(row, 0, trained),
+            "acc_beyond_range": curve_accuracy(row, trained + 1, self.curve_max_shift),
+        }
 
     def protocol_columns(self) -> list[str]:
         """One column per protocol: its headline number, as the run's test logged it."""

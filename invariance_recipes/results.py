@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 import matplotlib
@@ -48,6 +49,8 @@ LEGEND = {
     "the quarter- and half-pixel Fourier shifts; afc-worst, over every integer circular shift; "
     "azulay-weiss, the flip rate of a one-pixel step from a random start. They come from each "
     "run's test and have no per-image outcomes, so no paired test.",
+    "acc_in_range": "In range, beyond: mean accuracy along the accuracy-vs-offset curve at the "
+    "diagonal offsets (o, o) with |o| <= S, the range trained with, and with S < |o| <= 16.",
     "rf_fraction": "RF/canvas: the theoretical receptive field of the last feature map "
     "(`receptive_field`) over the canvas side, in %; setting `stagesN-blocksM`: the small "
     "CNN with N stages of M conv blocks each.",
@@ -56,6 +59,17 @@ SETTING_LEGEND = "Setting `shiftS`: trained with every image shifted by up to S 
 CURVE = re.compile(r"^test/acc_at_shift/([+-]\d+)_([+-]\d+)$")
 
 Row = dict[str, Any]
+
+
+def curve_accuracy(row: Row, low: int, high: int) -> float:
+    """The mean test accuracy of a run's accuracy-vs-offset curve over the offsets whose larger
+    axis lies in ``[low, high]`` pixels (NaN if the curve has none there)."""
+    values = [
+        float(value)
+        for key, value in row.items()
+        if (m := CURVE.match(key)) and low <= max(abs(int(m[1])), abs(int(m[2]))) <= high
+    ]
+    return fmean(values) if values else math.nan
 
 
 def read_rows(path: Path) -> list[Row]:
@@ -309,7 +323,10 @@ def header(column: str) -> str:
         return column.removeprefix("acc@")
     if column.startswith("test/"):  # a protocol's headline: test/<protocol>/<metric>
         return column.split("/")[1]
-    names = {"acc": "accuracy", "flip_rate": "flip rate", "unseen_drop": "drop"}
+    names = {
+        "acc": "accuracy", "flip_rate": "flip rate", "unseen_drop": "drop",
+        "acc_in_range": "in range", "acc_beyond_range": "beyond",
+    }  # fmt: skip
     return (names | {"rf_fraction": "RF/canvas"}).get(column, column)
 
 

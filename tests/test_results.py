@@ -3,16 +3,19 @@ Holm marks, computed by hand on outcomes built for the test; and the provenance 
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import binomtest
 
+from invariance_recipes.experiments import get_experiment
 from invariance_recipes.provenance import markdown_block, provenance
-from invariance_recipes.results import markdown, paired_comparisons
+from invariance_recipes.results import curve_accuracy, markdown, paired_comparisons
 
 N = 200
 SHA = np.array("same-images")
@@ -127,3 +130,19 @@ def test_provenance_records_commit_versions_machine_and_command() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", fields["date"])
     assert fields["wall time"] == "3 s this invocation; 120 s summed over all runs"
     assert fields["command"] == "`python recipes/compare.py --experiment small-shift`"
+
+
+def test_range_accuracies_are_read_from_the_curve_by_the_larger_axis() -> None:
+    # a curve along the diagonal, accuracy falling by 0.1 per pixel of offset, from 1.0 at 0
+    row = {"setting": "shift2", "variant": "baseline"}
+    row |= {f"test/acc_at_shift/{o:+d}_{o:+d}": 1 - 0.1 * abs(o) for o in range(-5, 6)}
+    assert curve_accuracy(row, 0, 0) == pytest.approx(1.0)
+    # offsets -2..2: (0.8 + 0.9 + 1.0 + 0.9 + 0.8) / 5
+    assert curve_accuracy(row, 0, 2) == pytest.approx(0.88)
+    sweep = replace(get_experiment("augmentation-sweep"), curve_max_shift=5)
+    derived = sweep.derived(row)
+    assert derived["acc_in_range"] == pytest.approx(0.88)
+    # offsets 3..5 on both sides: (0.7 + 0.6 + 0.5) / 3
+    assert derived["acc_beyond_range"] == pytest.approx(0.6)
+    assert sweep.derived(row | {"setting": "default"}) == {}
+    assert math.isnan(curve_accuracy(row, 6, 9))

@@ -1,0 +1,151 @@
+"""The findings table, on results folders written for the test in the real formats (results.csv
+and outcomes.npz): every verdict and interval checked against numbers computed by hand here."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from invariance_recipes.findings import FINDINGS, Results, findings_markdown, seed_interval
+from invariance_recipes.outcomes import save_outcomes
+from invariance_recipes.results import RESULTS_CSV, RESULTS_MD, write_rows
+
+REPO = Path(__file__).resolve().parents[1]
+N = 100  # test images per run
+SEEDS = (0, 1, 2)
+T_975_DF2 = 4.302652729911275  # Student's t, 97.5% quantile, 2 degrees of freedom (tables)
+
+
+def flags(count: int) -> np.ndarray:
+    out = np.zeros(N, bool)
+    out[:count] = True
+    return out
+
+
+def write_experiment(root: Path, name: str, arms: dict[tuple[str, str], list[dict]]) -> None:
+    """One results folder: a row per (variant, setting, seed), its outcomes in runs/."""
+    out = root / name
+    out.mkdir()
+    rows = []
+    for (variant, setting), per_seed in arms.items():
+        for seed, values in zip(SEEDS, per_seed, strict=True):
+            run = f"{name}-{variant}-{setting}-seed{seed}"
+            outcomes = {k: v for k, v in values.items() if isinstance(v, np.ndarray)}
+            row = {"experiment": name, "variant": variant, "setting": setting, "seed": seed,
+                   "run": run, "outcomes": "", "wall_s": 1.0}  # fmt: skip
+            row |= {k: v for k, v in values.items() if not isinstance(v, np.ndarray)}
+            if outcomes:
+                (out / "runs" / run).mkdir(parents=True)
+                outcomes |= {"index": np.arange(N), "images_sha256": np.array(f"seed{seed}")}
+                save_outcomes(outcomes, out / "runs" / run)
+                row["outcomes"] = f"runs/{run}/outcomes.npz"
+                row |= {k: float(v.mean()) for k, v in outcomes.items() if v.dtype == bool}
+            rows.append(row)
+    write_rows(out / RESULTS_CSV, rows)
+    (out / RESULTS_MD).write_text(f"# {name}\n\n## Provenance\n\n- commit: abcdef0123456 (clean)\n")
+
+
+def curve(within: float, beyond: float) -> dict[str, float]:
+    """A diagonal curve: 1.0 at offset 0, ``within`` at 1..4 px, ``beyond`` at 5..16 px."""
+    points = {0: 1.0} | {o: within for o in range(1, 5)} | {o: beyond for o in range(5, 17)}
+    return {
+        f"test/acc_at_shift/{s * o:+d}_{s * o:+d}": v for o, v in points.items() for s in (1, -1)
+    }
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    zhang, fractional = (
+        "test/zhang2019/consistency_crop",
+        "test/afc-fractional/worst_consistency_fourier",
+    )
+    small = {
+        # zhang2019: blurpool beats baseline by 10, 12, 14 points
+        ("baseline", "default"): [{zhang: 0.70, fractional: 0.5} for _ in SEEDS],
+        ("blurpool", "default"): [{zhang: 0.80 + 0.02 * s, fractional: 0.6} for s in SEEDS],
+        # aps-circular exact; lps-circular exact, accuracy 5 images higher every seed
+        ("aps-circular", "default"): [
+            {"acc": flags(80), "consistency_circular@8": flags(N), fractional: 0.7} for _ in SEEDS
+        ],
+        ("lps-circular", "default"): [
+            {"acc": flags(85), "consistency_circular@8": flags(N)} for _ in SEEDS
+        ],
+        # alias-free: fractional consistency above blurpool (by 0.3, 0.35, 0.4) and aps-circular
+        ("alias-free", "default"): [{fractional: 0.9 + 0.05 * s} for s in SEEDS],
+    }
+    write_experiment(root, "small-shift", small)
+    unseen = {
+        ("baseline", "default"): [{"acc@unseen": flags(30)} for _ in SEEDS],
+        ("global-pooling", "default"): [{"acc@unseen": flags(90)} for _ in SEEDS],
+        ("fc-head", "default"): [{"acc@unseen": flags(30)} for _ in SEEDS],  # identical: no change
+    }
+    write_experiment(root, "unseen-position", unseen)
+    sweep = {
+        ("baseline", "shift0"): [curve(0.5, 0.2) for _ in SEEDS],
+        ("baseline", "shift4"): [curve(0.9, 0.3 + 0.01 * s) for s in SEEDS],
+        ("global-pooling", "shift0"): [curve(0.9, 0.9) for _ in SEEDS],
+        ("global-pooling", "shift4"): [curve(0.9, 0.9 + 0.01 * (s - 1)) for s in SEEDS],
+    }
+    write_experiment(root, "augmentation-sweep", sweep)
+    return root
+
+
+def test_seed_interval_is_students_t_with_the_tabled_quantile() -> None:
+    diffs = [0.10, 0.12, 0.14]
+    half = T_975_DF2 * 0.02 / math.sqrt(3)  # sample std of (0.10, 0.12, 0.14) is 0.02
+    assert seed_interval(diffs) == pytest.approx((0.12 - half, 0.12 + half))
+    assert seed_interval([0.1]) == (-math.inf, math.inf)
+
+
+def test_every_claim_gets_the_verdict_its_numbers_give(results: Path) -> None:
+    found = {f.claim: f.measure(Results(results)) for f in FINDINGS}
+    assert len(found) == 6
+    (zhang,) = found["anti-aliasing raises consistency"]
+    half = T_975_DF2 * 0.02 / math.sqrt(3)
+    assert (zhang.low, zhang.high) == pytest.approx((0.12 - half, 0.12 + half))
+    assert zhang.verdict == "holds" and "baseline 70.0" in zhang.measured
+    (aps,) = found["APS is 100% consistent under circular shifts"]
+    assert aps.verdict == "holds" and "300 of 300 images" in aps.measured
+    exact, accuracy = found["LPS matches or beats APS"]
+    assert exact.verdict == "holds"
+    # 5 more images right of 100 in every seed, none fewer: +5 points, above 0
+    assert "difference +5.0" in accuracy.measured and accuracy.verdict == "holds"
+    vs_blur, vs_aps = found[
+        "AFC stays consistent under fractional shifts where BlurPool and APS are not"
+    ]
+    assert vs_blur.verdict == vs_aps.verdict == "holds"
+    assert "alias-free 95.0 vs blurpool 60.0, difference +35.0" in vs_blur.measured
+    gap, fc = found["global pooling recognises objects in unseen positions, FC heads do not"]
+    assert gap.verdict == "holds" and "difference +60.0" in gap.measured
+    assert fc.verdict == "not established" and (fc.low, fc.high) == (0.0, 0.0)
+    base, pooled = found["augmentation helps within its range more than beyond it"]
+    # baseline: within gains 0.4 every seed, beyond 0.1, 0.11, 0.12: 0.3, 0.29, 0.28
+    half = T_975_DF2 * 0.01 / math.sqrt(3)
+    assert (base.low, base.high) == pytest.approx((0.29 - half, 0.29 + half))
+    assert base.verdict == "holds"
+    # global pooling: no gain within, beyond -0.01, 0, +0.01: interval around 0
+    assert pooled.verdict == "not established"
+
+
+def test_a_missing_comparison_is_named_with_the_command(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(REPO / "recipes" / "findings.py"), "--results", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1
+    assert "recipes/compare.py --experiment small-shift --seeds 3" in run.stderr
+
+
+def test_the_report_has_one_row_per_claim_and_names_its_sources(results: Path) -> None:
+    text = findings_markdown(Results(results))
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(FINDINGS)
+    assert "small-shift at abcdef0 (clean)" in text
+    assert "<!-- readme -->" in text and "<!-- /readme -->" in text
