@@ -18,22 +18,24 @@ PACKAGES = ("torch", "lightning", "torchmetrics", "albumentations")
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, repository: Path = REPOSITORY) -> str | None:
     try:
         result = subprocess.run(
-            ["git", *args], cwd=REPOSITORY, capture_output=True, text=True, timeout=30
+            ["git", *args], cwd=repository, capture_output=True, text=True, timeout=30
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def commit() -> str:
-    """The checked-out commit and whether tracked or untracked files differ from it."""
-    head = _git("rev-parse", "HEAD")
+def commit(repository: Path = REPOSITORY) -> str:
+    """The checked-out commit and whether tracked or untracked files differ from it, apart from
+    ``docs/results/``, where the comparisons write the very files this provenance goes into."""
+    head = _git("rev-parse", "HEAD", repository=repository)
     if head is None:
         return "unknown (not a git checkout)"
-    dirty = _git("status", "--porcelain", "--untracked-files=normal")
+    status = ("status", "--porcelain", "--untracked-files=normal", "--", ".", ":!docs/results")
+    dirty = _git(*status, repository=repository)
     return f"{head} ({'dirty: uncommitted changes' if dirty else 'clean'})"
 
 

@@ -14,7 +14,7 @@ import pytest
 from scipy.stats import binomtest
 
 from invariance_recipes.experiments import get_experiment
-from invariance_recipes.provenance import markdown_block, provenance
+from invariance_recipes.provenance import commit, markdown_block, provenance
 from invariance_recipes.results import curve_accuracy, markdown, paired_comparisons
 
 N = 200
@@ -146,3 +146,21 @@ def test_range_accuracies_are_read_from_the_curve_by_the_larger_axis() -> None:
     assert derived["acc_beyond_range"] == pytest.approx(0.6)
     assert sweep.derived(row | {"setting": "default"}) == {}
     assert math.isnan(curve_accuracy(row, 6, 9))
+
+
+def test_the_dirty_flag_ignores_the_results_being_written_but_not_the_code(
+    tmp_path: Path,
+) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "code")
+    assert commit(tmp_path).endswith("(clean)")
+    (tmp_path / "docs" / "results" / "small-shift").mkdir(parents=True)
+    (tmp_path / "docs" / "results" / "small-shift" / "results.md").write_text("# table\n")
+    assert commit(tmp_path).endswith("(clean)")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert commit(tmp_path).endswith("(dirty: uncommitted changes)")
