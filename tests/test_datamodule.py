@@ -127,6 +127,7 @@ def test_hparams_record_every_constructor_argument() -> None:
     assert dm.hparams.policy == "heavy" and dm.hparams.seed == 3 and dm.hparams.num_workers == 0
 
 
+@pytest.mark.slow
 def test_package_imports_without_the_model_side() -> None:
     code = "import sys, datamodules; print(sorted(m for m in sys.modules if m.startswith('lightning_modules')))"
     out = subprocess.run(

@@ -114,6 +114,9 @@ def test_datamodule_serves_digits_m_as_three_channel_canvases() -> None:
 
 
 def test_presets_keep_the_digit_scale_on_the_photo_canvas() -> None:
-    small, digits = get_experiment("small-shift", "digits-m"), get_experiment("small-shift")
+    small, digits = (
+        get_experiment("small-shift", "digits-m"),
+        get_experiment("small-shift", "digits"),
+    )
     assert small.canvas == CANVAS_SIZE  # the whole photo canvas, never cut to 32 px
     assert (small.max_shifts, small.curve_max_shift) == (digits.max_shifts, digits.curve_max_shift)

@@ -46,6 +46,7 @@ def test_exact_variants_small_cnn_is_invariant_to_every_circular_shift(variant: 
 
 
 @pytest.mark.parametrize("variant", EXACT)
+@pytest.mark.slow
 def test_exact_variants_resnet18_is_invariant_and_needs_its_shared_phase(variant: str) -> None:
     net = untrained(dict(VARIANTS[variant].model), "resnet18")
     assert max_logit_change_over_circular_shifts(net) <= 1e-5

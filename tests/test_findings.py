@@ -4,18 +4,21 @@ and outcomes.npz): every verdict and interval checked against numbers computed b
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from invariance_recipes.findings import FINDINGS, Results, findings_markdown, seed_interval
+from invariance_recipes.findings import (
+    FINDINGS,
+    Results,
+    findings_command,
+    findings_markdown,
+    seed_interval,
+)
 from invariance_recipes.outcomes import save_outcomes
 from invariance_recipes.results import RESULTS_CSV, RESULTS_MD, write_rows
 
-REPO = Path(__file__).resolve().parents[1]
 N = 100  # test images per run
 SEEDS = (0, 1, 2)
 T_975_DF2 = 4.302652729911275  # Student's t, 97.5% quantile, 2 degrees of freedom (tables)
@@ -133,14 +136,11 @@ def test_every_claim_gets_the_verdict_its_numbers_give(results: Path) -> None:
     assert pooled.verdict == "not established"
 
 
-def test_a_missing_comparison_is_named_with_the_command(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, str(REPO / "recipes" / "findings.py"), "--results", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-    )  # fmt: skip
-    assert run.returncode == 2
-    assert run.stderr.count("\n") == 1
-    assert "recipes/compare.py --experiment small-shift --seeds 3" in run.stderr
+def test_a_missing_comparison_is_named_with_the_command(tmp_path: Path, capsys) -> None:
+    assert findings_command(["--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "recipes/compare.py --experiment small-shift --seeds 3" in err
 
 
 def test_the_report_has_one_row_per_claim_and_names_its_sources(results: Path) -> None:

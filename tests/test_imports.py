@@ -10,6 +10,9 @@ import pytest
 
 from recipe_runs import ROOT
 
+# every test here starts fresh interpreters: the full suite runs them, not the inner loop
+pytestmark = pytest.mark.slow
+
 HEAVY = ("lightning", "pytorch_lightning", "torchmetrics", "wandb", "albumentations")
 
 

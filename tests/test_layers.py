@@ -373,6 +373,7 @@ def test_polyphase_downsample_pads_odd_sizes_and_shares_phases() -> None:
     [BlurPool2d(3), MaxBlurPool2d(3, pad_type="circular"), PolyphaseDownsample2d(3, filt_size=3)],
     ids=["blur", "maxblur", "aps"],
 )
+@pytest.mark.slow
 def test_layers_compile_to_one_graph(layer: torch.nn.Module) -> None:
     x = torch.randn(2, 3, 8, 10)
     compiled = torch.compile(layer, fullgraph=True, backend="eager")

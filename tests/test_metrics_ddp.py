@@ -20,6 +20,9 @@ from lightning_modules.metrics import (
 )
 from lightning_modules.shifts import offset_sweep
 
+# every test here starts gloo process groups: the full suite runs them, not the inner loop
+pytestmark = pytest.mark.slow
+
 SAMPLES = 41
 RANK_SPLIT = (26, 15)  # uneven halves; each rank updates in two uneven batches as well
 

@@ -60,6 +60,7 @@ def test_small_cnn_every_option_runs_forward_and_backward(
 
 
 @pytest.mark.parametrize(("downsample", "head"), list(itertools.product(DOWNSAMPLES, HEADS)))
+@pytest.mark.slow
 def test_resnet18_every_option_runs_forward_and_backward(downsample: str, head: str) -> None:
     index = DOWNSAMPLES.index(downsample) * len(HEADS) + HEAD_NAMES.index(head)
     padding_mode = PADDING_MODES[index % len(PADDING_MODES)]
@@ -285,6 +286,7 @@ def test_lps_network_trains_its_scoring_nets_and_evaluates_deterministically() -
 @pytest.mark.parametrize(
     ("backbone", "downsample"), [("small-cnn", d) for d in DOWNSAMPLES] + [("resnet18", "aps")]
 )
+@pytest.mark.slow
 def test_networks_compile_to_one_graph(backbone: str, downsample: str) -> None:
     net = build_net(
         backbone,
