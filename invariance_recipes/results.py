@@ -340,6 +340,17 @@ def _label(row: Row) -> str:
     return row["variant"] if row["setting"] == "default" else f"{row['variant']}, {row['setting']}"
 
 
+# matplotlib's ten default colours, then the light shades of tab20: 20 distinct series, where
+# the default cycle would give the 11th variant the 1st one's colour
+SERIES_COLORS = (*plt.cm.tab10.colors, *plt.cm.tab20.colors[1::2])
+
+
+def _axes(size: tuple[float, float]) -> tuple[Any, Any]:
+    fig, ax = plt.subplots(figsize=size, layout="constrained")
+    ax.set_prop_cycle(color=SERIES_COLORS)
+    return fig, ax
+
+
 def plot_curves(rows: Sequence[Row]) -> Any:
     """Accuracy against the diagonal offset: the mean over seeds per variant (and setting),
     with a band of ± one standard deviation."""
@@ -347,7 +358,7 @@ def plot_curves(rows: Sequence[Row]) -> Any:
         ((int(m[1]), k) for k in {k for r in rows for k in r} if (m := CURVE.match(k))),
     )
     columns, x = [k for _, k in offsets], [dx for dx, _ in offsets]
-    fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")
+    fig, ax = _axes((6.4, 4))
     for r in aggregate(rows, columns):
         mean = [r[c] for c in columns]
         std = [0.0 if math.isnan(r[f"{c}_std"]) else r[f"{c}_std"] for c in columns]
@@ -367,7 +378,7 @@ def plot_curves(rows: Sequence[Row]) -> Any:
 
 def plot_scatter(rows: Sequence[Row], x: str, y: str) -> Any:
     """One point per run: accuracy against shift consistency."""
-    fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")
+    fig, ax = _axes((6.4, 4))
     groups: dict[str, list[Row]] = {}
     for row in rows:
         groups.setdefault(_label(row), []).append(row)
@@ -389,7 +400,7 @@ def plot_regions(rows: Sequence[Row], regions: Sequence[str], seen: str) -> Any:
     columns = [f"acc@{region}" for region in regions]
     table = aggregate(rows, columns)
     width = 0.8 / max(1, len(table))
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    fig, ax = _axes((7, 4))
     for i, r in enumerate(table):
         x = [j + (i - (len(table) - 1) / 2) * width for j in range(len(regions))]
         std = [r[f"{c}_std"] for c in columns]

@@ -15,7 +15,7 @@ from scipy.stats import binomtest
 
 from invariance_recipes.experiments import get_experiment
 from invariance_recipes.provenance import commit, markdown_block, provenance
-from invariance_recipes.results import curve_accuracy, markdown, paired_comparisons
+from invariance_recipes.results import curve_accuracy, markdown, paired_comparisons, plot_curves
 
 N = 200
 SHA = np.array("same-images")
@@ -164,3 +164,14 @@ def test_the_dirty_flag_ignores_the_results_being_written_but_not_the_code(
     assert commit(tmp_path).endswith("(clean)")
     (tmp_path / "code.py").write_text("x = 2\n")
     assert commit(tmp_path).endswith("(dirty: uncommitted changes)")
+
+
+def test_eleven_variants_get_eleven_colours() -> None:
+    rows = [
+        {"variant": f"v{i}", "setting": "default", "seed": 0,
+         **{f"test/acc_at_shift/{d:+d}_{d:+d}": 0.5 for d in (-1, 0, 1)}}
+        for i in range(11)
+    ]  # fmt: skip
+    fig = plot_curves(rows)
+    colours = {line.get_color() for line in fig.axes[0].get_lines()}
+    assert len(colours) == 11
