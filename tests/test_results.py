@@ -134,16 +134,17 @@ def test_provenance_records_commit_versions_machine_and_command() -> None:
 
 def test_range_accuracies_are_read_from_the_curve_by_the_larger_axis() -> None:
     # a curve along the diagonal, accuracy falling by 0.1 per pixel of offset, from 1.0 at 0
-    row = {"setting": "shift2", "variant": "baseline"}
+    row = {"setting": "shift4", "variant": "baseline"}
     row |= {f"test/acc_at_shift/{o:+d}_{o:+d}": 1 - 0.1 * abs(o) for o in range(-5, 6)}
     assert curve_accuracy(row, 0, 0) == pytest.approx(1.0)
     # offsets -2..2: (0.8 + 0.9 + 1.0 + 0.9 + 0.8) / 5
     assert curve_accuracy(row, 0, 2) == pytest.approx(0.88)
     sweep = replace(get_experiment("augmentation-sweep"), curve_max_shift=5)
     derived = sweep.derived(row)
-    assert derived["acc_in_range"] == pytest.approx(0.88)
-    # offsets 3..5 on both sides: (0.7 + 0.6 + 0.5) / 3
-    assert derived["acc_beyond_range"] == pytest.approx(0.6)
+    # trained with S = 4: offsets -4..4 are (1 + 2 (0.9 + 0.8 + 0.7 + 0.6)) / 9
+    assert derived["acc_in_range"] == pytest.approx(7 / 9)
+    # beyond: offsets -5 and 5, both 0.5
+    assert derived["acc_beyond_range"] == pytest.approx(0.5)
     assert sweep.derived(row | {"setting": "default"}) == {}
     assert math.isnan(curve_accuracy(row, 6, 9))
 
