@@ -83,7 +83,7 @@ def shift_pixels(max_shift: float, image_size: int) -> int:
     if max_shift >= image_size:
         raise ValueError(
             f"max_shift={max_shift} px does not fit the {image_size}-px image "
-            f"(a shift must be smaller than the canvas): {fix}"
+            f"(a shift must be smaller than the image): {fix}"
         )
     return int(max_shift)
 

@@ -409,7 +409,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "--dataset",
         default=None,
         choices=[d for d in DATASETS if d != "folder"],
-        help="default: the experiment's (digits-m for small-shift, digits for the others)",
+        help="default: the experiment's ("
+        + ", ".join(f"{e.dataset} for {e.name}" for e in EXPERIMENTS.values())
+        + ")",
     )
     parser.add_argument("--backbone", default=DEFAULTS.backbone, choices=list(BACKBONES))
     parser.add_argument(
