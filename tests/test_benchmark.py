@@ -5,6 +5,8 @@ The correctness of the fast paths it measures is tested with the layers (test_la
 from __future__ import annotations
 
 import csv
+import math
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -16,9 +18,13 @@ import torch
 from invariance_recipes.benchmarks.cli import run
 from invariance_recipes.benchmarks.rows import COLUMNS
 from invariance_recipes.benchmarks.timing import Timings, alternate, interleaved
+from invariance_recipes.benchmarks.training import VARIANT
+from lightning_modules.variants import VARIANTS
 from recipe_runs import run_recipe
 
-SECTIONS = {"layers", "translate", "validation", "training", "data", "layout", "imports"}
+SECTIONS = {
+    "layers", "translate", "validation", "training", "data", "layout", "variants", "imports"
+}  # fmt: skip
 PEERS = ("timm", "kornia", "antialiased-cnns")
 
 
@@ -52,8 +58,9 @@ def test_quick_run_writes_one_positive_ratio_per_comparison(quick_run) -> None:
         ratio, target = float(row["ratio"]), float(row["target"])
         assert ratio > 0 and float(row["ours_ms"]) > 0 and float(row["baseline_ms"]) > 0
         assert float(row["ratio_q1"]) <= ratio <= float(row["ratio_q3"])
-        assert row["holds"] in ("yes", "no")
-        if abs(ratio - target) > 1e-3 * target:  # the CSV rounds to 4 digits
+        if math.isinf(target):  # a cost without a goal
+            assert row["holds"] == "n/a", row
+        elif abs(ratio - target) > 1e-3 * target:  # the CSV rounds to 4 digits
             assert (row["holds"] == "yes") == (ratio <= target), row
     # The avg-pool floor needs no peer; a missing peer leaves a note instead of rows.
     assert any(row["baseline"] == "avg_pool2d(2)" for row in rows)
@@ -61,6 +68,27 @@ def test_quick_run_writes_one_positive_ratio_per_comparison(quick_run) -> None:
     for peer in PEERS:
         compared = any(row["baseline"].startswith(peer) for row in rows)
         assert compared != (f"{peer} is not installed" in markdown), peer
+
+
+@pytest.mark.slow
+def test_quick_run_costs_every_variant_against_the_default(quick_run) -> None:
+    _, out = quick_run
+    _, rows = read_csv(out / "cpu-quick.csv")
+    for threads in {str(torch.get_num_threads()), "1"}:
+        costs = [r for r in rows if r["section"] == "variants" and r["threads"] == threads]
+        assert [r["ours"] for r in costs] == list(VARIANTS)
+        assert {r["baseline"] for r in costs} == {VARIANT}
+        for row in costs:
+            rate, seconds, split = re.fullmatch(
+                r"([\d,]+) images/s: ([\d.e+]+) s per epoch of ([\d,]+) images", row["note"]
+            ).groups()
+            batch = int(row["setting"].split(", ")[1].split("x")[0])
+            expected = batch / (float(row["ours_ms"]) / 1e3)  # images per second from the time
+            assert float(rate.replace(",", "")) == pytest.approx(expected, rel=2e-3, abs=0.5)
+            assert float(seconds) == pytest.approx(int(split.replace(",", "")) / expected, rel=2e-3)
+        # The default variant is its own baseline: the same timings in every round.
+        (default,) = (r for r in costs if r["ours"] == VARIANT)
+        assert float(default["ratio"]) == 1.0 and default["ours_ms"] == default["baseline_ms"]
 
 
 @pytest.mark.slow
@@ -80,7 +108,7 @@ def test_quick_run_markdown_table_matches_the_csv(quick_run) -> None:
             row["section"], row["threads"], row["setting"], row["ours"], row["baseline"]
         ]  # fmt: skip
         assert float(cells[7]) == pytest.approx(float(row["ratio"]), rel=5e-3)
-        assert cells[10] == ("yes" if row["holds"] == "yes" else "**no**")
+        assert cells[10] == ("**no**" if row["holds"] == "no" else row["holds"])
     machine = next(line for line in lines if line.startswith("Machine: "))
     assert f"torch {torch.__version__}" in machine and "logical cores" in machine
     assert proc.stdout.startswith(f"machine: {machine.removeprefix('Machine: ')}")

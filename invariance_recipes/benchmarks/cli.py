@@ -91,7 +91,7 @@ def run(argv: list[str]) -> list[Row]:
                 new = SECTIONS[name].rows(cfg, device, notes)
                 for row in new:
                     print(f"  {row.ours} vs {row.baseline} ({row.setting}): {row.ratio:.3g} "
-                          f"(target <= {row.target:.3g}: {'holds' if row.holds else 'MISSED'})",
+                          f"(target {row.target_text}: {_VERDICTS[row.verdict]})",
                           flush=True)  # fmt: skip
                 rows += new
     finally:
@@ -105,6 +105,9 @@ def run(argv: list[str]) -> list[Row]:
     print(table)
     print(f"wrote {args.out / stem}.csv and .md")
     return rows
+
+
+_VERDICTS = {"yes": "holds", "no": "MISSED", "n/a": "a cost"}
 
 
 def _quiet() -> None:

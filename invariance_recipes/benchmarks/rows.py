@@ -3,6 +3,7 @@ row is made from interleaved timings."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -87,12 +88,21 @@ class Row:
     ratio: float  # median over rounds of ours' time / the baseline's time
     ratio_q1: float
     ratio_q3: float
-    target: float  # the ratio should be at most this
+    target: float  # the ratio should be at most this; infinite: a measured cost, no goal
     note: str = ""
 
     @property
     def holds(self) -> bool:
         return self.ratio <= self.target
+
+    @property
+    def target_text(self) -> str:
+        return "none" if math.isinf(self.target) else f"<= {self.target:.3g}"
+
+    @property
+    def verdict(self) -> str:
+        """ "yes" or "no" against the target, "n/a" for a cost without one."""
+        return "n/a" if math.isinf(self.target) else "yes" if self.holds else "no"
 
 
 def compare(

@@ -11,7 +11,12 @@ import torch
 from invariance_recipes.benchmarks.imports import import_rows
 from invariance_recipes.benchmarks.layers import layer_rows
 from invariance_recipes.benchmarks.rows import Config, Row
-from invariance_recipes.benchmarks.training import layout_rows, training_rows, validation_rows
+from invariance_recipes.benchmarks.training import (
+    layout_rows,
+    training_rows,
+    validation_rows,
+    variant_rows,
+)
 from invariance_recipes.benchmarks.translate import translate_rows
 
 
@@ -31,6 +36,7 @@ SECTIONS: Mapping[str, Section] = MappingProxyType(
         "validation": Section(validation_rows),
         "training": Section(training_rows),
         "layout": Section(layout_rows),
+        "variants": Section(variant_rows),
         "imports": Section(import_rows, per_thread_count=False),
     }
 )

@@ -9,11 +9,15 @@ the training step in channels-last against contiguous memory.
   the model and batches in channels-last memory against contiguous.
 - data: the DataModule's ``heavy`` train loader against that training step (is augmentation
   the bottleneck?).
+- variants: every variant's training step against the default variant's (what each strategy
+  costs).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -31,7 +35,7 @@ from invariance_recipes.benchmarks.timing import alternate
 from lightning_modules import InvarianceClassifier
 from lightning_modules.nets.build import build_net
 from lightning_modules.shifts import CONSISTENCY_MAX_SHIFT
-from lightning_modules.variants import get_variant
+from lightning_modules.variants import VARIANTS, get_variant
 
 VARIANT = "blurpool"  # the model of the validation and training rows
 # Backbone -> the input of its channels-last timing (ResNet-18 at the CIFAR shape).
@@ -243,6 +247,40 @@ def _layout_row(cfg: Config, device: torch.device, backbone: str) -> Row:
     return compare(timings, "layout", setting, "channels-last step", "contiguous step", 1.0, note)
 
 
+def variant_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Row]:
+    """What each strategy costs: every variant's plain training step against the default
+    variant's, on one batch of the default data held in memory, timed in alternating rounds.
+
+    Every variant trains here at the same batch size, so images per second compare the
+    networks; the seconds per epoch are the training split at that rate, loading excluded.
+    """
+    data = _datamodule(cfg)
+    x, y = next(iter(_memory_loader(data, cfg.batch_size, 1)))
+    batches = cfg.layout_batches + cfg.skip
+
+    def step_time(model: InvarianceClassifier) -> float:
+        optimizer = model.configure_optimizers()
+        step = functools.partial(_plain_step, model, optimizer)
+        return _timed_batches(itertools.repeat((x, y), batches), cfg.skip, device, step)
+
+    models = {name: _model(data, name).to(device).train() for name in VARIANTS}
+    timings = alternate(
+        {name: functools.partial(step_time, model) for name, model in models.items()},
+        cfg.run_rounds,
+    )
+    side, split = data.image_size, len(data.datasets["train"])
+    setting = (
+        f"small CNN, {cfg.batch_size}x{data.in_channels}x{side}x{side}, "
+        f"{cfg.layout_batches} AdamW steps"
+    )
+    rows = []
+    for name in VARIANTS:
+        rate = cfg.batch_size / timings.median(name)
+        note = f"{rate:,.0f} images/s: {split / rate:.3g} s per epoch of {split:,} images"
+        rows.append(compare(timings, "variants", setting, name, VARIANT, math.inf, note))
+    return rows
+
+
 def _plain_step(
     model: InvarianceClassifier, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor
 ) -> None:
@@ -299,10 +337,12 @@ def _datamodule(cfg: Config, policy: str | None = None) -> TranslationDataModule
     return module
 
 
-def _model(data: TranslationDataModule, **options: object) -> InvarianceClassifier:
+def _model(
+    data: TranslationDataModule, variant: str = VARIANT, **options: object
+) -> InvarianceClassifier:
     model = {
         key.removeprefix("model."): value
-        for key, value in get_variant(VARIANT).defaults().items()
+        for key, value in get_variant(variant).defaults().items()
         if key.startswith("model.")
     }
     return InvarianceClassifier(
