@@ -24,6 +24,7 @@ from lightning_modules.layers import (
     take_phase,
 )
 from lightning_modules.layers.blur_paths import CHOICES, DENSE, DENSE_MAX_SIDE, PATHS, choose_path
+from lightning_modules.layers.same_max_pool import takes_shift_path
 
 NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "zero": "constant", "circular": "wrap"}
 SIZES = [(9, 12), (8, 7), (1, 1), (2, 3), (3, 2)]  # odd, even, and smaller than the padding
@@ -240,6 +241,31 @@ def test_same_max_pool_matches_numpy_sliding_max(kernel_size: int, circular: boo
     windows = np.lib.stride_tricks.sliding_window_view(padded, (kernel_size, kernel_size), (2, 3))
     out = SameMaxPool2d(kernel_size, circular)(x)
     np.testing.assert_array_equal(out.numpy(), windows.max(axis=(-2, -1)))
+
+
+@pytest.mark.parametrize("circular", [False, True])
+@pytest.mark.parametrize("kernel_size", [2, 3, 4, 9])
+def test_same_max_pool_inference_path_equals_the_autograd_path(
+    kernel_size: int, circular: bool
+) -> None:
+    """Without autograd on CPU the max runs as maxima of shifted copies: the same numbers as
+    ``max_pool2d`` (the autograd path), NaN and infinities included, windows wider than the
+    image included; MaxBlurPool2d's output (finite input) does not depend on the path."""
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
+    special = x.clone()
+    special[0, 0, 2, 3], special[1, 2, 0, 0], special[1, 1, 6, 5] = (
+        float("nan"), float("inf"), float("-inf")
+    )  # fmt: skip
+    layer = SameMaxPool2d(kernel_size, circular)
+    blur = MaxBlurPool2d(3, kernel_size, 4, 2, "circular" if circular else "zero").double()
+    with torch.no_grad():
+        assert takes_shift_path(x)
+        inference, blurred = layer(special), blur(x)
+    trained = special.clone().requires_grad_(True)
+    assert not takes_shift_path(trained)
+    torch.testing.assert_close(inference, layer(trained).detach(), rtol=0, atol=0, equal_nan=True)
+    expected = blur(x.clone().requires_grad_(True)).detach()
+    torch.testing.assert_close(blurred, expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("pad_type", PAD_TYPES)

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from invariance_common.checks import check_choice, check_positive
 from lightning_modules.layers.blur_pool import BlurPool2d
 from lightning_modules.layers.padding import PAD_TYPES
-from lightning_modules.layers.same_max_pool import SameMaxPool2d
+from lightning_modules.layers.same_max_pool import SameMaxPool2d, takes_shift_path
 
 
 class MaxBlurPool2d(nn.Module):
@@ -46,7 +46,7 @@ class MaxBlurPool2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         pool, blur = self.pool, self.blur
-        if pool.circular or pool.kernel_size == 1:
+        if pool.circular or pool.kernel_size == 1 or takes_shift_path(x):
             return blur(pool(x))
         # Fused: the pooling pads ``after`` with -inf on both sides (the same maxima as
         # SameMaxPool2d's, without its padded copy), and the ``after - before`` windows that
