@@ -284,14 +284,20 @@ def _aps_exact(results: Results) -> list[Evidence]:
 
 
 def seed_mean(
-    results: Results, experiment: str, variant: str, value: Callable[[Row], float], what: str
+    results: Results,
+    experiment: str,
+    variant: str,
+    value: Callable[[Row], float],
+    what: str,
+    setting: str = "default",
 ) -> Evidence:
     """A per-run number of one arm, its mean over seeds with Student's t interval."""
-    values = [value(row) for row in results.by_seed(experiment, variant).values()]
+    values = [value(row) for row in results.by_seed(experiment, variant, setting).values()]
     centred = [v - fmean(values) for v in values]
     half = seed_interval(centred)[1]  # the t half-width of the mean
     low, high = fmean(values) - half, fmean(values) + half
-    measured = f"{what}: {variant} {_pct(fmean(values))} [{_pct(low)}, {_pct(high)}]"
+    arm = variant if setting == "default" else f"{variant} {setting}"
+    measured = f"{what}: {arm} {_pct(fmean(values))} [{_pct(low)}, {_pct(high)}]"
     return Evidence(measured, low, high, verdict(low, high), f"t over {len(values)} seeds")
 
 
@@ -308,6 +314,25 @@ def _pooling(results: Results) -> list[Evidence]:
         for variant in ("baseline", "fc-head")
     ]  # fmt: skip
     return [gain, *drops]
+
+
+def _covering_field(results: Results) -> list[Evidence]:
+    networks = sorted(
+        {r["setting"] for r in results.rows("receptive-field")},
+        key=lambda name: next(iter(results.by_seed("receptive-field", "baseline", name).values()))[
+            "rf_px"
+        ],
+    )
+    smallest, widest = networks[0], networks[-1]
+    gain = per_run_difference(
+        results, "receptive-field", ("baseline", widest), ("baseline", smallest),
+        lambda r: r["acc@unseen"], "flatten head, accuracy in unseen quadrants",
+    )  # fmt: skip
+    kept = seed_mean(
+        results, "receptive-field", "baseline", lambda r: r["acc@unseen"] - r["acc@top-left"],
+        f"flatten head, unseen minus seen quadrant ({widest})", widest,
+    )  # fmt: skip
+    return [gain, kept]
 
 
 #: The registry: a new claim is one entry.
@@ -341,6 +366,12 @@ FINDINGS: tuple[Finding, ...] = (
         "the cat-in-the-corner argument",
         "none (an argument)",
         _pooling,
+    ),
+    Finding(
+        "a receptive field covering the image lets a flatten head recognise unseen positions",
+        "the cat-in-the-corner argument",
+        "none (an argument)",
+        _covering_field,
     ),
     Finding(
         "augmentation helps within its range more than beyond it",

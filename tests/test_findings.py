@@ -100,6 +100,14 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("global-pooling", "shift4"): [curve(0.9, 0.9 + 0.01 * (s - 1)) for s in SEEDS],
     }
     write_experiment(root, "augmentation-sweep", sweep)
+    fields = {
+        # flatten head: unseen 0.10 at a 10-px field; 0.12, 0.13, 0.14 at 64 px (seen 0.6)
+        ("baseline", "small"): [{"acc@unseen": 0.10, "rf_px": 10.0} for _ in SEEDS],
+        ("baseline", "wide"): [
+            {"acc@unseen": 0.12 + 0.01 * s, "acc@top-left": 0.6, "rf_px": 64.0} for s in SEEDS
+        ],
+    }
+    write_experiment(root, "receptive-field", fields)
     return root
 
 
@@ -112,7 +120,7 @@ def test_seed_interval_is_students_t_with_the_tabled_quantile() -> None:
 
 def test_every_claim_gets_the_verdict_its_numbers_give(results: Path) -> None:
     found = {f.claim: f.measure(Results(results)) for f in FINDINGS}
-    assert len(found) == 6
+    assert len(found) == 7
     (zhang,) = found["anti-aliasing raises consistency"]
     half = T_975_DF2 * 0.02 / math.sqrt(3)  # the sample std of the three seeds is 0.02
     assert (zhang.low, zhang.high) == pytest.approx((0.12 - half, 0.12 + half))
@@ -142,6 +150,15 @@ def test_every_claim_gets_the_verdict_its_numbers_give(results: Path) -> None:
     assert base.verdict == "holds"
     # global pooling: no gain within, beyond -0.01, 0, +0.01: interval around 0
     assert pooled.verdict == "not established"
+    gain, kept = found[
+        "a receptive field covering the image lets a flatten head recognise unseen positions"
+    ]
+    # networks ordered by field: the 64-px one against the 10-px one, +2, +3, +4 points
+    assert (gain.low, gain.high) == pytest.approx((0.03 - half, 0.03 + half))
+    assert gain.verdict == "holds" and "baseline wide 13.0 vs baseline small 10.0" in gain.measured
+    # unseen minus seen: -0.48, -0.47, -0.46 -> fails
+    assert (kept.low, kept.high) == pytest.approx((-0.47 - half, -0.47 + half))
+    assert kept.verdict == "fails" and "baseline wide -47.0" in kept.measured
 
 
 def test_a_missing_comparison_is_named_with_the_command(tmp_path: Path, capsys) -> None:
