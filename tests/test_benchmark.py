@@ -85,7 +85,9 @@ def test_quick_run_costs_every_variant_against_the_default(quick_run) -> None:
             batch = int(row["setting"].split(", ")[1].split("x")[0])
             expected = batch / (float(row["ours_ms"]) / 1e3)  # images per second from the time
             assert float(rate.replace(",", "")) == pytest.approx(expected, rel=2e-3, abs=0.5)
-            assert float(seconds) == pytest.approx(int(split.replace(",", "")) / expected, rel=2e-3)
+            # 3 significant digits are printed: up to 5e-3 of rounding, on top of the time's
+            per_epoch = int(split.replace(",", "")) / expected
+            assert float(seconds) == pytest.approx(per_epoch, rel=7e-3)
         # The default variant is its own baseline: the same timings in every round.
         (default,) = (r for r in costs if r["ours"] == VARIANT)
         assert float(default["ratio"]) == 1.0 and default["ours_ms"] == default["baseline_ms"]
