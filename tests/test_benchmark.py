@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from invariance_recipes.benchmarks.cli import run
-from invariance_recipes.benchmarks.rows import COLUMNS
+from invariance_recipes.benchmarks.cli import parse_args, run
+from invariance_recipes.benchmarks.rows import COLUMNS, QUICK
 from invariance_recipes.benchmarks.timing import Timings, alternate, interleaved
 from invariance_recipes.benchmarks.training import VARIANT
+from lightning_modules.layers.blur_paths import choose_path
 from lightning_modules.variants import VARIANTS
 from recipe_runs import run_recipe
 
@@ -26,6 +27,7 @@ SECTIONS = {
     "layers", "translate", "validation", "training", "data", "layout", "variants", "imports"
 }  # fmt: skip
 PEERS = ("timm", "kornia", "antialiased-cnns")
+PADS = ("zero", "reflect")
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +133,24 @@ def test_bad_options_raise_one_line_errors(
     with pytest.raises(ValueError, match=message):
         run([*args, "--quick", "--out", str(tmp_path)])
     assert not list(tmp_path.iterdir())
+
+
+def test_blur_paths_time_every_path_against_the_one_the_table_picks(tmp_path: Path) -> None:
+    assert "blur-paths" not in parse_args([]).only  # only on request: it feeds the table
+    rows = run(["--quick", "--only", "blur-paths", "--threads", "1", "--out", str(tmp_path)])
+    settings = [(s, k, pad) for s, sizes in QUICK.layer_shapes for k in sizes for pad in PADS]
+    assert len({(r.setting, r.ours, r.baseline) for r in rows}) == len(rows)
+    for shape, filt, pad in settings:
+        label = f"BlurPool2d({filt}, {pad})"
+        chosen = f"{label} {choose_path(torch.zeros(shape), filt, pad, threads=1)}"
+        mine = [r for r in rows if r.setting.startswith("x".join(map(str, shape)) + " ")]
+        others = [r for r in mine if r.baseline == chosen]
+        paths = [f"{label} {path}" for path in ("dense", "conv", "conv-channels-last")]
+        assert chosen in paths
+        assert sorted(r.ours for r in others) == sorted(set(paths) - {chosen})
+        assert all(r.threads == 1 and r.ours_ms > 0 for r in others)
+        peers = [r for r in mine if r.ours == chosen]  # the chosen path against the peer
+        assert len(peers) <= 1 and all(r.ours_ms == others[0].baseline_ms for r in peers)
 
 
 def test_out_must_be_a_folder(tmp_path: Path) -> None:

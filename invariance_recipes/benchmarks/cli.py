@@ -5,6 +5,7 @@
     python recipes/benchmark.py --device cuda    # adds bfloat16 rows; writes cuda.{csv,md}
     python recipes/benchmark.py --quick          # tiny shapes: a smoke test of this script
     python recipes/benchmark.py --only layers translate --rounds 21
+    python recipes/benchmark.py --only blur-paths --out docs/benchmarks/blur-paths
 
 Every row compares one of ours with a baseline timed in the same rounds (see ``timing.py``)
 at the thread count in its ``threads`` column: ``ratio`` is ours' time per call over the
@@ -44,7 +45,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="folder for DEVICE.csv and DEVICE.md (DEVICE-quick.* with --quick)",
     )
     parser.add_argument(
-        "--only", nargs="+", choices=list(SECTIONS), default=list(SECTIONS), help="sections to run"
+        "--only",
+        nargs="+",
+        choices=list(SECTIONS),
+        default=[name for name, section in SECTIONS.items() if section.by_default],
+        help="sections to run (default: all but blur-paths, the measurements behind the "
+        "BlurPool2d choice table)",
     )
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per timing")
     parser.add_argument(

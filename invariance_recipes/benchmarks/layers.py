@@ -147,7 +147,7 @@ LAYERS: Mapping[str, LayerBenchmark] = MappingProxyType(
 
 def layer_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Row]:
     """Forward + backward of every :data:`LAYERS` entry and its baselines, interleaved."""
-    peers = {name: _import_peer(name, notes) for name in PEERS}
+    peers = {name: import_peer(name, notes) for name in PEERS}
     dtypes = [torch.float32] + ([torch.bfloat16] if device.type == "cuda" else [])
     rows = []
     for (shape, filt_sizes), dtype in itertools.product(cfg.layer_shapes, dtypes):
@@ -157,14 +157,14 @@ def layer_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Row]
             comparisons = []
             for label, entry in LAYERS.items():
                 ours = label.format(filt=filt)
-                steps[ours] = _forward_backward(entry.build(shape[1], filt), x)
+                steps[ours] = forward_backward(entry.build(shape[1], filt), x)
                 for base in entry.baselines:
                     if base.peer is not None and peers[base.peer] is None:
                         continue
                     name = base.name.format(filt=filt)
                     module = peers[base.peer] if base.peer is not None else None
                     if name not in steps:
-                        steps[name] = _forward_backward(base.build(module, shape[1], filt), x)
+                        steps[name] = forward_backward(base.build(module, shape[1], filt), x)
                     comparisons.append((ours, name, base.target, base.note))
             timings = interleaved(steps, cfg.rounds, cfg.min_block, device_sync(device))
             setting = f"{shape_text(shape)} {str(dtype).removeprefix('torch.')}, forward + backward"
@@ -172,13 +172,13 @@ def layer_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Row]
     return rows
 
 
-def _forward_backward(layer: nn.Module, x: Tensor) -> Callable[[], object]:
+def forward_backward(layer: nn.Module, x: Tensor) -> Callable[[], object]:
     layer = layer.to(x.device, x.dtype)
     grad = torch.randn_like(layer(x))
     return lambda: torch.autograd.grad(layer(x), x, grad)
 
 
-def _import_peer(name: str, notes: list[str]) -> ModuleType | None:
+def import_peer(name: str, notes: list[str]) -> ModuleType | None:
     try:
         return import_module(PEERS[name])
     except ImportError:

@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 import torch
 
+from invariance_recipes.benchmarks.blur_paths import blur_path_rows
 from invariance_recipes.benchmarks.imports import import_rows
 from invariance_recipes.benchmarks.layers import layer_rows
 from invariance_recipes.benchmarks.rows import Config, Row
@@ -23,10 +24,13 @@ from invariance_recipes.benchmarks.translate import translate_rows
 @dataclass(frozen=True)
 class Section:
     """``rows(config, device, notes)``; ``per_thread_count``: run once per thread count
-    (``False`` for what torch's threads do not change, such as starting a process)."""
+    (``False`` for what torch's threads do not change, such as starting a process);
+    ``by_default``: part of a run without ``--only`` (``False`` for measurements that only
+    maintainers need, such as those behind a choice table)."""
 
     rows: Callable[[Config, torch.device, list[str]], list[Row]]
     per_thread_count: bool = True
+    by_default: bool = True
 
 
 SECTIONS: Mapping[str, Section] = MappingProxyType(
@@ -38,5 +42,7 @@ SECTIONS: Mapping[str, Section] = MappingProxyType(
         "layout": Section(layout_rows),
         "variants": Section(variant_rows),
         "imports": Section(import_rows, per_thread_count=False),
+        # the measurements behind lightning_modules/layers/blur_paths.py
+        "blur-paths": Section(blur_path_rows, by_default=False),
     }
 )

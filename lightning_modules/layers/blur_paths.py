@@ -8,7 +8,9 @@ size and the number of threads, and the peers that fuse zero padding into ``conv
 win where the dense path loses, so the layer picks the path per call from :data:`CHOICES`.
 
 Every entry holds the forward + backward milliseconds behind it (float32, CPU, median of
-interleaved rounds of ``python recipes/benchmark.py``'s layer candidates). Settings that were
+interleaved rounds of ``python recipes/benchmark.py --only blur-paths``). No setting measured
+on an idle machine picks the channels-last convolution any more; it stays a candidate that
+the section times, since the order changes with the machine. Settings that were
 not measured (other dtypes, other devices, compiled graphs) keep the dense path up to
 ``DENSE_MAX_SIDE``, the rule measured before the table existed.
 """
@@ -43,44 +45,62 @@ class Choice:
 
 
 # (zero padding?, threads: 1 or 2 (2 or more), map side: 32 (up to SMALL_MAP_SIDE) or 56,
-# filter size) -> the path. ``measured``: forward + backward ms of dense / conv / conv in
-# channels-last, and of the fastest peer with the same padding (kornia BlurPool2D for zero,
-# antialiased-cnns BlurPool for reflect), float32, inputs 64x64x32x32, 16x128x56x56 and
-# 32x256x56x56 ("a; b" for the two 56 px inputs). Interleaved medians of 9 rounds on a
-# 2-core Xeon shared with other jobs (load average about 20), so the absolute times are
-# inflated and only the per-row order counts. Padding other than zero costs the dense path
-# nothing (it is folded into the matrices) and the convolution an extra padded copy, so the
-# reflect measurements stand for replicate and circular too.
+# filter size) -> the path with the least total time over the inputs of that side.
+# ``measured``: forward + backward ms of dense / conv / conv in channels-last, and of the
+# fastest peer with the same padding (kornia BlurPool2D for zero, antialiased-cnns BlurPool for
+# reflect), float32, inputs 64x64x32x32, 16x128x56x56 and 32x256x56x56 ("a; b" for the two
+# 56 px inputs), from `python recipes/benchmark.py --only blur-paths --out
+# docs/benchmarks/blur-paths` (interleaved medians of 11 rounds on an idle 2-core Xeon; the
+# file holds the run). Padding other than zero costs the dense path nothing (it is folded into
+# the matrices) and the convolution an extra padded copy, so the reflect measurements stand for
+# replicate and circular too. Where kornia is faster (3 taps on 16x128x56x56) it runs the same
+# conv2d as our conv path, which the 32x256x56x56 input makes the slower choice for the side.
 CHOICES = MappingProxyType(
     {
-        (True, 1, 32, 3): Choice(CONV, "48.2 / 33.2 / 60.3, kornia 31.4 (the same conv2d)"),
-        (True, 1, 32, 4): Choice(DENSE, "77.9 / 100.3 / 98.8, kornia 160.1"),
-        (True, 1, 32, 5): Choice(CONV, "70.9 / 64.1 / 92.3, kornia 61.8 (the same conv2d)"),
+        (True, 1, 32, 3): Choice(DENSE, "5.943 / 6.631 / 10.17, kornia 6.183"),
+        (True, 1, 32, 4): Choice(DENSE, "6.847 / 7.338 / 10.44, kornia 17.12"),
+        (True, 1, 32, 5): Choice(DENSE, "5.359 / 6.512 / 10.67, kornia 6.67"),
         (True, 1, 56, 3): Choice(
-            CONV_CHANNELS_LAST, "156 / 98 / 81, kornia 83; 1490 / 2527 / 1737, kornia 1963"
+            DENSE, "14.38 / 13.09 / 16.73, kornia 11.2; 112.8 / 143.7 / 144.8, kornia 144.3"
         ),
         (True, 1, 56, 4): Choice(
-            CONV_CHANNELS_LAST, "218 / 151 / 120, kornia 543; 883 / 1028 / 776, kornia 1935"
+            DENSE, "15.08 / 12.11 / 17.96, kornia 26.03; 139.5 / 158.1 / 168.6, kornia 286.9"
         ),
-        (True, 2, 32, 3): Choice(CONV_CHANNELS_LAST, "234 / 336 / 248, kornia 275"),
-        (True, 2, 32, 4): Choice(DENSE, "301 / 448 / 301, kornia 734"),
-        (True, 2, 32, 5): Choice(CONV_CHANNELS_LAST, "234 / 347 / 238, kornia 332"),
+        (True, 2, 32, 3): Choice(CONV, "3.272 / 3.136 / 6.376, kornia 3.003 (the same conv2d)"),
+        (True, 2, 32, 4): Choice(CONV, "3.712 / 3.372 / 5.591, kornia 16.92"),
+        (True, 2, 32, 5): Choice(DENSE, "2.381 / 3.204 / 5.74, kornia 3.575"),
         (True, 2, 56, 3): Choice(
-            CONV_CHANNELS_LAST, "309 / 335 / 220, kornia 340; 1643 / 1976 / 1604, kornia 1957"
+            DENSE, "7.586 / 6.221 / 8.656, kornia 4.939; 75.15 / 97.26 / 88.28, kornia 87.72"
         ),
         (True, 2, 56, 4): Choice(
-            CONV_CHANNELS_LAST, "348 / 334 / 245, kornia 541; 1719 / 2289 / 1629, kornia 3885"
+            CONV, "9.987 / 5.71 / 10.61, kornia 23.47; 54.23 / 54.46 / 62.86, kornia 149"
         ),
-        (False, 1, 32, 3): Choice(DENSE, "66.7 / 268 (padded conv), antialiased-cnns 256"),
-        (False, 1, 32, 4): Choice(DENSE, "66.9 / 217 (padded conv), antialiased-cnns 178"),
-        (False, 1, 32, 5): Choice(DENSE, "69.8 / 148 (padded conv), antialiased-cnns 137"),
-        (False, 1, 56, 3): Choice(DENSE, "158, antialiased-cnns 304; 1204, antialiased-cnns 3721"),
-        (False, 1, 56, 4): Choice(DENSE, "214, antialiased-cnns 446; 915, antialiased-cnns 1907"),
-        (False, 2, 32, 3): Choice(DENSE, "290, antialiased-cnns 631"),
-        (False, 2, 32, 4): Choice(DENSE, "237, antialiased-cnns 564"),
-        (False, 2, 32, 5): Choice(DENSE, "286, antialiased-cnns 667"),
-        (False, 2, 56, 3): Choice(DENSE, "290, antialiased-cnns 718; 1439, antialiased-cnns 3574"),
-        (False, 2, 56, 4): Choice(DENSE, "444, antialiased-cnns 513"),
+        (False, 1, 32, 3): Choice(DENSE, "6.302 / 22.45 / 28.11, antialiased-cnns 21.49"),
+        (False, 1, 32, 4): Choice(DENSE, "6 / 24.19 / 31.81, antialiased-cnns 23.44"),
+        (False, 1, 32, 5): Choice(DENSE, "6.632 / 24.99 / 32.86, antialiased-cnns 24.69"),
+        (False, 1, 56, 3): Choice(
+            DENSE,
+            "15.51 / 33.91 / 44.23, antialiased-cnns 33.17; "
+            "95.76 / 290.5 / 489.2, antialiased-cnns 290.9",
+        ),
+        (False, 1, 56, 4): Choice(
+            DENSE,
+            "15.98 / 41.98 / 46.76, antialiased-cnns 34.77; "
+            "141.5 / 317.7 / 540.1, antialiased-cnns 316.6",
+        ),
+        (False, 2, 32, 3): Choice(DENSE, "3.471 / 14.34 / 19.28, antialiased-cnns 12.42"),
+        (False, 2, 32, 4): Choice(DENSE, "4.176 / 18.04 / 20.51, antialiased-cnns 17.2"),
+        (False, 2, 32, 5): Choice(DENSE, "3.46 / 13.3 / 18.83, antialiased-cnns 13.62"),
+        (False, 2, 56, 3): Choice(
+            DENSE,
+            "8.067 / 19.73 / 27.44, antialiased-cnns 14.4; "
+            "64.17 / 173.4 / 276.3, antialiased-cnns 174.9",
+        ),
+        (False, 2, 56, 4): Choice(
+            DENSE,
+            "9.01 / 29.82 / 36.73, antialiased-cnns 29; "
+            "54.71 / 176.9 / 292.4, antialiased-cnns 178.9",
+        ),
     }
 )
 
