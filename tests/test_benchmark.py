@@ -64,6 +64,16 @@ def test_quick_run_writes_one_positive_ratio_per_comparison(quick_run) -> None:
             assert row["holds"] == "n/a", row
         elif abs(ratio - target) > 1e-3 * target:  # the CSV rounds to 4 digits
             assert (row["holds"] == "yes") == (ratio <= target), row
+    # Every translate mode, each against its floor: the Fourier shift against one FFT round trip.
+    floors = {
+        row["ours"]: row["baseline"]
+        for row in rows
+        if row["section"] == "translate" and row["threads"] == "1"
+    }
+    assert floors == {
+        f"translate({mode})": "rfft2 + irfft2" if mode == "fourier" else "x.clone()"
+        for mode in ("zero", "reflect", "circular", "fourier")
+    }
     # The avg-pool floor needs no peer; a missing peer leaves a note instead of rows.
     assert any(row["baseline"] == "avg_pool2d(2)" for row in rows)
     markdown = (out / "cpu-quick.md").read_text(encoding="utf-8")

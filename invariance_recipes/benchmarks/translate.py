@@ -11,10 +11,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from invariance_common.shift_modes import SHIFT_MODES
 from invariance_recipes.benchmarks.rows import Config, Row, compare, device_sync, shape_text
 from invariance_recipes.benchmarks.timing import interleaved
-from lightning_modules.shifts import CONSISTENCY_MAX_SHIFT, random_offsets, translate
+from lightning_modules.shifts import (
+    CONSISTENCY_MAX_SHIFT,
+    TRANSLATE_MODES,
+    random_offsets,
+    translate,
+)
 
 TARGET = 2.0  # translate may take at most twice its floor
 COPY = "x.clone()"
@@ -50,7 +54,7 @@ def translate_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[
                 FLOORS[mode][0] if mode in FLOORS else COPY,
                 TARGET,
             )
-            for mode in SHIFT_MODES
+            for mode in TRANSLATE_MODES
         ]
     return rows
 
@@ -58,7 +62,7 @@ def translate_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[
 def _steps(x: Tensor, offsets: Tensor) -> dict[str, Callable[[], object]]:
     """The copy floor, ``translate`` in every mode and the other floors, on one batch."""
     steps: dict[str, Callable[[], object]] = {COPY: x.clone}
-    for mode in SHIFT_MODES:
+    for mode in TRANSLATE_MODES:
         steps[f"translate({mode})"] = lambda mode=mode: translate(x, offsets, mode)
         if mode in FLOORS:
             name, floor = FLOORS[mode]
