@@ -167,3 +167,23 @@ def test_checkpoint_rng_state_loads_with_weights_only(tmp_path) -> None:
 def test_bad_options_name_the_option(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         small_model(**options)
+
+
+def test_channels_last_trains_the_same_network_in_channels_last_memory() -> None:
+    logits, weights = {}, {}
+    for channels_last in (False, True):
+        seed_everything(0)
+        model = small_model(channels_last=channels_last)
+        train, val = loaders()
+        trainer(1, LearningRates()).fit(model, train, val)
+        convs = [p for p in model.net.parameters() if p.ndim == 4]
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        assert convs and all(p.is_contiguous(memory_format=layout) for p in convs)
+        # a one-channel kernel is both; the others are channels-last only when asked
+        assert any(p.is_contiguous() for p in convs[1:]) != channels_last
+        weights[channels_last] = torch.cat([p.detach().flatten() for p in convs])
+        x = next(iter(val))[0]
+        logits[channels_last] = model(x).detach()
+    # The same steps in another memory order: equal up to float rounding.
+    torch.testing.assert_close(weights[True], weights[False], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(logits[True], logits[False], rtol=1e-4, atol=1e-4)
