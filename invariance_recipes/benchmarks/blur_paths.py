@@ -15,7 +15,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from invariance_recipes.benchmarks.layers import LAYERS, forward_backward, import_peer
+from invariance_recipes.benchmarks.layers import (
+    LAYERS,
+    forward_backward,
+    gradient_step,
+    import_peer,
+)
 from invariance_recipes.benchmarks.rows import Config, Row, compare, device_sync, shape_text
 from invariance_recipes.benchmarks.timing import interleaved
 from lightning_modules.layers import BlurPool2d
@@ -36,6 +41,8 @@ PEER = "the path the table picks against the fastest peer with the same padding"
 def blur_path_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Row]:
     """Forward + backward of each path of BlurPool2d and of its peer, interleaved per setting:
     every other path against the chosen one, and the chosen one against the peer."""
+    peers = {pad: LAYERS[entry].baselines[0] for pad, entry in PADDINGS.items()}
+    modules = {pad: import_peer(peer.peer, notes) for pad, peer in peers.items()}
     rows = []
     for (shape, filt_sizes), pad in itertools.product(cfg.layer_shapes, PADDINGS):
         x = torch.randn(shape, device=device, requires_grad=True)
@@ -45,8 +52,7 @@ def blur_path_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[
             label = f"BlurPool2d({filt}, {pad})"
             steps = {f"{label} {path}": _path_step(layer, path, x) for path in PATHS}
             chosen = f"{label} {choose_path(x, filt, pad)}"
-            peer = LAYERS[PADDINGS[pad]].baselines[0]
-            module = import_peer(peer.peer, notes)
+            peer, module = peers[pad], modules[pad]
             if module is not None:
                 name = peer.name.format(filt=filt)
                 steps[name] = forward_backward(peer.build(module, shape[1], filt), x)
@@ -68,5 +74,4 @@ def _path_step(layer: BlurPool2d, path: str, x: Tensor) -> Callable[[], object]:
         CONV: layer.convolve,
         CONV_CHANNELS_LAST: lambda t: layer.convolve(t, channels_last=True),
     }[path]
-    grad = torch.randn_like(forward(x))
-    return lambda: torch.autograd.grad(forward(x), x, grad)
+    return gradient_step(forward, x)

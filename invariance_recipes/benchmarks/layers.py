@@ -173,9 +173,13 @@ def layer_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Row]
 
 
 def forward_backward(layer: nn.Module, x: Tensor) -> Callable[[], object]:
-    layer = layer.to(x.device, x.dtype)
-    grad = torch.randn_like(layer(x))
-    return lambda: torch.autograd.grad(layer(x), x, grad)
+    return gradient_step(layer.to(x.device, x.dtype), x)
+
+
+def gradient_step(forward: Callable[[Tensor], Tensor], x: Tensor) -> Callable[[], object]:
+    """One call of ``forward`` on ``x`` and the gradient of a fixed random output direction."""
+    grad = torch.randn_like(forward(x))
+    return lambda: torch.autograd.grad(forward(x), x, grad)
 
 
 def import_peer(name: str, notes: list[str]) -> ModuleType | None:
