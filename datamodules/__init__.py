@@ -3,10 +3,15 @@
 Importable on its own (it does not need ``lightning_modules``).
 """
 
-from datamodules.augment import BORDER_MODES, POLICIES, CanvasTransform, Translation
-from datamodules.placement import PLACEMENTS
-from datamodules.sources import DATASETS, DatasetInfo, load_splits
-from datamodules.translation import TranslationDataModule
+from invariance_recipes.datamodules.augment import (
+    BORDER_MODES,
+    POLICIES,
+    CanvasTransform,
+    Translation,
+)
+from invariance_recipes.datamodules.placement import PLACEMENTS
+from invariance_recipes.datamodules.sources import DATASETS, DatasetInfo, load_splits
+from invariance_recipes.datamodules.translation import TranslationDataModule
 
 __all__ = [
     "BORDER_MODES",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from invariance_common.checks import check_choice
+from invariance_recipes.common.checks import check_choice
 
 #: Named placements. Quadrant placements keep the whole object inside that quadrant.
 PLACEMENTS: tuple[str, ...] = (

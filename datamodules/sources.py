@@ -2,7 +2,7 @@
 
 - ``digits``: scikit-learn's bundled handwritten digits (1,797 real 8x8 images; no download).
 - ``digits-m``: the same digits blended into crops of scikit-learn's two bundled photographs, the
-  MNIST-M construction (``datamodules.digits_m``; no download).
+  MNIST-M construction (``invariance_recipes.datamodules.digits_m``; no download).
 - torchvision sets (MNIST, Fashion-MNIST, CIFAR-10/100, SVHN), read with torchvision's own readers,
   except CIFAR's pickled batches, which are read with a restricted unpickler (``safe_pickle``) so a
   crafted file cannot run code. torchvision checks CIFAR and SVHN files against the md5 sums of the
@@ -22,6 +22,8 @@ from types import MappingProxyType
 from typing import Any, ClassVar, overload
 
 import numpy as np
+from invariance_recipes.datamodules import digits_m
+from invariance_recipes.datamodules.safe_pickle import load_data_pickle
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -29,9 +31,7 @@ from torchvision.datasets import CIFAR10, CIFAR100, MNIST, SVHN, FashionMNIST, I
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, pil_loader
 from torchvision.datasets.vision import VisionDataset
 
-from datamodules import digits_m
-from datamodules.safe_pickle import load_data_pickle
-from invariance_common.checks import check_choice
+from invariance_recipes.common.checks import check_choice
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ from collections.abc import Sized
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
-
-from datamodules.augment import CanvasTransform, check_view_margin, resolve_translation
-from datamodules.placement import check_placement, sample_positions
-from datamodules.sources import (
+from invariance_recipes.datamodules.augment import (
+    CanvasTransform,
+    check_view_margin,
+    resolve_translation,
+)
+from invariance_recipes.datamodules.placement import check_placement, sample_positions
+from invariance_recipes.datamodules.sources import (
     DATASETS,
     SPLITS,
     Split,
@@ -28,6 +28,9 @@ from datamodules.sources import (
     inspect_folder,
     load_splits,
 )
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 # sklearn's 8x8 digits are too small for two stride-2 stages plus a free margin: upsampled to 16
 # on a 32-px canvas they leave 8 px on every side to shift into.

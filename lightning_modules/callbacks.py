@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
+from invariance_recipes.lightning_modules.metrics import AccuracyVsShift
+from invariance_recipes.lightning_modules.shifts import translate
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 
-from lightning_modules.metrics import AccuracyVsShift
-from lightning_modules.shifts import translate
-
 if TYPE_CHECKING:
-    from lightning_modules.classifier import InvarianceClassifier
+    from invariance_recipes.lightning_modules.classifier import InvarianceClassifier
 
 #: The file in the run folder that records which checkpoint the test used and what it measured.
 TESTED = "tested.json"

@@ -1,6 +1,6 @@
 """The one LightningModule shared by every variant.
 
-The network is built from plain options through :func:`lightning_modules.nets.build_net`,
+The network is built from plain options through :func:`invariance_recipes.lightning_modules.nets.build_net`,
 so a checkpoint's hyperparameters rebuild the exact model, and two variants differ only
 in the options their preset sets. Metrics are separate objects per split and are logged
 as metric objects under names every variant shares, so runs line up in one dashboard.
@@ -15,20 +15,23 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-from torchmetrics.classification import MulticlassAccuracy
-
-from lightning_modules.metrics import ProtocolReport, ShiftConsistency, ShiftReport
-from lightning_modules.metrics.protocols import FAST_PROTOCOLS
-from lightning_modules.metrics.report import REPORTED_MODES
-from lightning_modules.nets import DEFAULTS, build_net
-from lightning_modules.rng_state import collect_rng_states, restore_rng_states
-from lightning_modules.shifts import (
+from invariance_recipes.lightning_modules.metrics import (
+    ProtocolReport,
+    ShiftConsistency,
+    ShiftReport,
+)
+from invariance_recipes.lightning_modules.metrics.protocols import FAST_PROTOCOLS
+from invariance_recipes.lightning_modules.metrics.report import REPORTED_MODES
+from invariance_recipes.lightning_modules.nets import DEFAULTS, build_net
+from invariance_recipes.lightning_modules.rng_state import collect_rng_states, restore_rng_states
+from invariance_recipes.lightning_modules.shifts import (
     CONSISTENCY_MAX_SHIFT,
     offset_sweep,
     sample_offset_pair,
     translate,
 )
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("cosine", "onecycle", "step", "none")
@@ -40,7 +43,7 @@ class InvarianceClassifier(L.LightningModule):
     Args:
         num_classes, in_channels, image_size: taken from the DataModule (linked by the CLI).
         backbone, downsample, head, padding_mode, widths, blocks_per_stage, mlp_hidden,
-            dropout, filt_size: network options, see :func:`lightning_modules.nets.build_net`.
+            dropout, filt_size: network options, see :func:`invariance_recipes.lightning_modules.nets.build_net`.
         optimizer: ``adamw`` or ``sgd`` (with Nesterov momentum).
         lr, weight_decay, momentum: optimizer settings.
         scheduler: ``cosine``, ``onecycle``, ``step`` or ``none``; stepped every batch.
@@ -56,7 +59,7 @@ class InvarianceClassifier(L.LightningModule):
             the pixels a ``zero``-mode shift vacates.
         shift_seed: seed of the per-sample offsets, which depend only on the sample and
             this seed, so the numbers do not change with batch size or device count.
-        protocols: named protocols (``lightning_modules.metrics.PROTOCOLS``) the test also
+        protocols: named protocols (``invariance_recipes.lightning_modules.metrics.PROTOCOLS``) the test also
             reports, each under ``test/<protocol>/<metric>``; crop protocols need a canvas
             larger than ``image_size`` (``--data.view_size``).
         channels_last: keep the network's weights and its inputs in channels-last memory.

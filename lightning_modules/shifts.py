@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from numbers import Integral
 
 import torch
+from invariance_recipes.lightning_modules.fourier_shift import fourier_translate
 from torch import Tensor
 
-from invariance_common.checks import check_choice
-from invariance_common.shift_modes import SHIFT_MODES
-from lightning_modules.fourier_shift import fourier_translate
+from invariance_recipes.common.checks import check_choice
+from invariance_recipes.common.shift_modes import SHIFT_MODES
 
 # Radius (pixels per axis) of the consistency pairs that training and the test report measure
 # by default: the one name and value of that quantity.
@@ -62,7 +62,7 @@ def translate(
             (`torch.nn.functional.pad(mode="reflect")` semantics); "circular": `torch.roll` per
             sample (the shift for which stride-1 convolutions are exactly equivariant);
             "fourier": a band-limited circular shift by real (sub-pixel) offsets, see
-            `lightning_modules.fourier_shift.fourier_translate`.
+            `invariance_recipes.lightning_modules.fourier_shift.fourier_translate`.
         fill: value of vacated pixels in "zero" mode: a scalar or one value per channel.
 
     Returns:

@@ -11,7 +11,7 @@ Sections (``--only``): layers (BlurPool2d and MaxBlurPool2d against timm, kornia
 antialiased-cnns with the same padding, forward + backward), translate (every shift mode
 against ``x.clone()``), validation (``val/consistency``'s cost), training (Lightning against a
 plain loop; the augmenting loader against the step), layout (channels-last training steps)
-and imports (``import lightning_modules.layers`` against ``import torch``).
+and imports (``import invariance_recipes.lightning_modules.layers`` against ``import torch``).
 """
 
 import sys

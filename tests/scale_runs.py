@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from invariance_recipes.evaluation import evaluate_checkpoint
+from invariance_recipes.measure.evaluation import evaluate_checkpoint
 from recipe_runs import read_test_metrics
 
 

@@ -6,11 +6,10 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from invariance_recipes.lightning_modules.layers import BlurPool2d
+from invariance_recipes.lightning_modules.nets import antialias, build_net
 from torch import nn
 from torchvision import models
-
-from lightning_modules.layers import BlurPool2d
-from lightning_modules.nets import antialias, build_net
 
 STRIDED_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 FAMILIES = {

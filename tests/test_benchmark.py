@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from invariance_recipes.lightning_modules.layers.blur_paths import choose_path
+from invariance_recipes.lightning_modules.variants import VARIANTS
 
 from invariance_recipes.benchmarks.cli import parse_args, run
 from invariance_recipes.benchmarks.rows import COLUMNS, QUICK
 from invariance_recipes.benchmarks.timing import Timings, alternate, interleaved
 from invariance_recipes.benchmarks.training import VARIANT
-from lightning_modules.layers.blur_paths import choose_path
-from lightning_modules.variants import VARIANTS
 from recipe_runs import run_recipe
 
 SECTIONS = {

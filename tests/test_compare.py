@@ -15,21 +15,21 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from invariance_recipes.datamodules import TranslationDataModule
+from invariance_recipes.lightning_modules.crop_shift import center_view
 from PIL import Image
 
-from datamodules import TranslationDataModule
-from invariance_recipes.comparison import common_args, compare_command, parse_args, plan
-from invariance_recipes.experiments import (
+from invariance_recipes.compare.comparison import common_args, compare_command, parse_args, plan
+from invariance_recipes.compare.experiments import (
     EXPERIMENTS,
     QUADRANTS,
     best_checkpoint,
     get_experiment,
     measure,
 )
-from invariance_recipes.outcomes import load_outcomes
-from invariance_recipes.results import aggregate, header, markdown, read_rows, write_plots
-from invariance_recipes.training import TrainCLI, load_checkpoint
-from lightning_modules.crop_shift import center_view
+from invariance_recipes.compare.results import aggregate, header, markdown, read_rows, write_plots
+from invariance_recipes.measure.outcomes import load_outcomes
+from invariance_recipes.run.training import TrainCLI, load_checkpoint
 from recipe_runs import is_share_of, recipe_env, run_recipe
 from wandb_records import read_run
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from invariance_recipes.dashboard import build_workspace, dashboard_command
+from invariance_recipes.publish.dashboard import build_workspace, dashboard_command
 from recipe_runs import QUICK, run_recipe
 from wandb_records import read_run
 

@@ -13,12 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-from lightning.pytorch import LightningModule, Trainer, seed_everything
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch import nn
-from torch.utils.data import SequentialSampler
-
-from datamodules import (
+from invariance_recipes.datamodules import (
     DATASETS,
     PLACEMENTS,
     POLICIES,
@@ -26,9 +21,14 @@ from datamodules import (
     Translation,
     TranslationDataModule,
 )
-from datamodules.translation import EpochShuffle
+from invariance_recipes.datamodules.translation import EpochShuffle
+from lightning.pytorch import LightningModule, Trainer, seed_everything
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch import nn
+from torch.utils.data import SequentialSampler
+
 from formats import write_cifar10, write_image_folder
-from invariance_common.shift_modes import SHIFT_MODES
+from invariance_recipes.common.shift_modes import SHIFT_MODES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,10 @@ def test_hparams_record_every_constructor_argument() -> None:
 
 @pytest.mark.slow
 def test_package_imports_without_the_model_side() -> None:
-    code = "import sys, datamodules; print(sorted(m for m in sys.modules if m.startswith('lightning_modules')))"
+    code = (
+        "import sys, invariance_recipes.datamodules; "
+        "print(sorted(m for m in sys.modules if m.startswith('invariance_recipes.lightning_modules')))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )

@@ -7,14 +7,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from invariance_recipes.datamodules import TranslationDataModule
+from invariance_recipes.datamodules.digits_m import (
+    CANVAS_SIZE,
+    DIGIT_SIZE,
+    PHOTO_BLOCKS,
+    draw_backgrounds,
+)
+from invariance_recipes.datamodules.sources import load_splits
+from invariance_recipes.lightning_modules.shifts import translate
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
-from datamodules import TranslationDataModule
-from datamodules.digits_m import CANVAS_SIZE, DIGIT_SIZE, PHOTO_BLOCKS, draw_backgrounds
-from datamodules.sources import load_splits
-from invariance_recipes.experiments import get_experiment
-from lightning_modules.shifts import translate
+from invariance_recipes.compare.experiments import get_experiment
 
 SPLITS = ("train", "val", "test")
 

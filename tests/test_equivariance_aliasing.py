@@ -3,10 +3,12 @@ MaxPool, where the integer error at shifts by the stride scores MaxPool as perfe
 
 import pytest
 import torch
+from invariance_recipes.lightning_modules.layers import BlurPool2d
+from invariance_recipes.lightning_modules.metrics import (
+    equivariance_error,
+    feature_equivariance_error,
+)
 from torch import nn
-
-from lightning_modules.layers import BlurPool2d
-from lightning_modules.metrics import equivariance_error, feature_equivariance_error
 
 
 class IdealLowPassSubsample(nn.Module):

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from invariance_recipes.lightning_modules.metrics import PROTOCOLS
 
-from lightning_modules.metrics import PROTOCOLS
 from recipe_runs import QUICK, read_test_metrics, run_recipe
 
 NAMED = ["zhang2019", "aps-circular", "afc-worst", "afc-fractional", "azulay-weiss"]

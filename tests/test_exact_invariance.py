@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from lightning_modules.nets import build_net, get_downsampler
-from lightning_modules.variants import VARIANTS
+from invariance_recipes.lightning_modules.nets import build_net, get_downsampler
+from invariance_recipes.lightning_modules.variants import VARIANTS
 
 EXACT = ("aps-circular", "lps-circular", "alias-free")
 # Image sides: the small CNN sees 16 px and every shift up to 8 px on each axis; ResNet-18

@@ -8,17 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
-
-from invariance_recipes.export import (
-    ATOL,
-    OPSET,
-    ExportError,
-    check_onnx,
-    export_onnx,
-    export_program,
-)
-from lightning_modules.layers import (
+from invariance_recipes.lightning_modules.layers import (
     PAD_TYPES,
     BlurPool2d,
     ConvBlurPool2d,
@@ -27,9 +17,19 @@ from lightning_modules.layers import (
     PolyphaseDownsample2d,
     SameMaxPool2d,
 )
-from lightning_modules.nets import BACKBONES, build_net
-from lightning_modules.nets.downsample import DOWNSAMPLERS
-from lightning_modules.nets.options import PADDING_MODES
+from invariance_recipes.lightning_modules.nets import BACKBONES, build_net
+from invariance_recipes.lightning_modules.nets.downsample import DOWNSAMPLERS
+from invariance_recipes.lightning_modules.nets.options import PADDING_MODES
+from torch import nn
+
+from invariance_recipes.publish.export import (
+    ATOL,
+    OPSET,
+    ExportError,
+    check_onnx,
+    export_onnx,
+    export_program,
+)
 
 C = 3
 # The alias-free layers' ideal resampling does not convert to ONNX (opset 18); torch.export

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from invariance_recipes.findings import (
+from invariance_recipes.compare.results import RESULTS_CSV, RESULTS_MD, write_rows
+from invariance_recipes.measure.outcomes import save_outcomes
+from invariance_recipes.publish.findings import (
     FINDINGS,
     Results,
     findings_command,
@@ -17,8 +19,6 @@ from invariance_recipes.findings import (
     overall,
     seed_interval,
 )
-from invariance_recipes.outcomes import save_outcomes
-from invariance_recipes.results import RESULTS_CSV, RESULTS_MD, write_rows
 
 N = 100  # test images per run
 SEEDS = (0, 1, 2)

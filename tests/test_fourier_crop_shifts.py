@@ -5,9 +5,8 @@ import math
 
 import pytest
 import torch
-
-from lightning_modules.crop_shift import center_view, crop_windows
-from lightning_modules.shifts import translate
+from invariance_recipes.lightning_modules.crop_shift import center_view, crop_windows
+from invariance_recipes.lightning_modules.shifts import translate
 
 SIZE = 32
 # (frequency along H, frequency along W, amplitude, phase): every frequency below Nyquist (16).

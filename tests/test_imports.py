@@ -16,22 +16,30 @@ pytestmark = pytest.mark.slow
 HEAVY = ("lightning", "pytorch_lightning", "torchmetrics", "wandb", "albumentations")
 
 
+MODEL_SIDE = "invariance_recipes.lightning_modules"
+DATA_SIDE = "invariance_recipes.datamodules"
+
+
 def loaded_after(statement: str) -> set[str]:
-    """Top-level modules in ``sys.modules`` after running ``statement`` in a new process."""
-    code = f"{statement}\nimport json, sys\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    """Modules in ``sys.modules`` after running ``statement`` in a new process: each top-level
+    name, and each module of our own under its full dotted name."""
+    code = f"{statement}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+    names = json.loads(out.stdout.strip().splitlines()[-1])
+    return {n.split(".")[0] for n in names} | {
+        n for n in names if n.startswith("invariance_recipes.")
+    }
 
 
 @pytest.mark.parametrize(
     "module",
     [
-        "lightning_modules.layers",
-        "lightning_modules.nets",
-        "lightning_modules.shifts",
-        "lightning_modules",
+        "invariance_recipes.lightning_modules.layers",
+        "invariance_recipes.lightning_modules.nets",
+        "invariance_recipes.lightning_modules.shifts",
+        "invariance_recipes.lightning_modules",
     ],
 )
 def test_torch_only_parts_import_no_framework(module: str) -> None:
@@ -40,30 +48,29 @@ def test_torch_only_parts_import_no_framework(module: str) -> None:
 
 
 def test_metrics_need_torchmetrics_but_not_lightning() -> None:
-    loaded = loaded_after("import lightning_modules.metrics")
+    loaded = loaded_after("import invariance_recipes.lightning_modules.metrics")
     assert "torchmetrics" in loaded
     assert not loaded & {"lightning", "pytorch_lightning", "wandb", "albumentations"}
 
 
 def test_lazy_names_resolve_to_their_definitions() -> None:
-    import lightning_modules
-    from lightning_modules.layers.blur_pool import BlurPool2d
+    import invariance_recipes.lightning_modules
+    from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 
-    assert lightning_modules.BlurPool2d is BlurPool2d
-    assert set(lightning_modules.__all__) <= set(dir(lightning_modules))
+    assert invariance_recipes.lightning_modules.BlurPool2d is BlurPool2d
+    assert set(invariance_recipes.lightning_modules.__all__) <= set(
+        dir(invariance_recipes.lightning_modules)
+    )
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = lightning_modules.Nope
+        _ = invariance_recipes.lightning_modules.Nope
 
 
 @pytest.mark.parametrize(
     ("statement", "forbidden"),
     [
-        ("import datamodules", "lightning_modules"),
-        (
-            "import lightning_modules, lightning_modules.metrics, lightning_modules.nets",
-            "datamodules",
-        ),
-        ("import invariance_common.checks, invariance_common.shift_modes", "torch"),
+        (f"import {DATA_SIDE}", MODEL_SIDE),
+        (f"import {MODEL_SIDE}, {MODEL_SIDE}.metrics, {MODEL_SIDE}.nets", DATA_SIDE),
+        ("import invariance_recipes.common.checks, invariance_recipes.common.shift_modes", "torch"),
     ],
 )
 def test_the_model_side_and_the_data_side_do_not_import_each_other(

@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.special import binom
-
-from lightning_modules.layers import (
+from invariance_recipes.lightning_modules.layers import (
     NORMS,
     PAD_TYPES,
     BlurPool2d,
@@ -23,8 +21,15 @@ from lightning_modules.layers import (
     select_phase,
     take_phase,
 )
-from lightning_modules.layers.blur_paths import CHOICES, DENSE, DENSE_MAX_SIDE, PATHS, choose_path
-from lightning_modules.layers.same_max_pool import takes_shift_path
+from invariance_recipes.lightning_modules.layers.blur_paths import (
+    CHOICES,
+    DENSE,
+    DENSE_MAX_SIDE,
+    PATHS,
+    choose_path,
+)
+from invariance_recipes.lightning_modules.layers.same_max_pool import takes_shift_path
+from scipy.special import binom
 
 NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "zero": "constant", "circular": "wrap"}
 SIZES = [(9, 12), (8, 7), (1, 1), (2, 3), (3, 2)]  # odd, even, and smaller than the padding
@@ -434,7 +439,7 @@ def test_bad_inputs_raise_clear_errors() -> None:
 
 # --- Ideal (FFT) resampling, alias-free activation, learnable polyphase sampling ---------
 
-from lightning_modules.layers import (  # noqa: E402
+from invariance_recipes.lightning_modules.layers import (  # noqa: E402
     AliasFreeActivation,
     IdealLowPassDownsample2d,
     LearnablePolyphaseDownsample2d,

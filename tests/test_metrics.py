@@ -7,10 +7,7 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-
-from lightning_modules.metrics import (
+from invariance_recipes.lightning_modules.metrics import (
     AccuracyVsShift,
     EquivarianceError,
     FlipRate,
@@ -21,7 +18,9 @@ from lightning_modules.metrics import (
     evaluate_shift_robustness,
     feature_equivariance_error,
 )
-from lightning_modules.shifts import offset_sweep, shifted_pair, translate
+from invariance_recipes.lightning_modules.shifts import offset_sweep, shifted_pair, translate
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

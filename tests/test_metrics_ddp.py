@@ -7,9 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torchmetrics import Metric
-
-from lightning_modules.metrics import (
+from invariance_recipes.lightning_modules.metrics import (
     AccuracyVsShift,
     EquivarianceError,
     FlipRate,
@@ -18,7 +16,8 @@ from lightning_modules.metrics import (
     ShiftConsistency,
     WorstCaseConsistency,
 )
-from lightning_modules.shifts import offset_sweep
+from invariance_recipes.lightning_modules.shifts import offset_sweep
+from torchmetrics import Metric
 
 # every test here starts gloo process groups: the full suite runs them, not the inner loop
 pytestmark = pytest.mark.slow

@@ -8,8 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from lightning_modules.layers import (
+from invariance_recipes.lightning_modules.layers import (
     AliasFreeActivation,
     BlurPool2d,
     IdealLowPassDownsample2d,
@@ -20,7 +19,13 @@ from lightning_modules.layers import (
     PolyphaseScoringNet,
     SameMaxPool2d,
 )
-from lightning_modules.nets import BACKBONES, DOWNSAMPLERS, HEADS, PADDING_MODES, build_net
+from invariance_recipes.lightning_modules.nets import (
+    BACKBONES,
+    DOWNSAMPLERS,
+    HEADS,
+    PADDING_MODES,
+    build_net,
+)
 
 DOWNSAMPLES = tuple(DOWNSAMPLERS)
 HEAD_NAMES = tuple(HEADS)

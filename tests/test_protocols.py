@@ -11,11 +11,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from invariance_recipes.lightning_modules.metrics import (
+    PROTOCOLS,
+    ProtocolReport,
+    evaluate_protocols,
+)
+from invariance_recipes.lightning_modules.nets import build_net
+from invariance_recipes.lightning_modules.shifts import sample_integers
 from torch import nn
-
-from lightning_modules.metrics import PROTOCOLS, ProtocolReport, evaluate_protocols
-from lightning_modules.nets import build_net
-from lightning_modules.shifts import sample_integers
 
 CANVAS, VIEW, CLASSES = 28, 24, 3
 BATCH_SIZES = (7, 5, 4)  # uneven, so over-images and mean-of-batch-means differ

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from invariance_recipes.readme import readme_part, readme_tables_command
-from invariance_recipes.results import markdown
+from invariance_recipes.compare.results import markdown
+from invariance_recipes.publish.readme import readme_part, readme_tables_command
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,18 +7,22 @@ import math
 
 import pytest
 import torch
-from torch import nn
-from torchvision.models import resnet18
-
-from invariance_recipes.receptive_fields import mass_side
-from lightning_modules.layers import BlurPool2d, PolyphaseDownsample2d, SpatialPyramidPool2d
-from lightning_modules.nets import DOWNSAMPLERS, build_net
-from lightning_modules.nets.effective_receptive_field import (
+from invariance_recipes.lightning_modules.layers import (
+    BlurPool2d,
+    PolyphaseDownsample2d,
+    SpatialPyramidPool2d,
+)
+from invariance_recipes.lightning_modules.nets import DOWNSAMPLERS, build_net
+from invariance_recipes.lightning_modules.nets.effective_receptive_field import (
     centre_unit,
     effective_receptive_field,
     random_batches,
 )
-from lightning_modules.nets.receptive_field import Field, receptive_field
+from invariance_recipes.lightning_modules.nets.receptive_field import Field, receptive_field
+from torch import nn
+from torchvision.models import resnet18
+
+from invariance_recipes.measure.receptive_fields import mass_side
 
 
 def last(module: nn.Module, size: int = 64) -> Field:

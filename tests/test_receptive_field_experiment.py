@@ -9,15 +9,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from invariance_recipes.lightning_modules.nets.receptive_field import receptive_field
 from PIL import Image
 
-from invariance_recipes.comparison import common_args, parse_args, plan, run_all
-from invariance_recipes.evaluation import evaluate_command
-from invariance_recipes.experiments import best_checkpoint, get_experiment
-from invariance_recipes.receptive_fields import RF_PLOT_PNG
-from invariance_recipes.results import RESULTS_MD, markdown, write_plots
-from invariance_recipes.training import TrainCLI
-from lightning_modules.nets.receptive_field import receptive_field
+from invariance_recipes.compare.comparison import common_args, parse_args, plan, run_all
+from invariance_recipes.compare.experiments import best_checkpoint, get_experiment
+from invariance_recipes.compare.results import RESULTS_MD, markdown, write_plots
+from invariance_recipes.measure.evaluation import evaluate_command
+from invariance_recipes.measure.receptive_fields import RF_PLOT_PNG
+from invariance_recipes.run.training import TrainCLI
 
 
 def small_cnn_field(stages: int, blocks: int) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from invariance_recipes.run_folders import create_run_dir
+from invariance_recipes.run.run_folders import create_run_dir
 from recipe_runs import QUICK, ROOT, read_test_metrics, recipe_env, run_recipe
 from wandb_records import read_records
 

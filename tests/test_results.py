@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from invariance_recipes.experiments import get_experiment
-from invariance_recipes.provenance import commit, markdown_block, provenance
-from invariance_recipes.results import curve_accuracy, markdown, paired_comparisons, plot_curves
+from invariance_recipes.compare.experiments import get_experiment
+from invariance_recipes.compare.provenance import commit, markdown_block, provenance
+from invariance_recipes.compare.results import (
+    curve_accuracy,
+    markdown,
+    paired_comparisons,
+    plot_curves,
+)
 
 N = 200
 SHA = np.array("same-images")

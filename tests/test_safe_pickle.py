@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from invariance_recipes.datamodules.sources import load_splits
 
-from datamodules.sources import load_splits
 from formats import write_cifar10
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from invariance_recipes.comparison import common_args, compare_command, parse_args, plan
-from invariance_recipes.experiments import get_experiment
-from invariance_recipes.results import read_rows
-from invariance_recipes.sharding import Shard, parse_shard, select
+from invariance_recipes.compare.comparison import common_args, compare_command, parse_args, plan
+from invariance_recipes.compare.experiments import get_experiment
+from invariance_recipes.compare.results import read_rows
+from invariance_recipes.compare.sharding import Shard, parse_shard, select
 from recipe_runs import ROOT, recipe_env, run_recipe
 
 VARIANTS = ["baseline", "global-pooling"]

@@ -5,9 +5,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-
-from invariance_common.shift_modes import SHIFT_MODES
-from lightning_modules.shifts import (
+from invariance_recipes.lightning_modules.shifts import (
     offset_sweep,
     random_offsets,
     sample_offset_pair,
@@ -15,6 +13,8 @@ from lightning_modules.shifts import (
     shifted_pair,
     translate,
 )
+
+from invariance_recipes.common.shift_modes import SHIFT_MODES
 
 NUMPY_MODES = {"zero": "constant", "reflect": "reflect", "circular": "wrap"}
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from invariance_recipes.datamodules.sources import inspect_folder, load_splits
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from datamodules.sources import inspect_folder, load_splits
 from formats import (
     write_cifar10,
     write_cifar100,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from invariance_recipes.statistics import (
+from invariance_recipes.compare.statistics import (
     binomial_two_sided,
     holm,
     mcnemar_exact,

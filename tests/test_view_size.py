@@ -2,9 +2,8 @@
 
 import pytest
 import torch
-
-from datamodules import TranslationDataModule
-from datamodules.augment import CanvasTransform
+from invariance_recipes.datamodules import TranslationDataModule
+from invariance_recipes.datamodules.augment import CanvasTransform
 
 CANVAS, VIEW = 32, 28
 

@@ -83,7 +83,7 @@ def _env(url: str, home: Path) -> dict[str, str]:
 START_LOGGER = """
 import sys, time
 from pathlib import Path
-from invariance_recipes.loggers import make_logger
+from invariance_recipes.run.loggers import make_logger
 run_dir = Path(sys.argv[1]); run_dir.mkdir()
 start = time.monotonic()
 logger = make_logger("wandb", run_dir=run_dir, name="stub", project="p", group=None,

@@ -1,5 +1,5 @@
 """The blur-paths section: every way :class:`BlurPool2d` can compute its blur, against the
-path the choice table (``lightning_modules.layers.blur_paths.CHOICES``) picks and against the
+path the choice table (``invariance_recipes.lightning_modules.layers.blur_paths.CHOICES``) picks and against the
 fastest peer with the same padding, so that the table is written from one run's numbers.
 
 A path whose ratio to the chosen one is below 1 is faster on this machine: the table's entry
@@ -23,8 +23,8 @@ from invariance_recipes.benchmarks.layers import (
 )
 from invariance_recipes.benchmarks.rows import Config, Row, compare, device_sync, shape_text
 from invariance_recipes.benchmarks.timing import interleaved
-from lightning_modules.layers import BlurPool2d
-from lightning_modules.layers.blur_paths import (
+from invariance_recipes.lightning_modules.layers import BlurPool2d
+from invariance_recipes.lightning_modules.layers.blur_paths import (
     CONV,
     CONV_CHANNELS_LAST,
     DENSE,

@@ -1,4 +1,4 @@
-"""The imports section: what ``import lightning_modules.layers`` costs a user's process,
+"""The imports section: what ``import invariance_recipes.lightning_modules.layers`` costs a user's process,
 against ``import torch`` (which it needs anyway), timed as whole fresh interpreters."""
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ def import_seconds(module: str) -> float:
 
 
 def import_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Row]:
-    """``import lightning_modules.layers`` against ``import torch``, alternating processes."""
+    """``import invariance_recipes.lightning_modules.layers`` against ``import torch``, alternating processes."""
     timings = alternate(
         {
-            "import lightning_modules.layers": lambda: import_seconds("lightning_modules.layers"),
+            "import invariance_recipes.lightning_modules.layers": lambda: import_seconds(
+                "invariance_recipes.lightning_modules.layers"
+            ),
             "import torch": lambda: import_seconds("torch"),
         },
         cfg.import_runs,
@@ -37,7 +39,7 @@ def import_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Row
             timings,
             "imports",
             setting,
-            "import lightning_modules.layers",
+            "import invariance_recipes.lightning_modules.layers",
             "import torch",
             TARGET,
             "the layers need only torch; Lightning and torchmetrics stay unimported",

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from invariance_recipes.benchmarks.rows import Config, Row, compare, device_sync, shape_text
 from invariance_recipes.benchmarks.timing import interleaved
-from lightning_modules.layers import (
+from invariance_recipes.lightning_modules.layers import (
     AliasFreeActivation,
     BlurPool2d,
     IdealLowPassDownsample2d,

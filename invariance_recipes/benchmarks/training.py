@@ -29,13 +29,13 @@ from lightning.pytorch import Callback
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from datamodules import TranslationDataModule
 from invariance_recipes.benchmarks.rows import Config, Row, compare, device_sync
 from invariance_recipes.benchmarks.timing import alternate
-from lightning_modules import InvarianceClassifier
-from lightning_modules.nets.build import build_net
-from lightning_modules.shifts import CONSISTENCY_MAX_SHIFT
-from lightning_modules.variants import VARIANTS, get_variant
+from invariance_recipes.datamodules import TranslationDataModule
+from invariance_recipes.lightning_modules import InvarianceClassifier
+from invariance_recipes.lightning_modules.nets.build import build_net
+from invariance_recipes.lightning_modules.shifts import CONSISTENCY_MAX_SHIFT
+from invariance_recipes.lightning_modules.variants import VARIANTS, get_variant
 
 VARIANT = "blurpool"  # the model of the validation and training rows
 # Backbone -> the input of its channels-last timing (ResNet-18 at the CIFAR shape).

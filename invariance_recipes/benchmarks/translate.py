@@ -13,7 +13,7 @@ from torch import Tensor
 
 from invariance_recipes.benchmarks.rows import Config, Row, compare, device_sync, shape_text
 from invariance_recipes.benchmarks.timing import interleaved
-from lightning_modules.shifts import (
+from invariance_recipes.lightning_modules.shifts import (
     CONSISTENCY_MAX_SHIFT,
     TRANSLATE_MODES,
     random_offsets,

@@ -1,26 +1,31 @@
 """Anti-aliased, polyphase and alias-free layers (Zhang 2019; Chaman & Dokmanic 2021;
 Rojas-Gomez et al. 2022; Michaeli, Michaeli & Soudry 2023)."""
 
-from lightning_modules.layers.alias_free_activation import NONLINEARITIES, AliasFreeActivation
-from lightning_modules.layers.binomial import binomial_filter
-from lightning_modules.layers.blur_pool import BlurPool2d
-from lightning_modules.layers.conv_blur_pool import ConvBlurPool2d
-from lightning_modules.layers.ideal_lowpass import (
+from invariance_recipes.lightning_modules.layers.alias_free_activation import (
+    NONLINEARITIES,
+    AliasFreeActivation,
+)
+from invariance_recipes.lightning_modules.layers.binomial import binomial_filter
+from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
+from invariance_recipes.lightning_modules.layers.conv_blur_pool import ConvBlurPool2d
+from invariance_recipes.lightning_modules.layers.ideal_lowpass import (
     IdealLowPassDownsample2d,
     ideal_downsample,
     ideal_upsample,
 )
-from lightning_modules.layers.learnable_polyphase import (
+from invariance_recipes.lightning_modules.layers.learnable_polyphase import (
     MIXTURES,
     LearnablePolyphaseDownsample2d,
     PolyphaseFollower2d,
     PolyphaseScoringNet,
 )
-from lightning_modules.layers.max_blur_pool import MaxBlurPool2d
-from lightning_modules.layers.max_learnable_polyphase_pool import MaxLearnablePolyphasePool2d
-from lightning_modules.layers.max_polyphase_pool import MaxPolyphasePool2d
-from lightning_modules.layers.padding import PAD_TYPES, pad2d
-from lightning_modules.layers.polyphase import (
+from invariance_recipes.lightning_modules.layers.max_blur_pool import MaxBlurPool2d
+from invariance_recipes.lightning_modules.layers.max_learnable_polyphase_pool import (
+    MaxLearnablePolyphasePool2d,
+)
+from invariance_recipes.lightning_modules.layers.max_polyphase_pool import MaxPolyphasePool2d
+from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, pad2d
+from invariance_recipes.lightning_modules.layers.polyphase import (
     NORMS,
     PolyphaseDownsample2d,
     aps_downsample,
@@ -28,8 +33,11 @@ from lightning_modules.layers.polyphase import (
     select_phase,
     take_phase,
 )
-from lightning_modules.layers.same_max_pool import SameMaxPool2d
-from lightning_modules.layers.spatial_pyramid_pool import SPP_MODES, SpatialPyramidPool2d
+from invariance_recipes.lightning_modules.layers.same_max_pool import SameMaxPool2d
+from invariance_recipes.lightning_modules.layers.spatial_pyramid_pool import (
+    SPP_MODES,
+    SpatialPyramidPool2d,
+)
 
 __all__ = [
     "MIXTURES",

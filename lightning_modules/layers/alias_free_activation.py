@@ -6,10 +6,13 @@ from __future__ import annotations
 import math
 
 import torch
+from invariance_recipes.lightning_modules.layers.ideal_lowpass import (
+    ideal_downsample,
+    ideal_upsample,
+)
 from torch import Tensor, nn
 
-from invariance_common.checks import check_choice, check_positive
-from lightning_modules.layers.ideal_lowpass import ideal_downsample, ideal_upsample
+from invariance_recipes.common.checks import check_choice, check_positive
 
 NONLINEARITIES = ("poly", "relu")
 

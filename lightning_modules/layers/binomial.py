@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
+from invariance_recipes.lightning_modules.layers.checks import check_filt_size
 from torch import Tensor
-
-from lightning_modules.layers.checks import check_filt_size
 
 
 def binomial_filter(size: int) -> Tensor:

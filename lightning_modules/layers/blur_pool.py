@@ -6,18 +6,18 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
-from invariance_common.checks import check_choice, check_positive
-from lightning_modules.layers.binomial import binomial_filter
-from lightning_modules.layers.blur_paths import (
+from invariance_recipes.lightning_modules.layers.binomial import binomial_filter
+from invariance_recipes.lightning_modules.layers.blur_paths import (
     CONV_CHANNELS_LAST,
     DENSE,
     KRONECKER_MAX_OUTPUTS,
     choose_path,
 )
-from lightning_modules.layers.checks import check_filt_size, check_stride
-from lightning_modules.layers.padding import PAD_TYPES, pad2d
+from invariance_recipes.lightning_modules.layers.checks import check_filt_size, check_stride
+from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, pad2d
+from torch import Tensor, nn
+
+from invariance_recipes.common.checks import check_choice, check_positive
 
 
 class BlurPool2d(nn.Module):
@@ -40,7 +40,7 @@ class BlurPool2d(nn.Module):
     The filter is a non-persistent buffer: it is not part of the state dict, so a model
     converted with BlurPool still loads the state dict of the original model.
 
-    Computation: each call takes the path that :func:`~lightning_modules.layers.blur_paths.
+    Computation: each call takes the path that :func:`~invariance_recipes.lightning_modules.layers.blur_paths.
     choose_path` measured fastest for its padding, filter, map size, dtype and thread count:
     the depthwise convolution (zero padding fused into ``conv2d``; in channels-last memory
     where that was faster) or dense matrix products. For the latter, padding, blur and

@@ -1,5 +1,5 @@
 """Argument checks of the layers; the ones every package shares are in
-``invariance_common.checks``."""
+``invariance_recipes.common.checks``."""
 
 from __future__ import annotations
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 from torch import nn
 
-from invariance_common.checks import check_choice, check_positive
-from lightning_modules.layers.blur_pool import BlurPool2d
+from invariance_recipes.common.checks import check_choice, check_positive
 
 CONV_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # Blur padding that matches a convolution's: zero-padding a blur would darken the border, so

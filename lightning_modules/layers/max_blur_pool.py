@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
+from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
+from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES
+from invariance_recipes.lightning_modules.layers.same_max_pool import (
+    SameMaxPool2d,
+    takes_shift_path,
+)
 from torch import Tensor, nn
 
-from invariance_common.checks import check_choice, check_positive
-from lightning_modules.layers.blur_pool import BlurPool2d
-from lightning_modules.layers.padding import PAD_TYPES
-from lightning_modules.layers.same_max_pool import SameMaxPool2d, takes_shift_path
+from invariance_recipes.common.checks import check_choice, check_positive
 
 
 class MaxBlurPool2d(nn.Module):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES
+from invariance_recipes.lightning_modules.layers.polyphase import PolyphaseDownsample2d
+from invariance_recipes.lightning_modules.layers.same_max_pool import SameMaxPool2d
 from torch import Tensor, nn
 
-from invariance_common.checks import check_choice, check_positive
-from lightning_modules.layers.padding import PAD_TYPES
-from lightning_modules.layers.polyphase import PolyphaseDownsample2d
-from lightning_modules.layers.same_max_pool import SameMaxPool2d
+from invariance_recipes.common.checks import check_choice, check_positive
 
 
 class MaxPolyphasePool2d(nn.Module):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from invariance_common.checks import check_choice
+from invariance_recipes.common.checks import check_choice
 
 PAD_TYPES = ("reflect", "replicate", "zero", "circular")
 _TORCH_MODES = {"reflect": "reflect", "replicate": "replicate", "zero": "constant"}

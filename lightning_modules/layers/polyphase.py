@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
+from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
+from invariance_recipes.lightning_modules.layers.checks import check_stride
+from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, pad2d
 from torch import Tensor, nn
 
-from invariance_common.checks import check_choice
-from lightning_modules.layers.blur_pool import BlurPool2d
-from lightning_modules.layers.checks import check_stride
-from lightning_modules.layers.padding import PAD_TYPES, pad2d
+from invariance_recipes.common.checks import check_choice
 
 NORMS = ("l1", "l2", "linf")
 _ORDERS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invariance_common.checks import check_choice
+from invariance_recipes.common.checks import check_choice
 
 SPP_MODES = ("max", "avg")
 

@@ -4,10 +4,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+from invariance_recipes.lightning_modules.metrics._utils import top1
 from torch import Tensor
 from torchmetrics import Metric
-
-from lightning_modules.metrics._utils import top1
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -20,7 +19,7 @@ class AccuracyVsShift(Metric):
     A single accuracy number hides where a network fails; the curve shows whether accuracy decays
     smoothly with the shift (augmentation covers small shifts only) or collapses away from the
     training positions (a flatten-FC head tied to positions). Build the offsets with
-    `lightning_modules.shifts.offset_sweep`, shift each batch by every offset, and pass the
+    `invariance_recipes.lightning_modules.shifts.offset_sweep`, shift each batch by every offset, and pass the
     stacked predictions to `update`.
 
     Args:

@@ -3,11 +3,10 @@
 from typing import TYPE_CHECKING, Any
 
 import torch
+from invariance_recipes.lightning_modules.metrics._utils import check_same_samples, top1
+from invariance_recipes.lightning_modules.shifts import check_max_shift, check_mode
 from torch import Tensor
 from torchmetrics import Metric
-
-from lightning_modules.metrics._utils import check_same_samples, top1
-from lightning_modules.shifts import check_max_shift, check_mode
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -19,14 +18,14 @@ class ShiftConsistency(Metric):
 
     Protocol (Zhang 2019): for every test image draw two offsets (dy, dx) independently per
     sample, each axis uniform in [-max_shift, max_shift], shift the image by each with `mode`
-    (`lightning_modules.shifts.shifted_pair` does both), and pass the model's predictions on the
+    (`invariance_recipes.lightning_modules.shifts.shifted_pair` does both), and pass the model's predictions on the
     two copies to `update`. The metric does not shift by itself: `max_shift` and `mode` record the
     protocol so a reported number always comes with the shifts that produced it. Zhang reports
     89.20% for an ImageNet ResNet-50 and 91.31% with Bin-5 anti-aliasing.
 
     Args:
         max_shift: the largest |dy| and |dx| used to make the copies, in pixels.
-        mode: how the copies were shifted, one of `lightning_modules.shifts.SHIFT_MODES`.
+        mode: how the copies were shifted, one of `invariance_recipes.lightning_modules.shifts.SHIFT_MODES`.
         kwargs: forwarded to `torchmetrics.Metric`.
     """
 

@@ -14,11 +14,10 @@ MaxPool clearly more, because the error then measures the aliased energy the lay
 from typing import TYPE_CHECKING, Any
 
 import torch
+from invariance_recipes.lightning_modules.metrics._utils import evaluating
+from invariance_recipes.lightning_modules.shifts import check_mode, translate
 from torch import Tensor, nn
 from torchmetrics import Metric
-
-from lightning_modules.metrics._utils import evaluating
-from lightning_modules.shifts import check_mode, translate
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -41,7 +40,7 @@ def equivariance_error(
             for integer modes every component must be a multiple of `stride`.
         stride: the layer's total stride (the product of the strides up to and including it).
         mode: how T' shifts the feature map: "fourier" (any offset, band-limited shift by
-            offsets / stride) or one of `lightning_modules.shifts.SHIFT_MODES`; use the mode the
+            offsets / stride) or one of `invariance_recipes.lightning_modules.shifts.SHIFT_MODES`; use the mode the
             input was shifted with ("zero" shifts in zeros, the padding value).
     """
     _check_stride(stride)

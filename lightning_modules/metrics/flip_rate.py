@@ -3,10 +3,9 @@
 from typing import TYPE_CHECKING, Any
 
 import torch
+from invariance_recipes.lightning_modules.metrics._utils import check_same_samples, top1
 from torch import Tensor
 from torchmetrics import Metric
-
-from lightning_modules.metrics._utils import check_same_samples, top1
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

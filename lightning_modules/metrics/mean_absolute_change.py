@@ -3,10 +3,9 @@
 from typing import TYPE_CHECKING, Any
 
 import torch
+from invariance_recipes.lightning_modules.metrics._utils import check_same_samples
 from torch import Tensor
 from torchmetrics import Metric
-
-from lightning_modules.metrics._utils import check_same_samples
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -17,17 +17,16 @@ from itertools import chain
 from typing import Any
 
 import torch
+from invariance_recipes.lightning_modules.crop_shift import center_view, crop_windows
+from invariance_recipes.lightning_modules.metrics._utils import evaluating
+from invariance_recipes.lightning_modules.metrics.accuracy_vs_shift import AccuracyVsShift
+from invariance_recipes.lightning_modules.metrics.flip_rate import FlipRate
+from invariance_recipes.lightning_modules.metrics.mean_absolute_change import MeanAbsoluteChange
+from invariance_recipes.lightning_modules.metrics.protocols import ProtocolSpec, get_protocol
+from invariance_recipes.lightning_modules.metrics.worst_case import WorstCaseConsistency
+from invariance_recipes.lightning_modules.shifts import sample_integers, translate
 from torch import Tensor, nn
 from torchmetrics import Metric
-
-from lightning_modules.crop_shift import center_view, crop_windows
-from lightning_modules.metrics._utils import evaluating
-from lightning_modules.metrics.accuracy_vs_shift import AccuracyVsShift
-from lightning_modules.metrics.flip_rate import FlipRate
-from lightning_modules.metrics.mean_absolute_change import MeanAbsoluteChange
-from lightning_modules.metrics.protocols import ProtocolSpec, get_protocol
-from lightning_modules.metrics.worst_case import WorstCaseConsistency
-from lightning_modules.shifts import sample_integers, translate
 
 #: The one-pixel steps of the flip rate and MAC: along the width, and diagonal.
 FLIP_STEPS = {"axis": (0, 1), "diagonal": (1, 1)}

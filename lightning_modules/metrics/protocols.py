@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 
-from invariance_common.checks import check_choice
-from lightning_modules.metrics.worst_case import AGGREGATIONS
+from invariance_recipes.lightning_modules.metrics.worst_case import AGGREGATIONS
+
+from invariance_recipes.common.checks import check_choice
 
 #: How the copies are made. "crop": a V window of the larger canvas at a corner in the range
 #: (content from outside the view enters); "circular": ``torch.roll`` of the centre view;
@@ -72,7 +73,7 @@ class ProtocolSpec:
         draw: "per-batch": one offset per copy for the whole batch, drawn from a
             ``torch.Generator`` seeded with ``seed + pass`` in the order copy 0 (dy, dx), copy 1
             ...; "per-sample": every image its own offsets keyed by its pixels and the seed
-            (`lightning_modules.shifts.sample_integers`); "fixed": every offset of the range.
+            (`invariance_recipes.lightning_modules.shifts.sample_integers`); "fixed": every offset of the range.
         reference: what a shifted prediction is compared with.
         copies: how many predictions must agree (2 for a pair, N for N-way).
         passes: passes over the data, each with fresh offsets.

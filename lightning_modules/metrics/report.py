@@ -5,15 +5,12 @@ from itertools import chain
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torchmetrics import MeanMetric
-
-from lightning_modules.metrics._utils import evaluating
-from lightning_modules.metrics.accuracy_vs_shift import AccuracyVsShift
-from lightning_modules.metrics.consistency import ShiftConsistency
-from lightning_modules.metrics.flip_rate import FlipRate
-from lightning_modules.metrics.mean_absolute_change import MeanAbsoluteChange
-from lightning_modules.shifts import (
+from invariance_recipes.lightning_modules.metrics._utils import evaluating
+from invariance_recipes.lightning_modules.metrics.accuracy_vs_shift import AccuracyVsShift
+from invariance_recipes.lightning_modules.metrics.consistency import ShiftConsistency
+from invariance_recipes.lightning_modules.metrics.flip_rate import FlipRate
+from invariance_recipes.lightning_modules.metrics.mean_absolute_change import MeanAbsoluteChange
+from invariance_recipes.lightning_modules.shifts import (
     CONSISTENCY_MAX_SHIFT,
     SHIFT_MODES,
     check_max_shift,
@@ -23,6 +20,8 @@ from lightning_modules.shifts import (
     sample_offset_pair,
     translate,
 )
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 # The shift modes whose consistency the test report gives by default: ``zero`` moves the
 # object on its background, ``circular`` wraps it (the two differ once content fills the canvas).

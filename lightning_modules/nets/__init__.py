@@ -2,9 +2,9 @@
 methods, heads), and ``antialias`` for torchvision models. Imports only torch and
 torchvision."""
 
-from lightning_modules.nets.antialias import antialias
-from lightning_modules.nets.build import BACKBONES, Backbone, build_net
-from lightning_modules.nets.downsample import (
+from invariance_recipes.lightning_modules.nets.antialias import antialias
+from invariance_recipes.lightning_modules.nets.build import BACKBONES, Backbone, build_net
+from invariance_recipes.lightning_modules.nets.downsample import (
     DOWNSAMPLERS,
     Downsampler,
     create_activation,
@@ -12,20 +12,20 @@ from lightning_modules.nets.downsample import (
     create_shortcut,
     get_downsampler,
 )
-from lightning_modules.nets.heads import HEADS, ClassifierHead, HeadSpec
-from lightning_modules.nets.options import (
+from invariance_recipes.lightning_modules.nets.heads import HEADS, ClassifierHead, HeadSpec
+from invariance_recipes.lightning_modules.nets.options import (
     ARCHITECTURE_KEYS,
     DEFAULTS,
     PADDING_MODES,
     NetOptions,
 )
-from lightning_modules.nets.receptive_field import (
+from invariance_recipes.lightning_modules.nets.receptive_field import (
     RECEPTIVE_FIELD_RULES,
     ReceptiveFieldRow,
     receptive_field,
 )
-from lightning_modules.nets.resnet import CifarResNet18, DownsamplingBasicBlock
-from lightning_modules.nets.small_cnn import SmallCNN
+from invariance_recipes.lightning_modules.nets.resnet import CifarResNet18, DownsamplingBasicBlock
+from invariance_recipes.lightning_modules.nets.small_cnn import SmallCNN
 
 __all__ = [
     "ARCHITECTURE_KEYS",

@@ -8,12 +8,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from invariance_recipes.lightning_modules.nets.options import DEFAULTS
+from invariance_recipes.lightning_modules.nets.resnet import CifarResNet18
+from invariance_recipes.lightning_modules.nets.small_cnn import SmallCNN
 from torch import nn
 
-from invariance_common.checks import check_choice
-from lightning_modules.nets.options import DEFAULTS
-from lightning_modules.nets.resnet import CifarResNet18
-from lightning_modules.nets.small_cnn import SmallCNN
+from invariance_recipes.common.checks import check_choice
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Backbone:
     Args:
         summary: what it is and what it is for.
         build: ``(in_channels, num_classes, image_size, **options) -> nn.Module``.
-        options: the :class:`~lightning_modules.nets.options.NetOptions` beyond the shared
+        options: the :class:`~invariance_recipes.lightning_modules.nets.options.NetOptions` beyond the shared
             ones (downsample, head, padding_mode, filt_size, mlp_hidden, dropout) it takes;
             the others must stay at their defaults.
     """
@@ -69,8 +69,8 @@ def build_net(
         backbone: a key of :data:`BACKBONES`.
         in_channels, num_classes, image_size: from the data (``image_size`` sizes the
             flattening heads; pooling heads take any size of at least the total stride).
-        downsample: a key of :data:`~lightning_modules.nets.downsample.DOWNSAMPLERS`.
-        head: a key of :data:`~lightning_modules.nets.heads.HEADS`.
+        downsample: a key of :data:`~invariance_recipes.lightning_modules.nets.downsample.DOWNSAMPLERS`.
+        head: a key of :data:`~invariance_recipes.lightning_modules.nets.heads.HEADS`.
         padding_mode: convolution padding, ``zeros``, ``reflect`` or ``circular``; blurs pad
             ``reflect`` for ``zeros`` and the same way otherwise, so a ``circular`` network
             with ``aps`` and a global pooling head is exactly invariant to circular shifts.

@@ -35,10 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from torch import nn
-
-from invariance_common.checks import check_choice
-from lightning_modules.layers import (
+from invariance_recipes.lightning_modules.layers import (
     AliasFreeActivation,
     BlurPool2d,
     IdealLowPassDownsample2d,
@@ -49,8 +46,11 @@ from lightning_modules.layers import (
     PolyphaseDownsample2d,
     PolyphaseFollower2d,
 )
-from lightning_modules.layers.conv_blur_pool import BLUR_PAD_TYPES
-from lightning_modules.nets.options import PADDING_MODES
+from invariance_recipes.lightning_modules.layers.conv_blur_pool import BLUR_PAD_TYPES
+from invariance_recipes.lightning_modules.nets.options import PADDING_MODES
+from torch import nn
+
+from invariance_recipes.common.checks import check_choice
 
 # (channels, blur pad type, filt_size) -> layer
 LayerFactory = Callable[[int, str, int], nn.Module]

@@ -1,6 +1,6 @@
 """Every network option with its one default, and the names of the architecture keys.
 
-``build_net``, the backbones, :class:`~lightning_modules.InvarianceClassifier` and the
+``build_net``, the backbones, :class:`~invariance_recipes.lightning_modules.InvarianceClassifier` and the
 variant presets all read their defaults from :data:`DEFAULTS`, so a default is changed here
 and nowhere else. The valid values of ``backbone``, ``downsample`` and ``head`` are the keys
 of their registries (``BACKBONES``, ``DOWNSAMPLERS``, ``HEADS``).
@@ -15,7 +15,7 @@ PADDING_MODES = ("zeros", "reflect", "circular")
 
 @dataclass(frozen=True)
 class NetOptions:
-    """The options that build a network (see :func:`lightning_modules.nets.build_net`).
+    """The options that build a network (see :func:`invariance_recipes.lightning_modules.nets.build_net`).
 
     Fields marked ``architecture=False`` change training but not the parameters, so a
     checkpoint may be resumed with another value.

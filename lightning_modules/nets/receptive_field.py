@@ -38,10 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
-
-from lightning_modules.layers import (
+from invariance_recipes.lightning_modules.layers import (
     AliasFreeActivation,
     BlurPool2d,
     ConvBlurPool2d,
@@ -54,9 +51,11 @@ from lightning_modules.layers import (
     PolyphaseFollower2d,
     SameMaxPool2d,
 )
-from lightning_modules.nets.antialias import _PreBlurConv2d
-from lightning_modules.nets.resnet import CifarResNet18, DownsamplingBasicBlock
-from lightning_modules.nets.small_cnn import SmallCNN
+from invariance_recipes.lightning_modules.nets.antialias import _PreBlurConv2d
+from invariance_recipes.lightning_modules.nets.resnet import CifarResNet18, DownsamplingBasicBlock
+from invariance_recipes.lightning_modules.nets.small_cnn import SmallCNN
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 
 @dataclass(frozen=True)

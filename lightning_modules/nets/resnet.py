@@ -5,20 +5,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock, ResNet, conv1x1
-
-from invariance_common.checks import check_choice, check_positive
-from lightning_modules.layers.checks import check_filt_size
-from lightning_modules.nets.downsample import (
+from invariance_recipes.lightning_modules.layers.checks import check_filt_size
+from invariance_recipes.lightning_modules.nets.downsample import (
     create_activation,
     create_downsample,
     create_shortcut,
     get_downsampler,
 )
-from lightning_modules.nets.heads import ClassifierHead
-from lightning_modules.nets.input_check import check_input
-from lightning_modules.nets.options import DEFAULTS, PADDING_MODES
+from invariance_recipes.lightning_modules.nets.heads import ClassifierHead
+from invariance_recipes.lightning_modules.nets.input_check import check_input
+from invariance_recipes.lightning_modules.nets.options import DEFAULTS, PADDING_MODES
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, ResNet, conv1x1
+
+from invariance_recipes.common.checks import check_choice, check_positive
 
 
 class DownsamplingBasicBlock(BasicBlock):
@@ -44,7 +44,7 @@ class DownsamplingBasicBlock(BasicBlock):
     Args:
         inplanes, planes: input and output channels.
         kind: a ``downsample`` option other than ``strided`` (torchvision's own block).
-        padding_mode, filt_size: see :func:`lightning_modules.nets.build_net`.
+        padding_mode, filt_size: see :func:`invariance_recipes.lightning_modules.nets.build_net`.
     """
 
     def __init__(
@@ -86,7 +86,7 @@ class CifarResNet18(ResNet):
         in_channels, num_classes, image_size: images and logits (``image_size`` sizes the
             flattening heads).
         downsample, head, padding_mode, filt_size, mlp_hidden, dropout: see
-            :func:`lightning_modules.nets.build_net`.
+            :func:`invariance_recipes.lightning_modules.nets.build_net`.
     """
 
     total_stride = 8

@@ -5,19 +5,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from torch import Tensor, nn
-
-from invariance_common.checks import check_choice, check_positive
-from lightning_modules.layers.checks import check_filt_size
-from lightning_modules.nets.downsample import (
+from invariance_recipes.lightning_modules.layers.checks import check_filt_size
+from invariance_recipes.lightning_modules.nets.downsample import (
     create_activation,
     create_downsample,
     create_norm,
     get_downsampler,
 )
-from lightning_modules.nets.heads import ClassifierHead
-from lightning_modules.nets.input_check import check_input
-from lightning_modules.nets.options import DEFAULTS, PADDING_MODES
+from invariance_recipes.lightning_modules.nets.heads import ClassifierHead
+from invariance_recipes.lightning_modules.nets.input_check import check_input
+from invariance_recipes.lightning_modules.nets.options import DEFAULTS, PADDING_MODES
+from torch import Tensor, nn
+
+from invariance_recipes.common.checks import check_choice, check_positive
 
 
 def conv_bn_relu(
@@ -53,7 +53,7 @@ class SmallCNN(nn.Module):
         widths: channels of each stage.
         blocks_per_stage: conv-BN-ReLU blocks per stage.
         downsample, head, padding_mode, filt_size, mlp_hidden, dropout: see
-            :func:`lightning_modules.nets.build_net`.
+            :func:`invariance_recipes.lightning_modules.nets.build_net`.
     """
 
     def __init__(

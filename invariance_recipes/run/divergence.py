@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from torch.nn.utils import get_total_norm
 
-from invariance_recipes.errors import Diverged
+from invariance_recipes.run.errors import Diverged
 
 
 class DivergenceGuard(L.Callback):

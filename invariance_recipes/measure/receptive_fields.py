@@ -20,21 +20,21 @@ import torch
 from matplotlib.patches import Rectangle
 from torch import Tensor, nn
 
-from datamodules import TranslationDataModule
-from invariance_recipes.training import load_checkpoint
-from lightning_modules.classifier import InvarianceClassifier
-from lightning_modules.nets import BACKBONES, DOWNSAMPLERS, build_net
-from lightning_modules.nets.effective_receptive_field import (
+from invariance_recipes.datamodules import TranslationDataModule
+from invariance_recipes.lightning_modules.classifier import InvarianceClassifier
+from invariance_recipes.lightning_modules.nets import BACKBONES, DOWNSAMPLERS, build_net
+from invariance_recipes.lightning_modules.nets.effective_receptive_field import (
     centre_unit,
     effective_receptive_field,
     random_batches,
 )
-from lightning_modules.nets.receptive_field import (
+from invariance_recipes.lightning_modules.nets.receptive_field import (
     Field,
     ReceptiveFieldRow,
     format_rows,
     receptive_field,
 )
+from invariance_recipes.run.training import load_checkpoint
 
 REPORT_JSON = "receptive_field.json"
 ERF_PNGS = {"random": "erf_random.png", "test": "erf_test.png"}
@@ -193,7 +193,7 @@ def field_columns(model: InvarianceClassifier) -> dict[str, float]:
 def plot_unseen_vs_field(rows: Sequence[dict[str, Any]]) -> Any:
     """Accuracy in the unseen (and the seen) quadrants against the field over the canvas:
     the mean over seeds per variant and network, bars ± one standard deviation."""
-    from invariance_recipes.results import aggregate
+    from invariance_recipes.compare.results import aggregate
 
     table_rows = aggregate(rows, [RF_COLUMN, "acc@unseen", "acc@top-left"])
     fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from invariance_recipes.results import Row, read_rows
+from invariance_recipes.compare.results import Row, read_rows
 
 SHARDS_DIR = "shards"
 

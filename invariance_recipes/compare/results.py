@@ -22,7 +22,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from invariance_recipes.statistics import holm, mcnemar_exact, mean_std, wilson_interval
+from invariance_recipes.compare.statistics import holm, mcnemar_exact, mean_std, wilson_interval
 
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
@@ -148,9 +148,9 @@ def markdown(
     run; and the provenance.
 
     Args:
-        outcomes: per-image outcomes by run name (``invariance_recipes.outcomes``); without
+        outcomes: per-image outcomes by run name (``invariance_recipes.measure.outcomes``); without
             them the paired tests and intervals are left out, with a note.
-        provenance: the provenance section (``invariance_recipes.provenance``).
+        provenance: the provenance section (``invariance_recipes.compare.provenance``).
     """
     outcomes = outcomes or {}
     table = aggregate(rows, [*columns, "wall_s"])
@@ -422,7 +422,7 @@ def write_plots(
     if regions:
         figures[REGIONS_PNG] = plot_regions(rows, regions, seen)
     if any("rf_fraction" in row for row in rows):  # the receptive-field experiment
-        from invariance_recipes.receptive_fields import RF_PLOT_PNG, plot_unseen_vs_field
+        from invariance_recipes.measure.receptive_fields import RF_PLOT_PNG, plot_unseen_vs_field
 
         figures[RF_PLOT_PNG] = plot_unseen_vs_field(rows)
     paths = []

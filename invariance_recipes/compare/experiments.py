@@ -17,17 +17,17 @@ from types import MappingProxyType
 
 import torch
 
-from datamodules import DATASETS, digits_m
-from datamodules.translation import DIGITS_OBJECT_SIZE
-from invariance_recipes.evaluation import MAX_SHIFTS, evaluate_model
-from invariance_recipes.receptive_fields import RF_COLUMN, field_columns
-from invariance_recipes.results import Row, curve_accuracy
-from invariance_recipes.training import load_checkpoint
-from lightning_modules.callbacks import TESTED
-from lightning_modules.metrics.protocol_report import headline_key
-from lightning_modules.metrics.report import REPORTED_MODES
-from lightning_modules.shifts import CONSISTENCY_MAX_SHIFT
-from lightning_modules.variants import VARIANTS
+from invariance_recipes.compare.results import Row, curve_accuracy
+from invariance_recipes.datamodules import DATASETS, digits_m
+from invariance_recipes.datamodules.translation import DIGITS_OBJECT_SIZE
+from invariance_recipes.lightning_modules.callbacks import TESTED
+from invariance_recipes.lightning_modules.metrics.protocol_report import headline_key
+from invariance_recipes.lightning_modules.metrics.report import REPORTED_MODES
+from invariance_recipes.lightning_modules.shifts import CONSISTENCY_MAX_SHIFT
+from invariance_recipes.lightning_modules.variants import VARIANTS
+from invariance_recipes.measure.evaluation import MAX_SHIFTS, evaluate_model
+from invariance_recipes.measure.receptive_fields import RF_COLUMN, field_columns
+from invariance_recipes.run.training import load_checkpoint
 
 REFERENCE_OBJECT = DIGITS_OBJECT_SIZE  # the object side the presets are written for
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -60,7 +60,7 @@ class Experiment:
             the accuracy-vs-consistency plot.
         networks: the networks swept, each a name and its training options (``--model.*``);
             their receptive fields become columns of the results table.
-        protocols: named shift protocols (``lightning_modules.metrics.PROTOCOLS``) the test of
+        protocols: named shift protocols (``invariance_recipes.lightning_modules.metrics.PROTOCOLS``) the test of
             every run reports; their headline numbers become columns.
     """
 

@@ -4,7 +4,7 @@ A share (accuracy, consistency) hides which images changed; McNemar's test and t
 bootstrap need, for every test image, whether the run got it right and whether its prediction
 agreed under each shift. Every variant trained with the same seed has the same test split, and
 the offsets are keyed by each image and the model's shift seed
-(``lightning_modules.shifts.sample_offset_pair``), so all variants see identical shifted copies
+(``invariance_recipes.lightning_modules.shifts.sample_offset_pair``), so all variants see identical shifted copies
 and their outcomes pair up image by image.
 
 Saved as ``outcomes.npz`` in the run folder (arrays aligned with ``index``, the sample's position
@@ -21,11 +21,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datamodules import TranslationDataModule
-from invariance_recipes.experiments import Experiment, best_checkpoint
-from invariance_recipes.training import load_checkpoint
-from lightning_modules.crop_shift import center_view
-from lightning_modules.shifts import sample_integers, sample_offset_pair, translate
+from invariance_recipes.compare.experiments import Experiment, best_checkpoint
+from invariance_recipes.datamodules import TranslationDataModule
+from invariance_recipes.lightning_modules.crop_shift import center_view
+from invariance_recipes.lightning_modules.shifts import (
+    sample_integers,
+    sample_offset_pair,
+    translate,
+)
+from invariance_recipes.run.training import load_checkpoint
 
 OUTCOMES_NPZ = "outcomes.npz"
 

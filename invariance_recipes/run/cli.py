@@ -1,5 +1,5 @@
 """The training command line: LightningCLI with ``--variant`` presets, short option names,
-one-line errors and the exit codes of :mod:`invariance_recipes.errors`."""
+one-line errors and the exit codes of :mod:`invariance_recipes.run.errors`."""
 
 from __future__ import annotations
 
@@ -22,16 +22,27 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from datamodules import TranslationDataModule
-from invariance_recipes.checkpoints import INTERRUPTED, LAST, check_checkpoint, resume_checkpoint
-from invariance_recipes.divergence import DivergenceGuard
-from invariance_recipes.errors import EXIT_FAILED, EXIT_USAGE, RunFailed, StoppedEarly, UsageError
-from invariance_recipes.graceful_stop import GracefulStop
-from invariance_recipes.loggers import finish_wandb, make_logger
-from invariance_recipes.run_folders import CHECKPOINTS, remove_unstarted, resolve_run_dir
-from lightning_modules import InvarianceClassifier
-from lightning_modules.callbacks import ShiftReportLogger
-from lightning_modules.variants import VARIANTS, describe_variants, get_variant
+from invariance_recipes.datamodules import TranslationDataModule
+from invariance_recipes.lightning_modules import InvarianceClassifier
+from invariance_recipes.lightning_modules.callbacks import ShiftReportLogger
+from invariance_recipes.lightning_modules.variants import VARIANTS, describe_variants, get_variant
+from invariance_recipes.run.checkpoints import (
+    INTERRUPTED,
+    LAST,
+    check_checkpoint,
+    resume_checkpoint,
+)
+from invariance_recipes.run.divergence import DivergenceGuard
+from invariance_recipes.run.errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    RunFailed,
+    StoppedEarly,
+    UsageError,
+)
+from invariance_recipes.run.graceful_stop import GracefulStop
+from invariance_recipes.run.loggers import finish_wandb, make_logger
+from invariance_recipes.run.run_folders import CHECKPOINTS, remove_unstarted, resolve_run_dir
 
 
 class _HelpFormatter(DefaultHelpFormatter, RawDescriptionHelpFormatter):

@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any
 
-from lightning_modules.metrics.report import REPORTED_MODES
+from invariance_recipes.lightning_modules.metrics.report import REPORTED_MODES
 
 GROUP_BY = "variant"  # config key: the preset a run trained
 EXPERIMENT = "experiment"  # config key: the W&B group of one comparison
@@ -31,14 +31,14 @@ CURVE_TABLE = "test/acc_vs_shift_table"  # wandb.plot.line stores its data as KE
 
 def default_curve_max_shift() -> int:
     """The classifier's own default, so the dashboard reads the keys a default run logs."""
-    from lightning_modules.classifier import InvarianceClassifier
+    from invariance_recipes.lightning_modules.classifier import InvarianceClassifier
 
     return inspect.signature(InvarianceClassifier).parameters["curve_max_shift"].default
 
 
 def curve_keys(max_shift: int) -> list[str]:
     """The accuracy-at-offset keys of the diagonal sweep ``-max_shift .. +max_shift``."""
-    from lightning_modules.shifts import offset_sweep
+    from invariance_recipes.lightning_modules.shifts import offset_sweep
 
     return [
         f"test/acc_at_shift/{dy:+d}_{dx:+d}"
@@ -160,7 +160,7 @@ def dashboard_command(argv: list[str]) -> int:
     if args.dry_run:
         print(json.dumps(workspace_spec(workspace), indent=1))
         return 0
-    from invariance_recipes.loggers import wandb_mode
+    from invariance_recipes.run.loggers import wandb_mode
 
     if wandb_mode() == "offline":
         print(

@@ -15,18 +15,18 @@ from pathlib import Path
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from invariance_recipes.checkpoints import LAST, load_checkpoint, read_checkpoint
-from invariance_recipes.cli import TrainCLI, format_metrics, run_cli
-from invariance_recipes.errors import (
+from invariance_recipes.run.checkpoints import LAST, load_checkpoint, read_checkpoint
+from invariance_recipes.run.cli import TrainCLI, format_metrics, run_cli
+from invariance_recipes.run.errors import (
     EXIT_FAILED,
     Interrupted,
     RunFailed,
     StoppedEarly,
     UsageError,
 )
-from invariance_recipes.loggers import define_summaries, finish_wandb
-from invariance_recipes.noise import silence_known_noise
-from invariance_recipes.run_folders import (
+from invariance_recipes.run.loggers import define_summaries, finish_wandb
+from invariance_recipes.run.noise import silence_known_noise
+from invariance_recipes.run.run_folders import (
     CHECKPOINTS,
     RUN_DIR_ENV,
     remove_unstarted,

@@ -27,18 +27,15 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from datamodules import DATASETS
-from invariance_recipes.errors import RunFailed
-from invariance_recipes.experiments import EXPERIMENTS, QUICK, Experiment, get_experiment, measure
-from invariance_recipes.loggers import run_id, wandb_mode
-from invariance_recipes.outcomes import (
-    OUTCOMES_NPZ,
-    experiment_outcomes,
-    outcomes_of_rows,
-    save_outcomes,
+from invariance_recipes.compare.experiments import (
+    EXPERIMENTS,
+    QUICK,
+    Experiment,
+    get_experiment,
+    measure,
 )
-from invariance_recipes.provenance import markdown_block, provenance
-from invariance_recipes.results import (
+from invariance_recipes.compare.provenance import markdown_block, provenance
+from invariance_recipes.compare.results import (
     RESULTS_CSV,
     RESULTS_MD,
     Row,
@@ -48,8 +45,7 @@ from invariance_recipes.results import (
     write_plots,
     write_rows,
 )
-from invariance_recipes.run_folders import has_checkpoint
-from invariance_recipes.sharding import (
+from invariance_recipes.compare.sharding import (
     SHARDS_DIR,
     Shard,
     missing_shards,
@@ -59,14 +55,24 @@ from invariance_recipes.sharding import (
     write_json_atomically,
     write_manifest,
 )
-from invariance_recipes.training import (
+from invariance_recipes.datamodules import DATASETS
+from invariance_recipes.lightning_modules.nets import BACKBONES, DEFAULTS
+from invariance_recipes.measure.outcomes import (
+    OUTCOMES_NPZ,
+    experiment_outcomes,
+    outcomes_of_rows,
+    save_outcomes,
+)
+from invariance_recipes.run.errors import RunFailed
+from invariance_recipes.run.loggers import run_id, wandb_mode
+from invariance_recipes.run.run_folders import has_checkpoint
+from invariance_recipes.run.training import (
     TEST_METRICS,
     StoppedEarly,
     UsageError,
     resolve_run_dir,
     train,
 )
-from lightning_modules.nets import BACKBONES, DEFAULTS
 
 COMPARISON_JSON = "comparison.json"  # the options a results folder was made with
 # Options compare.py sets for every run itself; passing them after "--" would break its

@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from invariance_recipes.errors import UsageError
+from invariance_recipes.run.errors import UsageError
 
 RUN_DIR_ENV = "INVARIANCE_RUN_DIR"  # hands the run folder to DDP worker processes
 CHECKPOINTS = "checkpoints"

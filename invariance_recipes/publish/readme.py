@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from invariance_recipes.results import README_BLOCK, RESULTS_MD
+from invariance_recipes.compare.results import README_BLOCK, RESULTS_MD
 
 BLOCK = re.compile(
     r"(?P<open><!-- results:(?P<name>[A-Za-z0-9_.-]+) -->\n)(?P<body>.*?)"

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from invariance_recipes.errors import UsageError
-from invariance_recipes.run_folders import CHECKPOINTS
-from lightning_modules import InvarianceClassifier
-from lightning_modules.nets import ARCHITECTURE_KEYS
+from invariance_recipes.lightning_modules import InvarianceClassifier
+from invariance_recipes.lightning_modules.nets import ARCHITECTURE_KEYS
+from invariance_recipes.run.errors import UsageError
+from invariance_recipes.run.run_folders import CHECKPOINTS
 
 LAST = "last.ckpt"
 INTERRUPTED = "interrupted.ckpt"

@@ -23,16 +23,16 @@ from typing import Any
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from datamodules import TranslationDataModule
-from invariance_common.checks import check_choice
-from invariance_recipes.loggers import make_logger
-from invariance_recipes.receptive_fields import describe_checkpoint
-from invariance_recipes.training import UsageError, load_checkpoint
-from lightning_modules.callbacks import write_curve
-from lightning_modules.classifier import InvarianceClassifier
-from lightning_modules.metrics import PROTOCOLS, ProtocolReport, ShiftReport
-from lightning_modules.metrics._utils import evaluating
-from lightning_modules.shifts import SHIFT_MODES, offset_sweep
+from invariance_recipes.common.checks import check_choice
+from invariance_recipes.datamodules import TranslationDataModule
+from invariance_recipes.lightning_modules.callbacks import write_curve
+from invariance_recipes.lightning_modules.classifier import InvarianceClassifier
+from invariance_recipes.lightning_modules.metrics import PROTOCOLS, ProtocolReport, ShiftReport
+from invariance_recipes.lightning_modules.metrics._utils import evaluating
+from invariance_recipes.lightning_modules.shifts import SHIFT_MODES, offset_sweep
+from invariance_recipes.measure.receptive_fields import describe_checkpoint
+from invariance_recipes.run.loggers import make_logger
+from invariance_recipes.run.training import UsageError, load_checkpoint
 
 #: The consistency radii (max shift, pixels per axis) evaluate.py reports by default.
 MAX_SHIFTS = (1, 2, 4, 8)

@@ -24,7 +24,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from invariance_recipes.errors import Interrupted
+from invariance_recipes.run.errors import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
