@@ -121,6 +121,20 @@ def get_variant(name: str) -> Variant:
         ) from None
 
 
+def preset_flags(variant: Variant) -> str:
+    """The preset as the command-line options it stands for (``--model.head gap ...``)."""
+    return " ".join(f"--{key} {value}" for key, value in variant.defaults().items())
+
+
+def variants_markdown() -> str:
+    """The README's variant table, generated from :data:`VARIANTS` so it cannot drift."""
+    rows = [
+        f"| `{v.name}` | {v.summary} | {f'`{preset_flags(v)}`' if v.defaults() else '(defaults)'} |"
+        for v in VARIANTS.values()
+    ]
+    return "\n".join(["| variant | what it is | what it sets |", "|---|---|---|", *rows]) + "\n"
+
+
 def describe_variants() -> str:
     """One line per variant, for ``--help`` and the README."""
     width = max(map(len, VARIANTS))

@@ -16,7 +16,8 @@ import sys
 
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from invariance_recipes.run.training import format_metrics, run_cli, train
+from invariance_recipes.run.cli import format_metrics, run_cli
+from invariance_recipes.run.training import train
 
 
 def main() -> int:

@@ -27,9 +27,10 @@ from invariance_recipes.compare.experiments import (
     get_experiment,
     measure,
 )
+from invariance_recipes.compare.outcomes import load_outcomes
 from invariance_recipes.compare.results import aggregate, header, markdown, read_rows, write_plots
-from invariance_recipes.measure.outcomes import load_outcomes
-from invariance_recipes.run.training import TrainCLI, load_checkpoint
+from invariance_recipes.run.checkpoints import load_checkpoint
+from invariance_recipes.run.cli import TrainCLI
 from recipe_runs import is_share_of, recipe_env, run_recipe
 from wandb_records import read_run
 

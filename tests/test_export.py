@@ -32,9 +32,6 @@ from invariance_recipes.publish.export import (
 )
 
 C = 3
-# The alias-free layers' ideal resampling does not convert to ONNX (opset 18); torch.export
-# holds them, and the exporter says so in one line.
-ONNX_UNSUPPORTED = {"alias-free"}
 # Reflect and circular padding are where exports break; zero and replicate are plain F.pad.
 PADS = ("reflect", "circular")
 assert set(PADS) <= set(PAD_TYPES)
@@ -95,10 +92,11 @@ def test_every_backbone_and_downsampling_mode_exports(
         downsample=downsample, padding_mode=padding,
     )  # fmt: skip
     example = torch.randn(2, channels, size, size)
-    if downsample not in ONNX_UNSUPPORTED:
+    if DOWNSAMPLERS[downsample].onnx:
         roundtrip(net, example, tmp_path)
         return
-    # torch.export still holds it; the ONNX converter refuses in one line naming the mode
+    # the registry says it does not convert: torch.export still holds it, and the ONNX
+    # converter refuses in one line naming the mode
     net = net.eval()
     with torch.inference_mode():
         expected = net(example)

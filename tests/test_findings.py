@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from invariance_recipes.compare.outcomes import save_outcomes
 from invariance_recipes.compare.results import RESULTS_CSV, RESULTS_MD, write_rows
-from invariance_recipes.measure.outcomes import save_outcomes
 from invariance_recipes.publish.findings import (
     FINDINGS,
     Results,

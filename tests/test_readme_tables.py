@@ -35,7 +35,7 @@ def test_a_changed_results_file_makes_the_check_fail_and_the_rewrite_follows(cop
     md.write_text(text.replace(row, changed, 1))
     argv = ["--readme", str(readme), "--results", str(results)]
     assert readme_tables_command(["--check", *argv]) == 1
-    assert "stale result blocks: unseen-position;" in capsys.readouterr().err
+    assert "stale generated blocks: results:unseen-position;" in capsys.readouterr().err
     before = readme.read_text()
     assert readme_tables_command(argv) == 0
     after = readme.read_text()
@@ -65,3 +65,26 @@ def test_the_readme_part_of_a_new_results_file_is_its_marked_block() -> None:
     assert "| blurpool | 1 | 95.0 | 5 |" in part
     assert "per-image outcomes of both are missing" in part  # the paired caption goes along
     assert "Setup:" not in part
+
+
+def test_registry_blocks_follow_the_registries(copy, capsys) -> None:
+    """Every variant and network choice reaches the README through its registry block, and a
+    hand edit of a generated row makes the check fail."""
+    from invariance_recipes.lightning_modules.nets import DOWNSAMPLERS, HEADS
+    from invariance_recipes.lightning_modules.variants import VARIANTS, preset_flags
+
+    readme, results = copy
+    text = readme.read_text()
+    for variant in VARIANTS.values():
+        if variant.defaults():
+            assert f"| `{variant.name}` | {variant.summary} | `{preset_flags(variant)}` |" in text
+    for name in [*DOWNSAMPLERS, *HEADS]:
+        assert f"`--downsample {name}`" in text or f"`--head {name}`" in text
+    readme.write_text(text.replace("| `blurpool` |", "| `blurpool (edited)` |", 1))
+    argv = ["--readme", str(readme), "--results", str(results)]
+    assert readme_tables_command(["--check", *argv]) == 1
+    assert "registry:variants" in capsys.readouterr().err
+    unknown = text.replace("registry:variants -->", "registry:nope -->")
+    readme.write_text(unknown)
+    assert readme_tables_command(["--check", *argv]) == 2
+    assert "registry:nope names no registry table" in capsys.readouterr().err

@@ -14,10 +14,9 @@ from PIL import Image
 
 from invariance_recipes.compare.comparison import common_args, parse_args, plan, run_all
 from invariance_recipes.compare.experiments import best_checkpoint, get_experiment
-from invariance_recipes.compare.results import RESULTS_MD, markdown, write_plots
+from invariance_recipes.compare.results import RESULTS_MD, RF_PLOT_PNG, markdown, write_plots
 from invariance_recipes.measure.evaluation import evaluate_command
-from invariance_recipes.measure.receptive_fields import RF_PLOT_PNG
-from invariance_recipes.run.training import TrainCLI
+from invariance_recipes.run.cli import TrainCLI
 
 
 def small_cnn_field(stages: int, blocks: int) -> int:

@@ -34,6 +34,12 @@ from invariance_recipes.compare.experiments import (
     get_experiment,
     measure,
 )
+from invariance_recipes.compare.outcomes import (
+    OUTCOMES_NPZ,
+    experiment_outcomes,
+    outcomes_of_rows,
+    save_outcomes,
+)
 from invariance_recipes.compare.provenance import markdown_block, provenance
 from invariance_recipes.compare.results import (
     RESULTS_CSV,
@@ -57,22 +63,10 @@ from invariance_recipes.compare.sharding import (
 )
 from invariance_recipes.datamodules import DATASETS
 from invariance_recipes.lightning_modules.nets import BACKBONES, DEFAULTS
-from invariance_recipes.measure.outcomes import (
-    OUTCOMES_NPZ,
-    experiment_outcomes,
-    outcomes_of_rows,
-    save_outcomes,
-)
-from invariance_recipes.run.errors import RunFailed
+from invariance_recipes.run.errors import RunFailed, StoppedEarly, UsageError
 from invariance_recipes.run.loggers import run_id, wandb_mode
-from invariance_recipes.run.run_folders import has_checkpoint
-from invariance_recipes.run.training import (
-    TEST_METRICS,
-    StoppedEarly,
-    UsageError,
-    resolve_run_dir,
-    train,
-)
+from invariance_recipes.run.run_folders import has_checkpoint, resolve_run_dir
+from invariance_recipes.run.training import TEST_METRICS, train
 
 COMPARISON_JSON = "comparison.json"  # the options a results folder was made with
 # Options compare.py sets for every run itself; passing them after "--" would break its

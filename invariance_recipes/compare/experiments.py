@@ -27,7 +27,7 @@ from invariance_recipes.lightning_modules.shifts import CONSISTENCY_MAX_SHIFT
 from invariance_recipes.lightning_modules.variants import VARIANTS
 from invariance_recipes.measure.evaluation import MAX_SHIFTS, evaluate_model
 from invariance_recipes.measure.receptive_fields import RF_COLUMN, field_columns
-from invariance_recipes.run.training import load_checkpoint
+from invariance_recipes.run.checkpoints import load_checkpoint
 
 REFERENCE_OBJECT = DIGITS_OBJECT_SIZE  # the object side the presets are written for
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")

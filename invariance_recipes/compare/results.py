@@ -23,12 +23,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from invariance_recipes.compare.statistics import holm, mcnemar_exact, mean_std, wilson_interval
+from invariance_recipes.measure.receptive_fields import RF_COLUMN
 
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 CURVE_PNG = "accuracy_vs_offset.png"
 SCATTER_PNG = "accuracy_vs_consistency.png"
 REGIONS_PNG = "accuracy_per_region.png"
+RF_PLOT_PNG = "unseen_accuracy_vs_receptive_field.png"
 KEYS = ("experiment", "variant", "setting", "seed", "run", "outcomes", "wall_s")
 TEXT = ("experiment", "variant", "setting", "run", "outcomes")
 REFERENCE = "baseline"  # the variant every other one is compared with
@@ -148,7 +150,7 @@ def markdown(
     run; and the provenance.
 
     Args:
-        outcomes: per-image outcomes by run name (``invariance_recipes.measure.outcomes``); without
+        outcomes: per-image outcomes by run name (``invariance_recipes.compare.outcomes``); without
             them the paired tests and intervals are left out, with a note.
         provenance: the provenance section (``invariance_recipes.compare.provenance``).
     """
@@ -414,6 +416,41 @@ def plot_regions(rows: Sequence[Row], regions: Sequence[str], seen: str) -> Any:
     return fig
 
 
+def plot_unseen_vs_field(rows: Sequence[dict[str, Any]]) -> Any:
+    """Accuracy in the unseen (and the seen) quadrants against the field over the canvas:
+    the mean over seeds per variant and network, bars ± one standard deviation."""
+    table_rows = aggregate(rows, [RF_COLUMN, "acc@unseen", "acc@top-left"])
+    fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")
+    for variant in dict.fromkeys(r["variant"] for r in table_rows):
+        points = sorted(
+            (r for r in table_rows if r["variant"] == variant), key=lambda r: r[RF_COLUMN]
+        )
+        x = [r[RF_COLUMN] for r in points]
+        errors = [[0.0 if math.isnan(r[f"{c}_std"]) else r[f"{c}_std"] for r in points]
+                  for c in ("acc@unseen", "acc@top-left")]  # fmt: skip
+        (line,) = ax.plot([], [])
+        ax.errorbar(x, [r["acc@unseen"] for r in points], yerr=errors[0], marker="o",
+                    capsize=3, color=line.get_color(), label=f"{variant}: unseen quadrants")  # fmt: skip
+        ax.errorbar(x, [r["acc@top-left"] for r in points], yerr=errors[1], marker="x",
+                    capsize=3, ls="--", alpha=0.6, color=line.get_color(),
+                    label=f"{variant}: seen quadrant")  # fmt: skip
+    ax.axvline(1.0, color="grey", lw=0.8, ls=":")
+    ax.set(
+        xlabel="theoretical receptive field of the last feature map / canvas side",
+        ylabel="test accuracy",
+        ylim=(0, 1.02),
+    )
+    seeds = len({r["seed"] for r in rows})
+    ax.set_title(
+        "trained in the top-left quadrant only"
+        + (f" (bars: ± 1 std over {seeds} seeds)" if seeds > 1 else " (one seed)"),
+        fontsize=10,
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def write_plots(
     out: Path, rows: Sequence[Row], scatter: tuple[str, str], regions: Sequence[str], seen: str
 ) -> list[Path]:
@@ -421,9 +458,7 @@ def write_plots(
     figures = {CURVE_PNG: plot_curves(rows), SCATTER_PNG: plot_scatter(rows, *scatter)}
     if regions:
         figures[REGIONS_PNG] = plot_regions(rows, regions, seen)
-    if any("rf_fraction" in row for row in rows):  # the receptive-field experiment
-        from invariance_recipes.measure.receptive_fields import RF_PLOT_PNG, plot_unseen_vs_field
-
+    if any(RF_COLUMN in row for row in rows):  # the receptive-field experiment
         figures[RF_PLOT_PNG] = plot_unseen_vs_field(rows)
     paths = []
     for name, fig in figures.items():

@@ -31,8 +31,9 @@ from invariance_recipes.lightning_modules.metrics import PROTOCOLS, ProtocolRepo
 from invariance_recipes.lightning_modules.metrics._utils import evaluating
 from invariance_recipes.lightning_modules.shifts import SHIFT_MODES, offset_sweep
 from invariance_recipes.measure.receptive_fields import describe_checkpoint
+from invariance_recipes.run.checkpoints import load_checkpoint
+from invariance_recipes.run.errors import UsageError
 from invariance_recipes.run.loggers import make_logger
-from invariance_recipes.run.training import UsageError, load_checkpoint
 
 #: The consistency radii (max shift, pixels per axis) evaluate.py reports by default.
 MAX_SHIFTS = (1, 2, 4, 8)

@@ -34,11 +34,10 @@ from invariance_recipes.lightning_modules.nets.receptive_field import (
     format_rows,
     receptive_field,
 )
-from invariance_recipes.run.training import load_checkpoint
+from invariance_recipes.run.checkpoints import load_checkpoint
 
 REPORT_JSON = "receptive_field.json"
 ERF_PNGS = {"random": "erf_random.png", "test": "erf_test.png"}
-RF_PLOT_PNG = "unseen_accuracy_vs_receptive_field.png"
 RF_COLUMN = "rf_fraction"  # theoretical field side over the canvas side
 RANDOM_IMAGES = 64  # random inputs averaged for the architecture's effective field
 TEST_IMAGES = 256  # test images averaged for a trained network's effective field
@@ -188,43 +187,6 @@ def field_columns(model: InvarianceClassifier) -> dict[str, float]:
     as a fraction of the canvas (the network's input side)."""
     field = net_field(model.net)
     return {"rf_px": field.size, RF_COLUMN: field.size / model.net.image_size}
-
-
-def plot_unseen_vs_field(rows: Sequence[dict[str, Any]]) -> Any:
-    """Accuracy in the unseen (and the seen) quadrants against the field over the canvas:
-    the mean over seeds per variant and network, bars ± one standard deviation."""
-    from invariance_recipes.compare.results import aggregate
-
-    table_rows = aggregate(rows, [RF_COLUMN, "acc@unseen", "acc@top-left"])
-    fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")
-    for variant in dict.fromkeys(r["variant"] for r in table_rows):
-        points = sorted(
-            (r for r in table_rows if r["variant"] == variant), key=lambda r: r[RF_COLUMN]
-        )
-        x = [r[RF_COLUMN] for r in points]
-        errors = [[0.0 if math.isnan(r[f"{c}_std"]) else r[f"{c}_std"] for r in points]
-                  for c in ("acc@unseen", "acc@top-left")]  # fmt: skip
-        (line,) = ax.plot([], [])
-        ax.errorbar(x, [r["acc@unseen"] for r in points], yerr=errors[0], marker="o",
-                    capsize=3, color=line.get_color(), label=f"{variant}: unseen quadrants")  # fmt: skip
-        ax.errorbar(x, [r["acc@top-left"] for r in points], yerr=errors[1], marker="x",
-                    capsize=3, ls="--", alpha=0.6, color=line.get_color(),
-                    label=f"{variant}: seen quadrant")  # fmt: skip
-    ax.axvline(1.0, color="grey", lw=0.8, ls=":")
-    ax.set(
-        xlabel="theoretical receptive field of the last feature map / canvas side",
-        ylabel="test accuracy",
-        ylim=(0, 1.02),
-    )
-    seeds = len({r["seed"] for r in rows})
-    ax.set_title(
-        "trained in the top-left quadrant only"
-        + (f" (bars: ± 1 std over {seeds} seeds)" if seeds > 1 else " (one seed)"),
-        fontsize=10,
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return fig
 
 
 def readme_table_command(argv: Sequence[str]) -> int:

@@ -36,6 +36,7 @@ from statistics import fmean, stdev
 import numpy as np
 from scipy.stats import t as student_t
 
+from invariance_recipes.compare.outcomes import outcomes_of_rows
 from invariance_recipes.compare.provenance import markdown_block, provenance
 from invariance_recipes.compare.results import (
     README_BLOCK,
@@ -46,7 +47,6 @@ from invariance_recipes.compare.results import (
     read_rows,
 )
 from invariance_recipes.compare.statistics import CONFIDENCE, paired_bootstrap, wilson_interval
-from invariance_recipes.measure.outcomes import outcomes_of_rows
 
 FINDINGS_DIR = "findings"  # docs/results/findings/results.md
 COMMIT = re.compile(r"^- commit: (\S+)(.*)$", re.MULTILINE)

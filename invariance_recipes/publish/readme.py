@@ -1,10 +1,15 @@
-"""The README's result tables, generated from ``docs/results/*/results.md``, never typed.
+"""The README's generated tables, never typed: results from ``docs/results/*/results.md``,
+and the registries' own tables.
 
-The README marks each generated block with ``<!-- results:NAME -->`` ... ``<!-- /results:NAME -->``;
-the block is the part of ``docs/results/NAME/results.md`` between its ``<!-- readme -->``
-markers (the mean ± std table and the paired comparison), or, in a results file written before
-those markers existed, its first table. ``recipes/readme_tables.py`` rewrites the blocks, and
-``--check`` fails when they differ, so the README cannot drift from the results files.
+The README marks each generated block with ``<!-- KIND:NAME -->`` ... ``<!-- /KIND:NAME -->``:
+- ``results:NAME`` is the part of ``docs/results/NAME/results.md`` between its
+  ``<!-- readme -->`` markers (the mean ± std table and the paired comparison), or, in a
+  results file written before those markers existed, its first table;
+- ``registry:NAME`` is the table :data:`REGISTRY_TABLES` generates from a registry
+  (variants, network options), so a new entry reaches the README with no edit.
+
+``recipes/readme_tables.py`` rewrites the blocks, and ``--check`` fails when they differ, so the
+README cannot drift from the results files or the registries.
 """
 
 from __future__ import annotations
@@ -12,14 +17,36 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from invariance_recipes.compare.results import README_BLOCK, RESULTS_MD
+from invariance_recipes.lightning_modules.nets import BACKBONES, DOWNSAMPLERS, HEADS
+from invariance_recipes.lightning_modules.nets.options import PADDING_MODES
+from invariance_recipes.lightning_modules.variants import variants_markdown
 
 BLOCK = re.compile(
-    r"(?P<open><!-- results:(?P<name>[A-Za-z0-9_.-]+) -->\n)(?P<body>.*?)"
-    r"(?P<close><!-- /results:(?P=name) -->)",
+    r"(?P<open><!-- (?P<kind>results|registry):(?P<name>[A-Za-z0-9_.-]+) -->\n)(?P<body>.*?)"
+    r"(?P<close><!-- /(?P=kind):(?P=name) -->)",
     re.DOTALL,
+)
+
+
+def network_options_markdown() -> str:
+    """The choices of every network registry with their summaries."""
+    rows = [
+        *(f"| `--backbone {k}` | {v.summary} |" for k, v in BACKBONES.items()),
+        *(f"| `--downsample {k}` | {v.summary} |" for k, v in DOWNSAMPLERS.items()),
+        *(f"| `--head {k}` | {v.summary} |" for k, v in HEADS.items()),
+        f"| `--padding_mode` | {', '.join(f'`{m}`' for m in PADDING_MODES)} |",
+    ]
+    return "\n".join(["| option | what it builds |", "|---|---|", *rows]) + "\n"
+
+
+# ``<!-- registry:NAME -->`` blocks: the one place a generated README table is declared.
+REGISTRY_TABLES: Mapping[str, Callable[[], str]] = MappingProxyType(
+    {"variants": variants_markdown, "network-options": network_options_markdown}
 )
 
 
@@ -44,6 +71,13 @@ def render(readme: str, results_dir: Path) -> str:
     """The README with every marked block replaced by its results file's part."""
 
     def block(match: re.Match[str]) -> str:
+        if match["kind"] == "registry":
+            if match["name"] not in REGISTRY_TABLES:
+                raise FileNotFoundError(
+                    f"README block registry:{match['name']} names no registry table: use one "
+                    f"of {', '.join(REGISTRY_TABLES)}"
+                )
+            return match["open"] + REGISTRY_TABLES[match["name"]]() + match["close"]
         path = results_dir / match["name"] / RESULTS_MD
         if not path.is_file():
             raise FileNotFoundError(
@@ -57,8 +91,10 @@ def render(readme: str, results_dir: Path) -> str:
 
 def stale_blocks(readme: str, results_dir: Path) -> list[str]:
     """The names of the README blocks that differ from their results files."""
-    current = {m["name"]: m["body"] for m in BLOCK.finditer(readme)}
-    fresh = {m["name"]: m["body"] for m in BLOCK.finditer(render(readme, results_dir))}
+    current = {f"{m['kind']}:{m['name']}": m["body"] for m in BLOCK.finditer(readme)}
+    fresh = {
+        f"{m['kind']}:{m['name']}": m["body"] for m in BLOCK.finditer(render(readme, results_dir))
+    }
     return [name for name in current if current[name] != fresh[name]]
 
 
@@ -83,12 +119,12 @@ def readme_tables_command(argv: list[str]) -> int:
     if args.check:
         if stale:
             print(
-                f"{args.readme}: stale result blocks: {', '.join(stale)}; run "
+                f"{args.readme}: stale generated blocks: {', '.join(stale)}; run "
                 "python recipes/readme_tables.py",
                 file=sys.stderr,
             )
             return 1
-        print(f"{args.readme}: every result block matches {args.results}")
+        print(f"{args.readme}: every generated block matches {args.results}")
         return 0
     args.readme.write_text(render(readme, args.results))
     print(f"{args.readme}: rewrote {len(stale)} stale block(s) of {len(BLOCK.findall(readme))}")

@@ -15,41 +15,23 @@ from pathlib import Path
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from invariance_recipes.run.checkpoints import LAST, load_checkpoint, read_checkpoint
-from invariance_recipes.run.cli import TrainCLI, format_metrics, run_cli
+from invariance_recipes.run.checkpoints import LAST
+from invariance_recipes.run.cli import TrainCLI
 from invariance_recipes.run.errors import (
     EXIT_FAILED,
     Interrupted,
     RunFailed,
     StoppedEarly,
-    UsageError,
 )
 from invariance_recipes.run.loggers import define_summaries, finish_wandb
 from invariance_recipes.run.noise import silence_known_noise
 from invariance_recipes.run.run_folders import (
     CHECKPOINTS,
-    RUN_DIR_ENV,
     remove_unstarted,
-    resolve_run_dir,
     write_status,
 )
 
 TEST_METRICS = "test_metrics.json"
-
-__all__ = [
-    "CHECKPOINTS",
-    "RUN_DIR_ENV",
-    "TEST_METRICS",
-    "StoppedEarly",
-    "TrainCLI",
-    "UsageError",
-    "format_metrics",
-    "load_checkpoint",
-    "read_checkpoint",
-    "resolve_run_dir",
-    "run_cli",
-    "train",
-]
 
 
 def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:

@@ -100,6 +100,8 @@ class Downsampler:
             method (ReLU unless the method needs its own, as alias-free nets do).
         norm: builds the normalization after every convolution (BatchNorm unless the
             method needs its own).
+        onnx: whether a network with this method converts to ONNX (opset 18);
+            ``torch.export`` holds every method.
     """
 
     summary: str
@@ -110,6 +112,7 @@ class Downsampler:
     shares_phase: bool = False
     activation: ActivationFactory = _relu
     norm: NormFactory = nn.BatchNorm2d
+    onnx: bool = True
 
 
 def _blur(channels: int, pad_type: str, filt_size: int) -> nn.Module:
@@ -176,6 +179,7 @@ DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
             shortcut=_ideal,
             activation=AliasFreeActivation,
             norm=_image_norm,
+            onnx=False,  # the ONNX converter refuses its ideal resampling
         ),
     }
 )

@@ -29,7 +29,7 @@ from invariance_recipes.lightning_modules.shifts import (
     sample_offset_pair,
     translate,
 )
-from invariance_recipes.run.training import load_checkpoint
+from invariance_recipes.run.checkpoints import load_checkpoint
 
 OUTCOMES_NPZ = "outcomes.npz"
 
