@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import lightning as L
@@ -22,7 +23,7 @@ from invariance_recipes.lightning_modules.metrics import (
 )
 from invariance_recipes.lightning_modules.metrics.protocols import FAST_PROTOCOLS
 from invariance_recipes.lightning_modules.metrics.report import REPORTED_MODES
-from invariance_recipes.lightning_modules.nets import DEFAULTS, build_net
+from invariance_recipes.lightning_modules.nets import DEFAULTS, NetOptions, build_net
 from invariance_recipes.lightning_modules.rng_state import collect_rng_states, restore_rng_states
 from invariance_recipes.lightning_modules.shifts import (
     CONSISTENCY_MAX_SHIFT,
@@ -116,19 +117,13 @@ class InvarianceClassifier(L.LightningModule):
                 "(--model.consistency_every_n_epochs)"
             )
         self.save_hyperparameters()
+        # the flat CLI signature above is built into one NetOptions, once
+        self.net_options = NetOptions(**{f.name: self.hparams[f.name] for f in fields(NetOptions)})
         self.net = build_net(
-            backbone,
+            self.net_options,
             in_channels=in_channels,
             num_classes=num_classes,
             image_size=image_size,
-            downsample=downsample,
-            head=head,
-            padding_mode=padding_mode,
-            widths=tuple(widths),
-            blocks_per_stage=blocks_per_stage,
-            mlp_hidden=tuple(mlp_hidden),
-            dropout=dropout,
-            filt_size=filt_size,
         )
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)

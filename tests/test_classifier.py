@@ -4,6 +4,7 @@ optimizer and learning-rate schedule against the formulas written out here, when
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 
@@ -186,3 +187,18 @@ def test_channels_last_trains_the_same_network_in_channels_last_memory() -> None
     # The same steps in another memory order: equal up to float rounding.
     torch.testing.assert_close(weights[True], weights[False], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(logits[True], logits[False], rtol=1e-4, atol=1e-4)
+
+
+def test_every_network_option_is_a_classifier_parameter_with_its_default() -> None:
+    """The classifier's flat signature (what the CLI and configs show) and NetOptions agree:
+    each field is a parameter with the field's default, and the model builds them once."""
+    from dataclasses import fields
+
+    from invariance_recipes.lightning_modules.nets import DEFAULTS, NetOptions
+
+    parameters = inspect.signature(InvarianceClassifier.__init__).parameters
+    for option in fields(NetOptions):
+        assert option.name in parameters, option.name
+        assert parameters[option.name].default == getattr(DEFAULTS, option.name), option.name
+    model = small_model(head="gap", padding_mode="circular")
+    assert model.net_options == NetOptions(head="gap", padding_mode="circular", widths=(4, 8))

@@ -4,11 +4,12 @@ from plain option values. Adding a backbone is one :class:`Backbone` entry in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
+from typing import Any
 
-from invariance_recipes.lightning_modules.nets.options import DEFAULTS
+from invariance_recipes.lightning_modules.nets.options import DEFAULTS, NetOptions
 from invariance_recipes.lightning_modules.nets.resnet import CifarResNet18
 from invariance_recipes.lightning_modules.nets.small_cnn import SmallCNN
 from torch import nn
@@ -22,10 +23,10 @@ class Backbone:
 
     Args:
         summary: what it is and what it is for.
-        build: ``(in_channels, num_classes, image_size, **options) -> nn.Module``.
-        options: the :class:`~invariance_recipes.lightning_modules.nets.options.NetOptions` beyond the shared
-            ones (downsample, head, padding_mode, filt_size, mlp_hidden, dropout) it takes;
-            the others must stay at their defaults.
+        build: ``(in_channels, num_classes, image_size, options: NetOptions) -> nn.Module``.
+        options: the :class:`NetOptions` fields beyond the shared ones (downsample, head,
+            padding_mode, filt_size, mlp_hidden, dropout) it reads; the others must stay at
+            their defaults.
     """
 
     summary: str
@@ -49,54 +50,51 @@ BACKBONES: Mapping[str, Backbone] = MappingProxyType(
 
 
 def build_net(
-    backbone: str = DEFAULTS.backbone,
+    options: NetOptions | str = DEFAULTS,
     *,
     in_channels: int,
     num_classes: int,
     image_size: int,
-    downsample: str = DEFAULTS.downsample,
-    head: str = DEFAULTS.head,
-    padding_mode: str = DEFAULTS.padding_mode,
-    widths: Sequence[int] = DEFAULTS.widths,
-    blocks_per_stage: int = DEFAULTS.blocks_per_stage,
-    mlp_hidden: Sequence[int] = DEFAULTS.mlp_hidden,
-    dropout: float = DEFAULTS.dropout,
-    filt_size: int = DEFAULTS.filt_size,
+    **changes: Any,
 ) -> nn.Module:
     """Build a classifier: ``forward(x [B, C, H, W]) -> logits [B, num_classes]``.
 
     Args:
-        backbone: a key of :data:`BACKBONES`.
+        options: the network's :class:`NetOptions`, or a backbone name for the defaults with
+            that backbone (``build_net("resnet18", ...)``).
         in_channels, num_classes, image_size: from the data (``image_size`` sizes the
             flattening heads; pooling heads take any size of at least the total stride).
-        downsample: a key of :data:`~invariance_recipes.lightning_modules.nets.downsample.DOWNSAMPLERS`.
-        head: a key of :data:`~invariance_recipes.lightning_modules.nets.heads.HEADS`.
-        padding_mode: convolution padding, ``zeros``, ``reflect`` or ``circular``; blurs pad
-            ``reflect`` for ``zeros`` and the same way otherwise, so a ``circular`` network
-            with ``aps`` and a global pooling head is exactly invariant to circular shifts.
-        widths, blocks_per_stage: stages of ``small-cnn`` (``resnet18`` is fixed).
-        mlp_hidden, dropout: hidden widths and dropout of the ``mlp`` head.
-        filt_size: binomial taps of every blur (1..7); for ``aps`` the stride-1 blur before
-            the selection, where 1 gives plain APS.
+        changes: :class:`NetOptions` fields to change, e.g. ``downsample="aps"``:
+
+            - ``backbone``: a key of :data:`BACKBONES`;
+            - ``downsample``: a key of
+              :data:`~invariance_recipes.lightning_modules.nets.downsample.DOWNSAMPLERS`;
+            - ``head``: a key of :data:`~invariance_recipes.lightning_modules.nets.heads.HEADS`;
+            - ``padding_mode``: convolution padding, ``zeros``, ``reflect`` or ``circular``;
+              blurs pad ``reflect`` for ``zeros`` and the same way otherwise, so a
+              ``circular`` network with ``aps`` and a global pooling head is exactly
+              invariant to circular shifts;
+            - ``widths``, ``blocks_per_stage``: stages of ``small-cnn`` (``resnet18`` is fixed);
+            - ``mlp_hidden``, ``dropout``: hidden widths and dropout of the ``mlp`` head;
+            - ``filt_size``: binomial taps of every blur (1..7); for ``aps`` the stride-1 blur
+              before the selection, where 1 gives plain APS.
     """
-    check_choice("backbone", backbone, tuple(BACKBONES))
-    spec = BACKBONES[backbone]
-    given = {"widths": tuple(widths), "blocks_per_stage": blocks_per_stage}
-    ignored = {k: v for k, v in given.items() if k not in spec.options}
-    if any(v != getattr(DEFAULTS, k) for k, v in ignored.items()):
-        details = " and ".join(f"{k}={v}" for k, v in ignored.items())
-        raise ValueError(
-            f"{details} do not apply: {backbone} has fixed stages; leave them at their defaults"
+    if isinstance(options, str):
+        options = replace(DEFAULTS, backbone=options)
+    unknown = sorted(set(changes) - {f.name for f in fields(NetOptions)})
+    if unknown:
+        raise TypeError(
+            f"build_net() got unknown network options {', '.join(unknown)}: use fields of "
+            "NetOptions"
         )
-    return spec.build(
-        in_channels,
-        num_classes,
-        image_size,
-        downsample=downsample,
-        head=head,
-        padding_mode=padding_mode,
-        filt_size=filt_size,
-        mlp_hidden=mlp_hidden,
-        dropout=dropout,
-        **{k: v for k, v in given.items() if k in spec.options},
-    )
+    options = replace(options, **changes)
+    check_choice("backbone", options.backbone, tuple(BACKBONES))
+    spec = BACKBONES[options.backbone]
+    ignored = [k for k in ("widths", "blocks_per_stage") if k not in spec.options]
+    if any(getattr(options, k) != getattr(DEFAULTS, k) for k in ignored):
+        details = " and ".join(f"{k}={getattr(options, k)}" for k in ignored)
+        raise ValueError(
+            f"{details} do not apply: {options.backbone} has fixed stages; leave them at their "
+            "defaults"
+        )
+    return spec.build(in_channels, num_classes, image_size, options)

@@ -47,7 +47,7 @@ from invariance_recipes.lightning_modules.layers import (
     PolyphaseFollower2d,
 )
 from invariance_recipes.lightning_modules.layers.conv_blur_pool import BLUR_PAD_TYPES
-from invariance_recipes.lightning_modules.nets.options import PADDING_MODES
+from invariance_recipes.lightning_modules.nets.options import NetOptions
 from torch import nn
 
 from invariance_recipes.common.checks import check_choice
@@ -191,24 +191,24 @@ def get_downsampler(name: str) -> Downsampler:
     return DOWNSAMPLERS[name]
 
 
-def create_downsample(
-    name: str, channels: int, *, padding_mode: str, filt_size: int, in_block: bool = False
-) -> nn.Module:
-    """The stride-2 layer that follows a stride-1 conv-BN-activation for ``downsample=name``:
-    its ``block_step`` with ``in_block`` (a residual block's main path), else its ``step``."""
-    spec = get_downsampler(name)
-    check_choice("padding_mode", padding_mode, PADDING_MODES)
+def create_downsample(channels: int, options: NetOptions, *, in_block: bool = False) -> nn.Module:
+    """The stride-2 layer that follows a stride-1 conv-BN-activation for
+    ``options.downsample``: its ``block_step`` with ``in_block`` (a residual block's main
+    path), else its ``step``."""
+    spec = get_downsampler(options.downsample)
     step = (spec.block_step or spec.step) if in_block else spec.step
     if step is None:
-        raise ValueError(f"downsample={name!r} has no separate step: the convolution has stride 2")
-    return step(channels, BLUR_PAD_TYPES[padding_mode], filt_size)
+        raise ValueError(
+            f"downsample={options.downsample!r} has no separate step: the convolution has stride 2"
+        )
+    return step(channels, BLUR_PAD_TYPES[options.padding_mode], options.filt_size)
 
 
-def create_shortcut(name: str, channels: int, *, padding_mode: str, filt_size: int) -> nn.Module:
-    """The spatial part of a residual shortcut for ``downsample=name`` (before its 1x1 conv)."""
-    spec = get_downsampler(name)
-    check_choice("padding_mode", padding_mode, PADDING_MODES)
-    return spec.shortcut(channels, BLUR_PAD_TYPES[padding_mode], filt_size)
+def create_shortcut(channels: int, options: NetOptions) -> nn.Module:
+    """The spatial part of a residual shortcut for ``options.downsample`` (before its 1x1
+    conv)."""
+    spec = get_downsampler(options.downsample)
+    return spec.shortcut(channels, BLUR_PAD_TYPES[options.padding_mode], options.filt_size)
 
 
 def create_norm(name: str, channels: int) -> nn.Module:

@@ -3,12 +3,12 @@ large-shift behaviour. Adding a head is one :class:`HeadSpec` entry in :data:`HE
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from invariance_recipes.lightning_modules.layers.spatial_pyramid_pool import SpatialPyramidPool2d
-from invariance_recipes.lightning_modules.nets.options import DEFAULTS
+from invariance_recipes.lightning_modules.nets.options import DEFAULTS, NetOptions
 from torch import Tensor, nn
 
 from invariance_recipes.common.checks import check_choice, check_positive
@@ -91,24 +91,18 @@ class ClassifierHead(nn.Module):
     """``pool -> flatten -> fc`` for the head named ``kind`` (a key of :data:`HEADS`).
 
     Args:
-        kind: the head's name.
         channels: channels of the feature map.
         spatial: side of the (square) feature map; the flattening heads need it.
         num_classes: logits.
-        mlp_hidden: widths of the hidden layers of heads with ``hidden``.
-        dropout: dropout probability after each hidden layer.
+        options: ``head`` names it; ``mlp_hidden`` and ``dropout`` shape the hidden layers
+            of heads with ``hidden``.
     """
 
     def __init__(
-        self,
-        kind: str,
-        channels: int,
-        spatial: int,
-        num_classes: int,
-        mlp_hidden: Sequence[int] = DEFAULTS.mlp_hidden,
-        dropout: float = DEFAULTS.dropout,
+        self, channels: int, spatial: int, num_classes: int, options: NetOptions = DEFAULTS
     ) -> None:
         super().__init__()
+        kind = options.head
         check_choice("head", kind, tuple(HEADS))
         check_positive("num_classes", num_classes)
         spec = HEADS[kind]
@@ -120,18 +114,13 @@ class ClassifierHead(nn.Module):
         if not spec.hidden:
             self.fc: nn.Module = nn.Linear(features, num_classes)
             return
-        if not mlp_hidden or any(
-            isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in mlp_hidden
-        ):
-            raise ValueError(
-                f"mlp_hidden={tuple(mlp_hidden)!r} is invalid for head={kind!r}: list one or "
-                "more positive hidden widths, e.g. (256,)"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout!r} is out of range: use a probability in [0, 1)")
         layers: list[nn.Module] = []
-        for width in mlp_hidden:
-            layers += [nn.Linear(features, width), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        for width in options.mlp_hidden:
+            layers += [
+                nn.Linear(features, width),
+                nn.ReLU(inplace=True),
+                nn.Dropout(options.dropout),
+            ]
             features = width
         self.fc = nn.Sequential(*layers, nn.Linear(features, num_classes))
 

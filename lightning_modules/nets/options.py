@@ -8,9 +8,22 @@ of their registries (``BACKBONES``, ``DOWNSAMPLERS``, ``HEADS``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
+from invariance_recipes.lightning_modules.layers.checks import check_filt_size
+
+from invariance_recipes.common.checks import check_choice, check_positive
+
 PADDING_MODES = ("zeros", "reflect", "circular")
+
+
+def _positive_ints(name: str, values: Sequence[int], example: str) -> tuple[int, ...]:
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise ValueError(
+            f"{name}={tuple(values)!r} is invalid: list one or more positive widths, e.g. {example}"
+        )
+    return tuple(values)
 
 
 @dataclass(frozen=True)
@@ -18,7 +31,9 @@ class NetOptions:
     """The options that build a network (see :func:`invariance_recipes.lightning_modules.nets.build_net`).
 
     Fields marked ``architecture=False`` change training but not the parameters, so a
-    checkpoint may be resumed with another value.
+    checkpoint may be resumed with another value. The values are checked here, once, for
+    every backbone and head; the registry names (``backbone``, ``downsample``, ``head``) are
+    checked where their registries are.
     """
 
     backbone: str = "small-cnn"
@@ -30,6 +45,20 @@ class NetOptions:
     mlp_hidden: tuple[int, ...] = (256,)
     dropout: float = field(default=0.5, metadata={"architecture": False})
     filt_size: int = 4
+
+    def __post_init__(self) -> None:
+        check_choice("padding_mode", self.padding_mode, PADDING_MODES)
+        check_filt_size(self.filt_size)
+        check_positive("blocks_per_stage", self.blocks_per_stage)
+        # lists from a YAML config or the command line become the tuples the fields hold
+        object.__setattr__(self, "widths", _positive_ints("widths", self.widths, "(32, 64, 128)"))
+        object.__setattr__(
+            self, "mlp_hidden", _positive_ints("mlp_hidden", self.mlp_hidden, "(256,)")
+        )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(
+                f"dropout={self.dropout!r} is out of range: use a probability in [0, 1)"
+            )
 
 
 DEFAULTS = NetOptions()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
-from invariance_recipes.lightning_modules.layers.checks import check_filt_size
 from invariance_recipes.lightning_modules.nets.downsample import (
     create_activation,
     create_downsample,
@@ -14,11 +12,11 @@ from invariance_recipes.lightning_modules.nets.downsample import (
 )
 from invariance_recipes.lightning_modules.nets.heads import ClassifierHead
 from invariance_recipes.lightning_modules.nets.input_check import check_input
-from invariance_recipes.lightning_modules.nets.options import DEFAULTS, PADDING_MODES
+from invariance_recipes.lightning_modules.nets.options import DEFAULTS, NetOptions
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, ResNet, conv1x1
 
-from invariance_recipes.common.checks import check_choice, check_positive
+from invariance_recipes.common.checks import check_positive
 
 
 class DownsamplingBasicBlock(BasicBlock):
@@ -43,21 +41,19 @@ class DownsamplingBasicBlock(BasicBlock):
 
     Args:
         inplanes, planes: input and output channels.
-        kind: a ``downsample`` option other than ``strided`` (torchvision's own block).
-        padding_mode, filt_size: see :func:`invariance_recipes.lightning_modules.nets.build_net`.
+        options: the network's options; ``downsample`` (other than ``strided``, which keeps
+            torchvision's own block), ``padding_mode`` and ``filt_size`` build the steps.
     """
 
-    def __init__(
-        self, inplanes: int, planes: int, *, kind: str, padding_mode: str, filt_size: int
-    ) -> None:
+    def __init__(self, inplanes: int, planes: int, options: NetOptions) -> None:
+        kind = options.downsample
         spec = get_downsampler(kind)
         shortcut_conv = nn.Sequential(
             conv1x1(inplanes, planes, spec.shortcut_stride), spec.norm(planes)
         )
         super().__init__(inplanes, planes, downsample=shortcut_conv, norm_layer=spec.norm)
-        options = {"padding_mode": padding_mode, "filt_size": filt_size}
-        self.step = create_downsample(kind, planes, in_block=True, **options)
-        self.shortcut = create_shortcut(kind, inplanes, **options)
+        self.step = create_downsample(planes, options, in_block=True)
+        self.shortcut = create_shortcut(inplanes, options)
         self.relu = create_activation(kind, planes)
         self.shares_phase = spec.shares_phase
 
@@ -85,30 +81,19 @@ class CifarResNet18(ResNet):
     Args:
         in_channels, num_classes, image_size: images and logits (``image_size`` sizes the
             flattening heads).
-        downsample, head, padding_mode, filt_size, mlp_hidden, dropout: see
-            :func:`invariance_recipes.lightning_modules.nets.build_net`.
+        options: the network's options (the shared ones; the stages are fixed, see
+            :func:`invariance_recipes.lightning_modules.nets.build_net`).
     """
 
     total_stride = 8
 
     def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        image_size: int,
-        *,
-        downsample: str = DEFAULTS.downsample,
-        head: str = DEFAULTS.head,
-        padding_mode: str = DEFAULTS.padding_mode,
-        filt_size: int = DEFAULTS.filt_size,
-        mlp_hidden: Sequence[int] = DEFAULTS.mlp_hidden,
-        dropout: float = DEFAULTS.dropout,
+        self, in_channels: int, num_classes: int, image_size: int, options: NetOptions = DEFAULTS
     ) -> None:
         check_positive("in_channels", in_channels)
         check_positive("image_size", image_size)
+        downsample = options.downsample
         strided = get_downsampler(downsample).step is None
-        check_choice("padding_mode", padding_mode, PADDING_MODES)
-        check_filt_size(filt_size)
         if image_size < self.total_stride:
             raise ValueError(
                 f"image_size={image_size} is smaller than resnet18's total stride "
@@ -130,21 +115,15 @@ class CifarResNet18(ResNet):
         if not strided:
             for layer in (self.layer2, self.layer3, self.layer4):
                 inplanes, planes = layer[0].conv1.in_channels, layer[0].conv1.out_channels
-                layer[0] = DownsamplingBasicBlock(
-                    inplanes,
-                    planes,
-                    kind=downsample,
-                    padding_mode=padding_mode,
-                    filt_size=filt_size,
-                )
+                layer[0] = DownsamplingBasicBlock(inplanes, planes, options)
                 new_convs += [m for m in layer[0].modules() if isinstance(m, nn.Conv2d)]
         for conv in new_convs:  # torchvision's ResNet initialization
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
         for module in self.modules():
             if isinstance(module, nn.Conv2d) and any(module.padding):
-                module.padding_mode = padding_mode
+                module.padding_mode = options.padding_mode
         spatial = math.ceil(image_size / self.total_stride)
-        self.head = ClassifierHead(head, 512, spatial, num_classes, mlp_hidden, dropout)
+        self.head = ClassifierHead(512, spatial, num_classes, options)
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(

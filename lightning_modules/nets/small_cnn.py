@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
-from invariance_recipes.lightning_modules.layers.checks import check_filt_size
 from invariance_recipes.lightning_modules.nets.downsample import (
     create_activation,
     create_downsample,
@@ -14,10 +12,10 @@ from invariance_recipes.lightning_modules.nets.downsample import (
 )
 from invariance_recipes.lightning_modules.nets.heads import ClassifierHead
 from invariance_recipes.lightning_modules.nets.input_check import check_input
-from invariance_recipes.lightning_modules.nets.options import DEFAULTS, PADDING_MODES
+from invariance_recipes.lightning_modules.nets.options import DEFAULTS, NetOptions
 from torch import Tensor, nn
 
-from invariance_recipes.common.checks import check_choice, check_positive
+from invariance_recipes.common.checks import check_positive
 
 
 def conv_bn_relu(
@@ -50,41 +48,19 @@ class SmallCNN(nn.Module):
     Args:
         in_channels, num_classes: image channels and logits.
         image_size: side of the training images (sizes the flattening heads).
-        widths: channels of each stage.
-        blocks_per_stage: conv-BN-ReLU blocks per stage.
-        downsample, head, padding_mode, filt_size, mlp_hidden, dropout: see
-            :func:`invariance_recipes.lightning_modules.nets.build_net`.
+        options: the network's options; this backbone reads ``widths`` (channels of each
+            stage) and ``blocks_per_stage`` besides the shared ones (see
+            :func:`invariance_recipes.lightning_modules.nets.build_net`).
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        image_size: int,
-        *,
-        widths: Sequence[int] = DEFAULTS.widths,
-        blocks_per_stage: int = DEFAULTS.blocks_per_stage,
-        downsample: str = DEFAULTS.downsample,
-        head: str = DEFAULTS.head,
-        padding_mode: str = DEFAULTS.padding_mode,
-        filt_size: int = DEFAULTS.filt_size,
-        mlp_hidden: Sequence[int] = DEFAULTS.mlp_hidden,
-        dropout: float = DEFAULTS.dropout,
+        self, in_channels: int, num_classes: int, image_size: int, options: NetOptions = DEFAULTS
     ) -> None:
         super().__init__()
         check_positive("in_channels", in_channels)
         check_positive("image_size", image_size)
-        check_positive("blocks_per_stage", blocks_per_stage)
+        downsample, widths = options.downsample, options.widths
         strided = get_downsampler(downsample).step is None
-        check_choice("padding_mode", padding_mode, PADDING_MODES)
-        check_filt_size(filt_size)
-        if not widths or any(
-            isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths
-        ):
-            raise ValueError(
-                f"widths={tuple(widths)!r} is invalid: list one positive channel count per "
-                "stage, e.g. (32, 64, 128)"
-            )
         self.in_channels = in_channels
         self.image_size = image_size
         self.total_stride = 2 ** len(widths)
@@ -97,13 +73,13 @@ class SmallCNN(nn.Module):
         stages = []
         channels = in_channels
         for width in widths:
-            inputs = [channels] + [width] * (blocks_per_stage - 1)
-            strides = [1] * (blocks_per_stage - 1) + [2 if strided else 1]
+            inputs = [channels] + [width] * (options.blocks_per_stage - 1)
+            strides = [1] * (options.blocks_per_stage - 1) + [2 if strided else 1]
             blocks = [
                 conv_bn_relu(
                     c,
                     width,
-                    padding_mode,
+                    options.padding_mode,
                     s,
                     create_activation(downsample, width),
                     create_norm(downsample, width),
@@ -111,15 +87,12 @@ class SmallCNN(nn.Module):
                 for c, s in zip(inputs, strides, strict=True)
             ]
             if not strided:
-                step = create_downsample(
-                    downsample, width, padding_mode=padding_mode, filt_size=filt_size
-                )
-                blocks.append(step)
+                blocks.append(create_downsample(width, options))
             stages.append(nn.Sequential(*blocks))
             channels = width
         self.features = nn.Sequential(*stages)
         spatial = math.ceil(image_size / self.total_stride)
-        self.head = ClassifierHead(head, channels, spatial, num_classes, mlp_hidden, dropout)
+        self.head = ClassifierHead(channels, spatial, num_classes, options)
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(
