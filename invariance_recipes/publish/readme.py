@@ -4,7 +4,9 @@ The README marks each generated block with ``<!-- results:NAME -->`` ... ``<!-- 
 the block is the part of ``docs/results/NAME/results.md`` between its ``<!-- readme -->``
 markers (the mean ± std table and the paired comparison), or, in a results file written before
 those markers existed, its first table. ``recipes/readme_tables.py`` rewrites the blocks, and
-``--check`` fails when they differ, so the README cannot drift from the results files.
+``--check`` fails when they differ, so the README cannot drift from the results files. Blocks
+marked ``<!-- table:NAME -->`` ... ``<!-- /table:NAME -->`` hold a table generated from a
+registry (`TABLES`), rewritten and checked the same way.
 """
 
 from __future__ import annotations
@@ -12,15 +14,24 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from invariance_recipes.compare.results import README_BLOCK, RESULTS_MD
+from invariance_recipes.lightning_modules.metrics.protocols import protocol_table
 
 BLOCK = re.compile(
     r"(?P<open><!-- results:(?P<name>[A-Za-z0-9_.-]+) -->\n)(?P<body>.*?)"
     r"(?P<close><!-- /results:(?P=name) -->)",
     re.DOTALL,
 )
+TABLE = re.compile(
+    r"(?P<open><!-- table:(?P<name>[A-Za-z0-9_.-]+) -->\n)(?P<body>.*?)"
+    r"(?P<close><!-- /table:(?P=name) -->)",
+    re.DOTALL,
+)
+#: The README tables generated from a registry, by block name.
+TABLES: dict[str, Callable[[], str]] = {"protocols": protocol_table}
 
 
 def readme_part(results_md: str) -> str:
@@ -52,13 +63,25 @@ def render(readme: str, results_dir: Path) -> str:
             )
         return match["open"] + readme_part(path.read_text()) + match["close"]
 
-    return BLOCK.sub(block, readme)
+    def table(match: re.Match[str]) -> str:
+        if match["name"] not in TABLES:
+            raise FileNotFoundError(
+                f"README block table:{match['name']} has no generator: choose one of "
+                f"{', '.join(TABLES)}, or remove the block"
+            )
+        return match["open"] + TABLES[match["name"]]() + match["close"]
+
+    return TABLE.sub(table, BLOCK.sub(block, readme))
 
 
 def stale_blocks(readme: str, results_dir: Path) -> list[str]:
-    """The names of the README blocks that differ from their results files."""
-    current = {m["name"]: m["body"] for m in BLOCK.finditer(readme)}
-    fresh = {m["name"]: m["body"] for m in BLOCK.finditer(render(readme, results_dir))}
+    """The names of the README blocks that differ from their results files or registries."""
+
+    def bodies(text: str) -> dict[str, str]:
+        results = {m["name"]: m["body"] for m in BLOCK.finditer(text)}
+        return results | {f"table:{m['name']}": m["body"] for m in TABLE.finditer(text)}
+
+    current, fresh = bodies(readme), bodies(render(readme, results_dir))
     return [name for name in current if current[name] != fresh[name]]
 
 
@@ -91,5 +114,6 @@ def readme_tables_command(argv: list[str]) -> int:
         print(f"{args.readme}: every result block matches {args.results}")
         return 0
     args.readme.write_text(render(readme, args.results))
-    print(f"{args.readme}: rewrote {len(stale)} stale block(s) of {len(BLOCK.findall(readme))}")
+    blocks = len(BLOCK.findall(readme)) + len(TABLE.findall(readme))
+    print(f"{args.readme}: rewrote {len(stale)} stale block(s) of {blocks}")
     return 0
