@@ -11,7 +11,7 @@ has its per-image outcomes and the count of pairs behind it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -121,6 +121,7 @@ class RandomRange:
     label: str
     text: str
     bounds: Callable[[int], tuple[int, int]]
+    symbol: str = "m"  # the range value's name: m (a shift) or D (a crop margin)
     draw: str = "per image"
 
     def sample(self, view: Tensor, value: int, seed: int) -> Tensor:
@@ -141,6 +142,7 @@ class FixedRange:
     label: str
     text: str
     offsets: Callable[[int], Tensor]
+    symbol: str = "m"
     draw: str = "fixed"
 
 
@@ -175,7 +177,9 @@ def _fractions(max_up: int) -> Tensor:
 RANGES: dict[str, RandomRange | FixedRange] = {
     r.label: r
     for r in (
-        RandomRange("[0, D)", "corner per axis in 0..D-1 (np.random.randint(D))", lambda v: (0, v)),
+        RandomRange(
+            "[0, D)", "corner per axis in 0..D-1 (np.random.randint(D))", lambda v: (0, v), "D"
+        ),
         RandomRange(
             "[-m, m)", "per axis in -m..m-1, asymmetric (randint(-m, m))", lambda v: (-v, v)
         ),
@@ -183,7 +187,7 @@ RANGES: dict[str, RandomRange | FixedRange] = {
             "[-m, m]", "per axis in -m..m, symmetric (randint(-m, m + 1))", lambda v: (-v, v + 1)
         ),
         RandomRange("[1, m)", "per axis in 1..m-1 (randint(1, m))", lambda v: (1, v)),
-        FixedRange("diagonal [0, D]", "every diagonal corner (o, o), o = 0..D", _diagonal),
+        FixedRange("diagonal [0, D]", "every diagonal corner (o, o), o = 0..D", _diagonal, "D"),
         FixedRange("grid [1, m)^2", "every (dy, dx) with 1 <= dy, dx < m", _grid),
         FixedRange(
             "fractions 1/u",
@@ -290,7 +294,7 @@ class Measure:
     metrics: tuple[str, ...]
     run: Callable[[Probe], dict[str, Tensor]]
     consistencies: tuple[str, ...] = ()
-    columns: tuple[str, ...] = field(default=())
+    columns: tuple[str, ...] = ()
     curve: str | None = None
 
     @property

@@ -95,11 +95,10 @@ class ProtocolSpec:
     def size_rule(self) -> str:
         """How the range value follows the view side V, in words."""
         if self.paper_range == 0:
-            return "D = H - V"
+            return f"{self.range.symbol} = H - V"
         if self.paper_size == 0:
             return f"{self.paper_range} at every size"
-        letter = "D" if self.range.label.startswith("[0") else "m"
-        return f"{letter} = round({self.paper_range} V / {self.paper_size})"
+        return f"{self.range.symbol} = round({self.paper_range} V / {self.paper_size})"
 
     def table_row(self) -> dict[str, str]:
         """Every field as text, for ``--list-protocols`` and ``report.json``."""
