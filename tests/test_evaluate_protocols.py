@@ -1,4 +1,4 @@
-"""evaluate.py --protocol and --list-protocols as a user runs them, on a crop-mode run."""
+"""evaluate.py --protocols and --list-protocols as a user runs them, on a crop-mode run."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ NAMED = ["zhang2019", "aps-circular", "afc-worst", "afc-fractional", "azulay-wei
 def test_protocols_in_training_and_evaluation_agree_on_the_tested_checkpoint(
     tmp_path: Path,
 ) -> None:
-    """Same checkpoint, same batch size: per-batch draws, fixed grids and per-image keys all
-    give the training test's numbers again."""
+    """Same checkpoint, another batch size (64, training tests in batches of 50): keyed
+    offsets and fixed grids give the training test's numbers again."""
     train = run_recipe(
         "train.py", *QUICK, "--logger", "csv", "--data.view_size", "28",
-        "--model.protocols", "[" + ", ".join(NAMED) + "]", cwd=tmp_path,
+        "--protocols", "[" + ", ".join(NAMED) + "]", cwd=tmp_path,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr[-3000:]
     run_dir = tmp_path / "runs" / "baseline-seed0"
@@ -31,8 +31,8 @@ def test_protocols_in_training_and_evaluation_agree_on_the_tested_checkpoint(
     trained = read_test_metrics(run_dir)
 
     proc = run_recipe(
-        "evaluate.py", "--ckpt", str(run_dir / tested["checkpoint"]), "--protocol", *NAMED,
-        "--batch_size", "50", "--max_shifts", "4", "--logger", "none", cwd=tmp_path,
+        "evaluate.py", "--ckpt", str(run_dir / tested["checkpoint"]), "--protocols", *NAMED,
+        "--batch_size", "64", "--max_shifts", "4", "--logger", "none", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((run_dir / "evaluation" / "report.json").read_text())
@@ -53,8 +53,8 @@ def test_list_protocols_and_an_unknown_protocol(tmp_path: Path) -> None:
     assert listing.returncode == 0, listing.stderr
     for name, spec in PROTOCOLS.items():
         assert f"{name}: {spec.description}" in listing.stdout
-    bad = run_recipe("evaluate.py", "--ckpt", "x.ckpt", "--protocol", "zhang2020", cwd=tmp_path)
+    bad = run_recipe("evaluate.py", "--ckpt", "x.ckpt", "--protocols", "zhang2020", cwd=tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "error: unknown --protocol 'zhang2020': choose one of " + ", ".join(PROTOCOLS)
+        "error: unknown --protocols 'zhang2020': choose one of " + ", ".join(PROTOCOLS)
     ]

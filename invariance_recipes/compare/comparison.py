@@ -20,7 +20,7 @@ import shlex
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ from invariance_recipes.compare.sharding import (
     write_manifest,
 )
 from invariance_recipes.datamodules import DATASETS
+from invariance_recipes.lightning_modules.metrics.protocols import parse_protocols
 from invariance_recipes.lightning_modules.nets import BACKBONES, DEFAULTS
 from invariance_recipes.run.errors import RunFailed, StoppedEarly, UsageError
 from invariance_recipes.run.loggers import run_id, wandb_mode
@@ -74,7 +75,7 @@ COMPARISON_JSON = "comparison.json"  # the options a results folder was made wit
 RESERVED = (
     "--variant", "--seed_everything", "--run_name", "--runs_dir", "--experiment", "--logger",
     "--project", "--resume", "--ckpt_path", "--data.dataset", "--dataset", "--model.backbone",
-    "--backbone",
+    "--backbone", "--model.protocols", "--protocols",
 )  # fmt: skip
 USER_ERRORS = (UsageError, ValueError, FileNotFoundError, MisconfigurationException, RunFailed)
 
@@ -97,7 +98,8 @@ def check_extra(extra: list[str]) -> None:
         if flag in RESERVED:
             raise ValueError(
                 f"{flag} after '--' is set by compare.py for every run; use its own options "
-                "(--variants, --seeds, --dataset, --backbone, --logger, --project, --out)"
+                "(--variants, --seeds, --dataset, --backbone, --protocols, --logger, --project, "
+                "--out)"
             )
 
 
@@ -118,6 +120,8 @@ def command_of(args: argparse.Namespace, experiment: Experiment, extra: list[str
         parts += ["--dataset", args.dataset]
     if args.backbone != "small-cnn":
         parts += ["--backbone", args.backbone]
+    if args.protocols is not None:
+        parts += ["--protocols", *experiment.protocols]
     if args.quick:
         parts.append("--quick")
     return " ".join(parts + (["--", *extra] if extra else []))
@@ -235,9 +239,17 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
+def experiment_of(args: argparse.Namespace) -> Experiment:
+    """The experiment's preset for the chosen dataset, with ``--protocols`` when given."""
+    experiment = get_experiment(args.experiment, args.dataset)
+    if args.protocols is None:
+        return experiment
+    return replace(experiment, protocols=tuple(parse_protocols(args.protocols)))
+
+
 def compare(args: argparse.Namespace, extra: list[str]) -> int:
     """Run the comparison; returns the exit code (1 if a run failed, 130 if stopped)."""
-    experiment = get_experiment(args.experiment, args.dataset)
+    experiment = experiment_of(args)
     variants = list(dict.fromkeys(args.variants or experiment.variants))
     experiment.check_variants(variants)
     check_extra(extra)
@@ -247,6 +259,7 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
     options = {
         "experiment": args.experiment, "dataset": args.dataset, "backbone": args.backbone,
         "quick": args.quick, "training_options": extra,
+        "protocols": None if args.protocols is None else list(experiment.protocols),
     }  # fmt: skip
     check_comparison(out, options)
     start = time.monotonic()
@@ -414,6 +427,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         + ")",
     )
     parser.add_argument("--backbone", default=DEFAULTS.backbone, choices=list(BACKBONES))
+    parser.add_argument(
+        "--protocols",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="named protocols whose columns the runs' tests report (default: the experiment's; "
+        "see recipes/evaluate.py --list-protocols)",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="a smoke test: 2 epochs, at most 300 samples per split"
     )

@@ -21,7 +21,7 @@ from invariance_recipes.compare.results import Row, curve_accuracy
 from invariance_recipes.datamodules import DATASETS, digits_m
 from invariance_recipes.datamodules.translation import DIGITS_OBJECT_SIZE
 from invariance_recipes.lightning_modules.callbacks import TESTED
-from invariance_recipes.lightning_modules.metrics.protocol_report import headline_key
+from invariance_recipes.lightning_modules.metrics.protocols import protocol_columns
 from invariance_recipes.lightning_modules.metrics.report import REPORTED_MODES
 from invariance_recipes.lightning_modules.shifts import CONSISTENCY_MAX_SHIFT
 from invariance_recipes.lightning_modules.variants import VARIANTS
@@ -158,9 +158,8 @@ class Experiment:
         }
 
     def protocol_columns(self) -> list[str]:
-        """One column per protocol: its headline number, as the run's test logged it."""
-        keys = (headline_key(name) for name in self.protocols)
-        return [f"test/{key}" for key in keys if key is not None]
+        """Each protocol's columns (its headline first), as the run's test logged them."""
+        return [f"test/{key}" for name in self.protocols for key in protocol_columns(name)]
 
     def scatter(self) -> tuple[str, str]:
         """(x, y) columns of the accuracy-vs-consistency plot."""

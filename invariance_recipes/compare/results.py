@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from invariance_recipes.compare.statistics import holm, mcnemar_exact, mean_std, wilson_interval
+from invariance_recipes.lightning_modules.metrics.protocols import column_label, legend
 from invariance_recipes.measure.receptive_fields import RF_COLUMN
 
 RESULTS_CSV = "results.csv"
@@ -45,18 +46,14 @@ LEGEND = {
     "(Azulay & Weiss 2019).",
     "acc@": "Per quadrant: accuracy with the test objects placed in that quadrant; unseen: the "
     "mean over the quadrants never seen in training; drop: seen minus unseen.",
-    "test/": "Protocol columns (`python recipes/evaluate.py --list-protocols`), each its "
-    "headline number: zhang2019, top-1 agreement of two crops of the canvas; aps-circular, of "
-    "two circular shifts of the view; afc-fractional, the share whose top-1 never changes over "
-    "the quarter- and half-pixel Fourier shifts; afc-worst, over every integer circular shift; "
-    "azulay-weiss, the flip rate of a one-pixel step from a random start. They come from each "
-    "run's test and have no per-image outcomes, so no paired test.",
     "acc_in_range": "In range, beyond: mean accuracy along the accuracy-vs-offset curve at the "
     "diagonal offsets (o, o) with |o| <= S, the range trained with, and with S < |o| <= 16.",
     "rf_fraction": "RF/canvas: the theoretical receptive field of the last feature map "
     "(`receptive_field`) over the canvas side, in %; setting `stagesN-blocksM`: the small "
     "CNN with N stages of M conv blocks each.",
 }
+#: Protocol columns (``test/<protocol>/<metric>``) get a legend generated from the registry.
+PROTOCOL_NOTE = "They come from each run's test and have no per-image outcomes, so no paired test."
 SETTING_LEGEND = "Setting `shiftS`: trained with every image shifted by up to S pixels per axis."
 CURVE = re.compile(r"^test/acc_at_shift/([+-]\d+)_([+-]\d+)$")
 
@@ -171,6 +168,7 @@ def markdown(
         "and evaluation of one run in seconds.",
         "",
         *(text for prefix, text in LEGEND.items() if any(c.startswith(prefix) for c in columns)),
+        *protocol_legend(columns),
         *([SETTING_LEGEND] if any(r["setting"].startswith("shift") for r in table) else []),
         "",
         README_BLOCK[0],
@@ -313,6 +311,12 @@ def intervals_markdown(
     return lines
 
 
+def protocol_legend(columns: Sequence[str]) -> list[str]:
+    """The legend of the table's protocol columns (none without them)."""
+    names = list(dict.fromkeys(c.split("/")[1] for c in columns if c.startswith("test/")))
+    return [f"{legend(names)} {PROTOCOL_NOTE}"] if names else []
+
+
 def _p(value: float) -> str:
     return f"={value:.2g}" if value >= 0.001 else "<0.001"
 
@@ -323,8 +327,8 @@ def header(column: str) -> str:
         return column.removeprefix("consistency_")
     if column.startswith("acc@"):
         return column.removeprefix("acc@")
-    if column.startswith("test/"):  # a protocol's headline: test/<protocol>/<metric>
-        return column.split("/")[1]
+    if column.startswith("test/"):  # a protocol's column: test/<protocol>/<metric>_<source>
+        return column_label(column)
     names = {
         "acc": "accuracy", "flip_rate": "flip rate", "unseen_drop": "drop",
         "acc_in_range": "in range", "acc_beyond_range": "beyond",

@@ -2,7 +2,7 @@
 
     python recipes/evaluate.py --ckpt runs/blurpool-seed0/checkpoints/last.ckpt
     python recipes/evaluate.py --ckpt PATH --max_shifts 1 2 4 8 --test_placement top-left
-    python recipes/evaluate.py --ckpt PATH --protocol zhang2019 aps-circular afc-worst
+    python recipes/evaluate.py --ckpt PATH --protocols zhang2019 aps-circular afc-worst
     python recipes/evaluate.py --list-protocols
 
 Prints accuracy, shift consistency per mode and max shift, flip rate, MAC, the
@@ -23,12 +23,12 @@ from typing import Any
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from invariance_recipes.common.checks import check_choice
 from invariance_recipes.datamodules import TranslationDataModule
 from invariance_recipes.lightning_modules.callbacks import write_curve
 from invariance_recipes.lightning_modules.classifier import InvarianceClassifier
 from invariance_recipes.lightning_modules.metrics import PROTOCOLS, ProtocolReport, ShiftReport
 from invariance_recipes.lightning_modules.metrics._utils import evaluating
+from invariance_recipes.lightning_modules.metrics.protocols import parse_protocols
 from invariance_recipes.lightning_modules.shifts import SHIFT_MODES, offset_sweep
 from invariance_recipes.measure.receptive_fields import describe_checkpoint
 from invariance_recipes.run.checkpoints import load_checkpoint
@@ -212,12 +212,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", type=Path, help="checkpoint file (.ckpt)")
     parser.add_argument(
-        "--protocol",
+        "--protocols",
         nargs="+",
         default=[],
         metavar="NAME",
-        help="named protocols to report as well (see --list-protocols)",
+        help="named protocols to report as well: NAME NAME or '[NAME, NAME]' (see "
+        "--list-protocols)",
     )
+    parser.add_argument("--protocol", nargs="+", default=[], help=argparse.SUPPRESS)
     parser.add_argument(
         "--list-protocols", action="store_true", help="print every named protocol and exit"
     )
@@ -254,6 +256,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="also report the theoretical and effective receptive fields (heat-map PNGs)",
     )
     args = parser.parse_args(argv)
+    if args.protocol:  # the spelling of earlier releases
+        print("warning: --protocol is deprecated: use --protocols", file=sys.stderr)
+        args.protocols = [*args.protocols, *args.protocol]
     if args.ckpt is None and not args.list_protocols:
         parser.error("--ckpt is required (or pass --list-protocols)")
     return args
@@ -266,13 +271,12 @@ def evaluate_command(argv: list[str]) -> int:
         print(format_protocol_list())
         return 0
     try:
-        for name in args.protocol:
-            check_choice("--protocol", name, PROTOCOLS)
+        protocols = parse_protocols(args.protocols)
         with torch.inference_mode():
             report = evaluate_checkpoint(
                 args.ckpt, max_shifts=args.max_shifts, modes=args.modes,
                 curve_max_shift=args.curve_max_shift, test_placement=args.test_placement,
-                protocols=args.protocol, batch_size=args.batch_size, device=args.device,
+                protocols=protocols, batch_size=args.batch_size, device=args.device,
             )  # fmt: skip
     except (UsageError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -6,7 +6,7 @@ The README marks each generated block with ``<!-- KIND:NAME -->`` ... ``<!-- /KI
   ``<!-- readme -->`` markers (the mean ± std table and the paired comparison), or, in a
   results file written before those markers existed, its first table;
 - ``registry:NAME`` is the table :data:`REGISTRY_TABLES` generates from a registry
-  (variants, network options), so a new entry reaches the README with no edit.
+  (variants, network options, protocols), so a new entry reaches the README with no edit.
 
 ``recipes/readme_tables.py`` rewrites the blocks, and ``--check`` fails when they differ, so the
 README cannot drift from the results files or the registries.
@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from invariance_recipes.compare.results import README_BLOCK, RESULTS_MD
+from invariance_recipes.lightning_modules.metrics.protocols import protocol_table
 from invariance_recipes.lightning_modules.nets import BACKBONES, DOWNSAMPLERS, HEADS
 from invariance_recipes.lightning_modules.nets.options import PADDING_MODES
 from invariance_recipes.lightning_modules.variants import variants_markdown
@@ -46,7 +47,11 @@ def network_options_markdown() -> str:
 
 # ``<!-- registry:NAME -->`` blocks: the one place a generated README table is declared.
 REGISTRY_TABLES: Mapping[str, Callable[[], str]] = MappingProxyType(
-    {"variants": variants_markdown, "network-options": network_options_markdown}
+    {
+        "variants": variants_markdown,
+        "network-options": network_options_markdown,
+        "protocols": protocol_table,
+    }
 )
 
 
