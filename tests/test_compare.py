@@ -180,7 +180,8 @@ def test_aggregation_matches_hand_computation(tmp_path: Path) -> None:
     assert (
         f"| a | 3 | n/a | 85.0 [{100 * (0.85 - half):.1f}, {100 * (0.85 + half):.1f}] |" in report
     )
-    assert "| 60.0 [0.0, 100.0] | 11 |" in report  # two values, 1 df: clipped to [0, 100] %
+    half = 12.706204736174698 * math.sqrt(0.02) / math.sqrt(2)  # two values: t(0.975, 1 df)
+    assert f"| 60.0 [{100 * (0.6 - half):.1f}, {100 * (0.6 + half):.1f}] | 11 |" in report
     assert "| c | 1 | n/a | 60.0 | 10.0 | 10 |" in report  # one seed: no interval
 
 

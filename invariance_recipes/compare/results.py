@@ -188,7 +188,7 @@ def _interval_cell(found: tuple[Estimate, bool] | None, signed: bool = False) ->
     low, high = e.interval()
     if not (math.isfinite(low) and math.isfinite(high)):
         return fmt.format(100 * e.mean)
-    if not signed:  # a share stays within [0, 100] %
+    if found[1] and not signed:  # a share of images stays within [0, 100] %
         low, high = max(low, 0.0), min(high, 1.0)
     return f"{fmt.format(100 * e.mean)} [{fmt.format(100 * low)}, {fmt.format(100 * high)}]"
 

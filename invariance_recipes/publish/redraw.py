@@ -45,7 +45,7 @@ def redraw(folder: Path, command: str) -> str:
     columns = [c for c in experiment.columns() if any(c in row for row in rows)]
     title, summary = old.splitlines()[0].removeprefix("# "), old.splitlines()[2]
     origin = REDRAWN.sub("", old[old.index(PROVENANCE) :]).rstrip("\n") + "\n"
-    origin += f"- redrawn: at {commit()} by `{command}`: the runs above, today's statistics\n"
+    origin += f"- redrawn: at {commit()} by `{command}`: the runs of the commit above, read with the statistics of this one\n"
     return markdown(
         title, summary, setup["setup"], setup["command"], rows, columns,
         outcomes_of_rows(folder, rows), origin,
