@@ -98,15 +98,15 @@ def test_quick_comparison_writes_csv_markdown_and_plots(comparison) -> None:
 
     md = (out / "results.md").read_text()
     assert "--quick -- --data.max_samples 120`" in md
-    table = md[md.index("| variant") :].split("\n\n")[0]  # the first table: mean ± std
+    table = md[md.index("| variant") :].split("\n\n")[0]  # the first table: the means
     lines = table.splitlines()
     assert len(lines) == 2 + len(FIRST)
-    assert lines[0].split(" | ")[:4] == ["| variant", "seeds", "accuracy", "flip rate"]
+    assert lines[0].split(" | ")[:5] == ["| variant", "seeds", "images", "accuracy", "flip rate"]
     for row, line in zip(rows, lines[2:], strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == row["variant"]
-        assert cells[2] == f"{100 * row['acc']:.1f}"
-        assert cells[4] == f"{100 * row['consistency_zero@2']:.1f}"
+        assert cells[3].split(" [")[0] == f"{100 * row['acc']:.1f}"
+        assert cells[5].split(" [")[0] == f"{100 * row['consistency_zero@2']:.1f}"
 
     for name in ("accuracy_vs_offset.png", "accuracy_vs_consistency.png"):
         with Image.open(out / name) as image:
@@ -176,8 +176,14 @@ def test_aggregation_matches_hand_computation(tmp_path: Path) -> None:
                 assert math.isnan(got[variant][f"{column}_std"])
     assert got["a"]["n"] == 3
     report = markdown("e", "a test", "digits", "python recipes/compare.py", rows, ["acc", "x"])
-    assert "| a | 3 | 85.0 ± 5.0 | 60.0 ± 14.1 | 11 |" in report
-    assert "| c | 1 | 60.0 | 10.0 | 10 |" in report
+    # no per-image outcomes: Student's t over the seeds' values, t(0.975, 2 df) = 4.3027 (tables)
+    half = 4.302652729911275 * 0.05 / math.sqrt(3)
+    assert (
+        f"| a | 3 | n/a | 85.0 [{100 * (0.85 - half):.1f}, {100 * (0.85 + half):.1f}] |" in report
+    )
+    half = 12.706204736174698 * math.sqrt(0.02) / math.sqrt(2)  # two values: t(0.975, 1 df)
+    assert f"| 60.0 [{100 * (0.6 - half):.1f}, {100 * (0.6 + half):.1f}] | 11 |" in report
+    assert "| c | 1 | n/a | 60.0 | 10.0 | 10 |" in report  # one seed: no interval
 
 
 @pytest.mark.slow
@@ -331,7 +337,7 @@ def test_outcomes_pair_up_and_reproduce_the_table(comparison) -> None:
         fingerprints.add(str(outcomes["images_sha256"]))
     assert len(fingerprints) == 1  # both variants saw the same test images
     md = (out / "results.md").read_text()
-    assert "Paired comparison with baseline" in md and "McNemar's exact test" in md
+    assert "Paired comparison with baseline" in md and "crossed random-effects" in md
     assert next(line for line in md.splitlines() if line.startswith("| global-pooling | "))
     assert "## Each run" in md and f"| {LABEL}-baseline-seed0 | " in md
     provenance = md[md.index("## Provenance") :]

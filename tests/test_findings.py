@@ -4,20 +4,21 @@ and outcomes.npz): every verdict and interval checked against numbers computed b
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import t as student_t
 
 from invariance_recipes.compare.outcomes import save_outcomes
-from invariance_recipes.compare.results import RESULTS_CSV, RESULTS_MD, write_rows
+from invariance_recipes.compare.results import RESULTS_CSV, RESULTS_MD, read_rows, write_rows
 from invariance_recipes.publish.findings import (
     FINDINGS,
     Results,
     findings_command,
     findings_markdown,
     overall,
-    seed_interval,
 )
 
 N = 100  # test images per run
@@ -45,7 +46,7 @@ def write_experiment(root: Path, name: str, arms: dict[tuple[str, str], list[dic
             row |= {k: v for k, v in values.items() if not isinstance(v, np.ndarray)}
             if outcomes:
                 (out / "runs" / run).mkdir(parents=True)
-                outcomes |= {"index": np.arange(N), "images_sha256": np.array(f"seed{seed}")}
+                outcomes |= {"index": np.arange(N), "images_sha256": np.array("test-images")}
                 save_outcomes(outcomes, out / "runs" / run)
                 row["outcomes"] = f"runs/{run}/outcomes.npz"
                 row |= {k: float(v.mean()) for k, v in outcomes.items() if v.dtype == bool}
@@ -70,9 +71,12 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "test/afc-fractional/worst_consistency_fourier",
     )
     small = {
-        # zhang2019: blurpool beats baseline by 10, 12, 14 points
-        ("baseline", "default"): [{zhang: 0.70, fractional: 0.5} for _ in SEEDS],
-        ("blurpool", "default"): [{zhang: 0.80 + 0.02 * s, fractional: 0.6} for s in SEEDS],
+        # zhang2019: blurpool beats baseline by 10, 12, 14 points; and is right on 5 more of
+        # the 100 images in every seed
+        ("baseline", "default"): [{zhang: 0.70, fractional: 0.5, "acc": flags(90)} for _ in SEEDS],
+        ("blurpool", "default"): [
+            {zhang: 0.80 + 0.02 * s, fractional: 0.6, "acc": flags(95)} for s in SEEDS
+        ],
         # aps-circular exact; lps-circular exact, accuracy 5 images higher every seed
         ("aps-circular", "default"): [
             {"acc": flags(80), "consistency_circular@8": flags(N), fractional: 0.7} for _ in SEEDS
@@ -81,7 +85,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"acc": flags(85), "consistency_circular@8": flags(N)} for _ in SEEDS
         ],
         # alias-free: fractional consistency above blurpool (by 0.3, 0.35, 0.4) and aps-circular
-        ("alias-free", "default"): [{fractional: 0.9 + 0.05 * s} for s in SEEDS],
+        ("alias-free", "default"): [{fractional: 0.9 + 0.05 * s, "acc": flags(70)} for s in SEEDS],
     }
     write_experiment(root, "small-shift", small)
     unseen = {
@@ -111,31 +115,33 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_seed_interval_is_students_t_with_the_tabled_quantile() -> None:
-    diffs = [0.10, 0.12, 0.14]
-    half = T_975_DF2 * 0.02 / math.sqrt(3)  # sample std of (0.10, 0.12, 0.14) is 0.02
-    assert seed_interval(diffs) == pytest.approx((0.12 - half, 0.12 + half))
-    assert seed_interval([0.1]) == (-math.inf, math.inf)
-
-
 def test_every_claim_gets_the_verdict_its_numbers_give(results: Path) -> None:
     found = {f.claim: f.measure(Results(results)) for f in FINDINGS}
     assert len(found) == 7
-    (zhang,) = found["anti-aliasing raises consistency"]
+    zhang, accuracy = found["anti-aliasing raises consistency, and accuracy with it"]
     half = T_975_DF2 * 0.02 / math.sqrt(3)  # the sample std of the three seeds is 0.02
     assert (zhang.low, zhang.high) == pytest.approx((0.12 - half, 0.12 + half))
     assert zhang.verdict == "holds" and "baseline 70.0" in zhang.measured
-    (aps,) = found["APS is 100% consistent under circular shifts"]
-    assert aps.verdict == "holds" and "300 of 300 images" in aps.measured
+    # accuracy, per image: +1 on 5 of the 100 images, the same in all 3 seeds, so the seeds
+    # add nothing and the interval is that of 100 paired differences (not 300)
+    d = np.r_[np.ones(5), np.zeros(95)]
+    by_image = student_t.ppf(0.975, N - 1) * math.sqrt(np.var(d, ddof=1) / N)
+    assert (accuracy.low, accuracy.high) == pytest.approx((0.05 - by_image, 0.05 + by_image))
+    assert accuracy.verdict == "holds" and "3 seeds x 100 images" in accuracy.method
+    (aps, aps_accuracy) = found["APS is 100% consistent under circular shifts"]
+    assert aps.verdict == "holds" and "100 of 100 test images in all 3 seeds" in aps.measured
+    assert aps_accuracy.verdict == "context"
     exact, accuracy = found["LPS matches or beats APS"]
     assert exact.verdict == "holds"
     # 5 more images right of 100 in every seed, none fewer: +5 points, above 0
     assert "difference +5.0" in accuracy.measured and accuracy.verdict == "holds"
-    vs_blur, vs_aps = found[
+    vs_blur, vs_aps, *accuracies = found[
         "AFC stays consistent under fractional shifts where BlurPool and APS are not"
     ]
     assert vs_blur.verdict == vs_aps.verdict == "holds"
     assert "alias-free 95.0 vs blurpool 60.0, difference +35.0" in vs_blur.measured
+    assert [a.verdict for a in accuracies] == ["context", "context"]
+    assert "alias-free 70.0 vs blurpool 95.0" in accuracies[0].measured
     gap, base_drop, fc_drop = found[
         "global pooling recognises objects in unseen positions, flatten and MLP heads do not"
     ]
@@ -165,7 +171,7 @@ def test_a_missing_comparison_is_named_with_the_command(tmp_path: Path, capsys) 
     assert findings_command(["--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "recipes/compare.py --experiment small-shift --seeds 3" in err
+    assert "recipes/compare.py --experiment small-shift --seeds 5" in err
 
 
 def test_the_report_has_one_row_per_claim_and_names_its_sources(results: Path) -> None:
@@ -183,3 +189,38 @@ def test_one_failing_measurement_fails_the_claim() -> None:
     assert overall(["holds", "fails"]) == "fails"
     assert overall(["holds", "not established"]) == "not established"
     assert overall(["holds", "holds"]) == "holds"
+
+
+def test_runs_that_did_not_train_are_left_out_and_listed(results: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    rows = read_rows(copy / "small-shift" / RESULTS_CSV)
+    for row in rows:  # the convergence flag of blurpool seed 2: not plateaued
+        row["plateaued"] = not (row["variant"] == "blurpool" and row["seed"] == 2)
+    write_rows(copy / "small-shift" / RESULTS_CSV, rows)
+    found = Results(copy)
+    zhang, _ = FINDINGS[0].measure(found)
+    # seeds 0 and 1 only: blurpool beats baseline by 10 and 12 points
+    half = 12.706204736174698 * math.sqrt(0.0002) / math.sqrt(2)  # t(0.975, 1 df), std 0.0141
+    assert (zhang.low, zhang.high) == pytest.approx((0.11 - half, 0.11 + half))
+    text = findings_markdown(found)
+    assert "left out by the run rule (did not train; no claim rests on them): 1." in text
+    assert "- small-shift small-shift-blurpool-default-seed2: validation accuracy had not" in text
+    assert "Runs left out by the run rule (did not train): none." in findings_markdown(
+        Results(results)
+    )
+
+
+def test_equivalence_needs_the_interval_inside_the_margin() -> None:
+    from invariance_recipes.compare.statistics import Estimate
+    from invariance_recipes.publish.findings import verdict_equal, verdict_no_worse
+
+    tight = Estimate(0.001, 0.005, 50.0, 5, 5000)  # within +-2 points, tight: equal
+    wide = Estimate(0.001, 0.03, 50.0, 5, 5000)  # centred on 0 but wide: not established
+    worse = Estimate(-0.10, 0.01, 50.0, 5, 5000)  # clearly 10 points worse
+    assert [verdict_equal(e) for e in (tight, wide, worse)] == [
+        "holds", "not established", "fails",
+    ]  # fmt: skip
+    assert [verdict_no_worse(e) for e in (tight, wide, worse)] == [
+        "holds", "not established", "fails",
+    ]  # fmt: skip

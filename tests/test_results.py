@@ -1,5 +1,6 @@
-"""The results tables: per-run Wilson intervals, the paired comparison with the baseline and its
-Holm marks, computed by hand on outcomes built for the test; and the provenance block."""
+"""The results tables: intervals counting seeds and images, per-run Wilson intervals, the paired
+comparison with the baseline and its Holm and TOST marks, the run rule, computed by hand on
+outcomes built for the test; and the provenance block."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.stats import binomtest
+from scipy.stats import t as student_t
 
 from invariance_recipes.compare.experiments import get_experiment
 from invariance_recipes.compare.provenance import commit, markdown_block, provenance
@@ -20,7 +22,10 @@ from invariance_recipes.compare.results import (
     markdown,
     paired_comparisons,
     plot_curves,
+    read_rows,
+    write_rows,
 )
+from invariance_recipes.compare.run_rule import parse_flag
 
 N = 200
 SHA = np.array("same-images")
@@ -61,45 +66,84 @@ def runs() -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
     return rows, outcomes
 
 
-def test_paired_comparisons_match_a_hand_computed_mcnemar_and_holm(runs) -> None:
+def test_paired_comparisons_count_shared_images_once_and_holm(runs) -> None:
     rows, outcomes = runs
     found = {
         (p.variant, p.column): p
         for p in paired_comparisons(rows, ["acc", "consistency_zero@4"], outcomes)
     }
     acc = found["better", "acc"]
-    assert (acc.only_variant, acc.only_reference) == (20, 4)  # 10 and 2 per seed, 2 seeds
-    assert acc.difference == pytest.approx(0.04)
-    assert acc.p_value == pytest.approx(binomtest(4, 24, 0.5).pvalue)
+    # per image: -1 on images 0-1, +1 on 180-189, the same in both seeds: +8 of 200
+    d = np.zeros(N)
+    d[:2], d[180:190] = -1, 1
+    assert acc.difference == pytest.approx(0.04) and acc.seeds == 2
+    # the two seeds repeat the same 200 images, so they carry the information of one: the
+    # standard error is that of 200 paired differences, not of 400 (the old McNemar's error)
+    se = math.sqrt(np.var(d, ddof=1) / N)
+    assert acc.estimate.se == pytest.approx(se)
+    assert acc.estimate.df == pytest.approx(N - 1)
+    assert acc.p_value == pytest.approx(2 * student_t.sf(0.04 / se, N - 1))
     zero = found["better", "consistency_zero@4"]
-    assert (zero.only_variant, zero.only_reference) == (80, 0)
+    assert zero.difference == pytest.approx(0.2)
     tied = found["tied", "acc"]
-    assert (tied.only_variant, tied.only_reference, tied.p_value) == (0, 0, 1.0)
+    assert (tied.difference, tied.p_value, tied.p_equivalent) == (0.0, 1.0, 0.0)
     # Holm over the 4 tests: sorted p (zero, acc, tied, tied) times 4, 3, 2, 1, monotone
-    assert zero.adjusted == pytest.approx(4 * zero.p_value)
-    assert acc.adjusted == pytest.approx(max(4 * zero.p_value, 3 * acc.p_value))
+    assert zero.adjusted == pytest.approx(min(1.0, 4 * zero.p_value))
+    assert acc.adjusted == pytest.approx(min(1.0, max(4 * zero.p_value, 3 * acc.p_value)))
     assert tied.adjusted == 1.0
+    assert tied.equivalent == 0.0  # identical outcomes: equal within the margin
 
 
-def test_markdown_has_mean_table_paired_table_intervals_and_provenance(runs) -> None:
+def test_markdown_has_interval_table_paired_table_intervals_and_provenance(runs) -> None:
     rows, outcomes = runs
     origin = markdown_block(provenance("python recipes/compare.py --experiment x", 12.0, 60.0))
     md = markdown(
         "x", "a test", "setup", "cmd", rows, ["acc", "consistency_zero@4"], outcomes, origin
     )
-    assert "McNemar's exact test" in md and "Holm" in md
+    assert "crossed random-effects" in md and "Holm" in md and "TOST" in md
+    # the mean table: baseline 180 of 200 right in both seeds; its interval counts 200 images
+    base = next(line for line in md.splitlines() if line.startswith("| baseline | 2 |"))
+    x = np.r_[np.ones(180), np.zeros(20)]
+    half = student_t.ppf(0.975, N - 1) * math.sqrt(np.var(x, ddof=1) / N)
+    assert f"| 2 | 200 | 90.0 [{100 * (0.9 - half):.1f}, {100 * (0.9 + half):.1f}] |" in base
     line = next(line for line in md.splitlines() if line.startswith("| better | +"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[1].startswith("+4.0 (20/4, p=") and cells[1].endswith(")*")
-    assert cells[2].startswith("+20.0 (80/0, p<0.001)*")
+    # +4 points on 200 shared images is not established after Holm (p = 0.062), where
+    # McNemar over both seeds' 400 "images" called it established
+    assert cells[1].startswith("+4.0 [+0.6, +7.4] (p=0.062)") and not cells[1].endswith("*")
+    assert cells[2].startswith("+20.0 [") and cells[2].endswith("(p<0.001)*")
     tied = next(line for line in md.splitlines() if line.startswith("| tied | +0.0"))
-    assert "*" not in tied
+    assert "*" not in tied and tied.count(")=") == 2
     # the interval of baseline seed 0 on accuracy: 180 of 200, by hand from scipy
     ci = binomtest(180, N).proportion_ci(0.95, method="wilson")
     run = next(line for line in md.splitlines() if line.startswith("| baseline-seed0 |"))
     assert f"90.0 [{100 * ci.low:.1f}, {100 * ci.high:.1f}]" in run
     assert md.index("<!-- readme -->") < md.index("| better | +") < md.index("<!-- /readme -->")
     assert "## Provenance" in md
+    assert "Left out" not in md
+
+
+def test_runs_that_did_not_train_are_left_out_and_listed(runs, tmp_path: Path) -> None:
+    rows, outcomes = runs
+    # a collapsed run: one class for every image
+    collapsed = dict(outcomes["better-seed1"])
+    collapsed["prediction"] = np.zeros(N, int)
+    collapsed["label"] = np.arange(N) % 10
+    outcomes = {**outcomes, "better-seed1": collapsed}
+    rows = [dict(r) for r in rows]
+    next(r for r in rows if r["run"] == "tied-seed0")["plateaued"] = "false"
+    write_rows(tmp_path / "results.csv", rows)  # the flag survives the real CSV format
+    rows = read_rows(tmp_path / "results.csv")
+    assert next(r for r in rows if r["run"] == "tied-seed0")["plateaued"] is False
+    assert next(r for r in rows if r["run"] == "tied-seed1")["plateaued"] == ""
+    md = markdown("x", "a test", "setup", "cmd", rows, ["acc"], outcomes)
+    left = md.split("Left out of every table", 1)[1].split("<!-- /readme -->")[0]
+    assert "- better-seed1: the model predicts class 0 for 100% of the 200 images" in left
+    assert "- tied-seed0: validation accuracy had not plateaued" in left
+    assert "| better | 1 | 200 |" in md and "| tied | 1 | 200 |" in md
+    assert "| better-seed1 |" not in md.split("## Each run")[1]
+    with pytest.raises(ValueError, match="flag value 'maybe'"):
+        parse_flag("maybe")
 
 
 def test_runs_on_different_images_are_not_paired(runs) -> None:
@@ -181,3 +225,19 @@ def test_eleven_variants_get_eleven_colours() -> None:
     fig = plot_curves(rows)
     colours = {line.get_color() for line in fig.axes[0].get_lines()}
     assert len(colours) == 11
+
+
+def test_seeds_tested_on_their_own_images_fall_back_to_t_over_seeds(runs) -> None:
+    rows, outcomes = runs
+    # each seed drew its own test images (pairs within a seed still match): the seeds' means
+    # are then independent, and the interval is Student's t over them
+    for seed in (0, 1):
+        for variant in ("baseline", "better", "tied"):
+            name = f"{variant}-seed{seed}"
+            outcomes[name] = {**outcomes[name], "images_sha256": np.array(f"split{seed}")}
+    outcomes["better-seed1"] = {**outcomes["better-seed1"], "acc": _flags(186)}  # +3 in seed 1
+    (acc,) = [p for p in paired_comparisons(rows, ["acc"], outcomes) if p.variant == "better"]
+    diffs = [0.04, 0.03]  # seed 0: 188 - 180 of 200; seed 1: 186 - 180
+    assert (acc.estimate.images, acc.estimate.df) == (1, 1)
+    assert acc.difference == pytest.approx(0.035)
+    assert acc.estimate.se == pytest.approx(np.std(diffs, ddof=1) / math.sqrt(2))

@@ -1,5 +1,5 @@
-"""The results of a comparison: one CSV row per run, the mean and spread per variant, per-run
-intervals, paired tests against the baseline, plots.
+"""The results of a comparison: one CSV row per run, the mean per variant with an interval that
+counts seeds and images, per-run intervals, paired tests against the baseline, plots.
 
 Everything is derived from ``results.csv`` and the per-image outcome files it names, so a rerun
 that adds runs (more seeds, more variants) redraws the same tables and plots from all of them.
@@ -22,7 +22,17 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from invariance_recipes.compare.statistics import holm, mcnemar_exact, mean_std, wilson_interval
+from invariance_recipes.compare.run_rule import FLAGS, parse_flag, split_trained
+from invariance_recipes.compare.statistics import (
+    ALPHA,
+    EQUIVALENCE_MARGIN,
+    Estimate,
+    crossed_mean,
+    holm,
+    mean_std,
+    outcome_matrix,
+    wilson_interval,
+)
 from invariance_recipes.lightning_modules.metrics.protocols import column_label, legend
 from invariance_recipes.measure.receptive_fields import RF_COLUMN
 
@@ -35,7 +45,6 @@ RF_PLOT_PNG = "unseen_accuracy_vs_receptive_field.png"
 KEYS = ("experiment", "variant", "setting", "seed", "run", "outcomes", "wall_s")
 TEXT = ("experiment", "variant", "setting", "run", "outcomes")
 REFERENCE = "baseline"  # the variant every other one is compared with
-ALPHA = 0.05
 README_BLOCK = ("<!-- readme -->", "<!-- /readme -->")  # what the README copies from results.md
 # What a reader needs to read each kind of column, keyed by a column-name prefix.
 LEGEND = {
@@ -84,6 +93,8 @@ def _parse(row: dict[str, str]) -> Row:
     for key, value in row.items():
         if key in TEXT or value == "":
             out[key] = value
+        elif key in FLAGS:  # the run rule's optional flags (trained, plateaued)
+            out[key] = parse_flag(value)
         else:
             out[key] = int(value) if key == "seed" else float(value)
     return out
@@ -130,6 +141,69 @@ def aggregate(rows: Sequence[Row], columns: Sequence[str]) -> list[Row]:
 
 
 Outcomes = Mapping[str, Mapping[str, np.ndarray]]  # run name -> per-image outcome arrays
+INTERVAL_NOTE = (
+    "Each cell: the mean over seeds and test images, in %, with its 95% interval counting both "
+    "(the same test images for every seed: a crossed random-effects model of seed and image, "
+    "Satterthwaite's t; `invariance_recipes/compare/statistics.py`); a column without per-image "
+    "outcomes gets Student's t over the seeds' values, and one seed no interval."
+)
+
+
+def estimate(
+    members: Sequence[Row], column: str, outcomes: Outcomes
+) -> tuple[Estimate, bool] | None:
+    """The mean of one column over an arm's runs, and whether it counts images: from the
+    ``seeds x images`` outcomes when every run has them on the same images, else from the runs'
+    values (Student's t over seeds, valid too when each seed drew its own test images)."""
+    per_run = [outcomes.get(r["run"], {}) for r in members]
+    if members and all(column in o for o in per_run) and same_images(per_run):
+        return crossed_mean(outcome_matrix([o[column] for o in per_run])), True
+    values = [float(r[column]) for r in members if r.get(column, "") != ""]
+    if not values:
+        return None
+    return crossed_mean(np.array(values)[:, None]), False
+
+
+def same_images(per_run: Sequence[Mapping[str, np.ndarray]]) -> bool:
+    """Whether the runs were tested on the same images (one fingerprint), so their per-image
+    outcomes pair up image by image."""
+    return len({str(o.get("images_sha256", "")) for o in per_run}) == 1
+
+
+def check_same_images(per_run: Sequence[Mapping[str, np.ndarray]], runs: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless the runs were tested on the same images."""
+    if not same_images(per_run):
+        raise ValueError(
+            f"runs {', '.join(runs)} were tested on different images, so they cannot be paired: "
+            "compare runs with the same seed and data options"
+        )
+
+
+def _interval_cell(found: tuple[Estimate, bool] | None, signed: bool = False) -> str:
+    if found is None:
+        return "n/a"
+    e = found[0]
+    fmt = "{:+.1f}" if signed else "{:.1f}"
+    low, high = e.interval()
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return fmt.format(100 * e.mean)
+    if found[1] and not signed:  # a share of images stays within [0, 100] %
+        low, high = max(low, 0.0), min(high, 1.0)
+    return f"{fmt.format(100 * e.mean)} [{fmt.format(100 * low)}, {fmt.format(100 * high)}]"
+
+
+def _groups(rows: Sequence[Row]) -> dict[tuple[str, str], list[Row]]:
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row["variant"], row["setting"]), []).append(row)
+    return groups
+
+
+def _images(members: Sequence[Row], outcomes: Outcomes) -> str:
+    sizes = {
+        len(outcomes[r["run"]]["index"]) for r in members if "index" in outcomes.get(r["run"], {})
+    }
+    return "/".join(map(str, sorted(sizes))) or "n/a"
 
 
 def markdown(
@@ -142,21 +216,22 @@ def markdown(
     outcomes: Outcomes | None = None,
     provenance: str = "",
 ) -> str:
-    """A README-ready report: what was run; a table of mean ± std per variant, in percent; the
-    paired comparison with the baseline (what the README copies); the 95% interval of every
-    run; and the provenance.
+    """A README-ready report: what was run; a table of the mean per variant with its 95%
+    interval counting seeds and images, in percent; the paired comparison with the baseline
+    (what the README copies); the runs left out by the run rule; the 95% interval of every run;
+    and the provenance.
 
     Args:
         outcomes: per-image outcomes by run name (``invariance_recipes.compare.outcomes``); without
-            them the paired tests and intervals are left out, with a note.
+            them the intervals count seeds only and the paired tests are left out, with a note.
         provenance: the provenance section (``invariance_recipes.compare.provenance``).
     """
     outcomes = outcomes or {}
-    table = aggregate(rows, [*columns, "wall_s"])
-    swept = any(r["setting"] != "default" for r in table)
+    rows, left_out = split_trained(rows, outcomes)
+    groups = _groups(rows)
+    swept = any(setting != "default" for _, setting in groups)
     seeds = sorted({r["seed"] for r in rows})
-    head = ["variant", *(["setting"] if swept else []), "seeds", *map(header, columns)]
-    spread = "mean ± std over seeds" if len(seeds) > 1 else "one seed"
+    head = ["variant", *(["setting"] if swept else []), "seeds", "images", *map(header, columns)]
     lines = [
         f"# {title}",
         "",
@@ -164,41 +239,69 @@ def markdown(
         "",
         f"Setup: {setup}. Command: `{command}`",
         "",
-        f"Test-set numbers in %, {spread} ({', '.join(map(str, seeds))}); time: training "
-        "and evaluation of one run in seconds.",
+        f"Test-set numbers in %, seeds {', '.join(map(str, seeds))}; images: distinct test "
+        "images per run; time: training and evaluation of one run in seconds, mean over seeds. "
+        + INTERVAL_NOTE,
         "",
         *(text for prefix, text in LEGEND.items() if any(c.startswith(prefix) for c in columns)),
         *protocol_legend(columns),
-        *([SETTING_LEGEND] if any(r["setting"].startswith("shift") for r in table) else []),
+        *([SETTING_LEGEND] if any(s.startswith("shift") for _, s in groups) else []),
         "",
         README_BLOCK[0],
         "| " + " | ".join([*head, "time (s)"]) + " |",
         "|" + "---|" * (len(head) + 1),
     ]
-    for r in table:
-        cells = [r["variant"], *([r["setting"]] if swept else []), str(r["n"])]
-        cells += [_percent(r[c], r[f"{c}_std"]) for c in columns]
-        cells.append(f"{r['wall_s']:.0f}")
+    for (variant, setting), members in groups.items():
+        cells = [variant, *([setting] if swept else []), str(len(members))]
+        cells.append(_images(members, outcomes))
+        cells += [_interval_cell(estimate(members, c, outcomes)) for c in columns]
+        cells.append(f"{fmean(float(r['wall_s']) for r in members):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", *paired_markdown(rows, columns, outcomes), README_BLOCK[1], ""]
+    lines += ["", *paired_markdown(rows, columns, outcomes), *left_out_markdown(left_out)]
+    lines += [README_BLOCK[1], ""]
     lines += intervals_markdown(rows, columns, outcomes)
     text = "\n".join(lines).rstrip("\n") + "\n"
     return text + ("\n" + provenance if provenance else "")
 
 
+def left_out_markdown(left_out: Sequence[tuple[Row, str]]) -> list[str]:
+    """The runs the run rule left out of every table, each with why (lines; none if none)."""
+    if not left_out:
+        return []
+    return [
+        "",
+        f"Left out of every table ({len(left_out)} run(s) that did not train, by the rule fixed "
+        "before the runs: collapsed predictions, or flagged not trained / not plateaued):",
+        "",
+        *(f"- {row['run']}: {reason}" for row, reason in left_out),
+        "",
+    ]
+
+
 @dataclass(frozen=True)
 class Paired:
-    """One variant against the reference on one column (and setting), over the shared seeds."""
+    """One variant against the reference on one column (and setting), over the shared seeds.
+
+    ``estimate`` is the mean over seeds and images of the per-image difference (variant minus
+    reference); ``adjusted`` its two-sided p, and ``equivalent`` the TOST p of a difference
+    within ``EQUIVALENCE_MARGIN``, each Holm-adjusted over every test of the table."""
 
     variant: str
     setting: str
     column: str
-    seeds: int
-    difference: float  # variant - reference, share of images, mean over seeds
-    only_variant: int  # discordant images: outcome true for the variant only (all seeds)
-    only_reference: int
+    estimate: Estimate
     p_value: float
-    adjusted: float = math.nan  # Holm-adjusted over every test of the table
+    p_equivalent: float
+    adjusted: float = math.nan
+    equivalent: float = math.nan
+
+    @property
+    def difference(self) -> float:
+        return self.estimate.mean
+
+    @property
+    def seeds(self) -> int:
+        return self.estimate.seeds
 
 
 def paired_comparisons(
@@ -207,10 +310,11 @@ def paired_comparisons(
     """Every variant against ``reference``, per setting and column, on the same test images.
 
     The method, next to the aggregation it qualifies: for each seed both runs' per-image
-    outcomes are paired (same images, same keyed offsets; checked by the images' fingerprint);
-    the discordant images of all seeds are summed and McNemar's exact test (two-sided binomial,
-    p = 1/2) is applied once; the p-values of all variants and columns of the table are then
-    Holm-corrected together.
+    outcomes are paired (same images, same keyed offsets; checked by the images' fingerprint)
+    and subtracted; the ``seeds x images`` differences get the crossed random-effects interval
+    (``statistics.crossed_mean``), which counts both the seeds and the images, so images shared
+    by the seeds are not counted as independent; the two-sided p-values of all variants and
+    columns of the table are Holm-corrected together, and so are the TOST p-values.
     """
     runs: dict[tuple[str, str], dict[int, str]] = {}
     for row in rows:
@@ -225,23 +329,22 @@ def paired_comparisons(
         for column in columns:
             if not all(column in outcomes[by_seed[s]] for s in seeds):
                 continue
-            pairs = []
+            if not all(column in outcomes[base[s]] for s in seeds):
+                continue
             for s in seeds:
-                mine, theirs = outcomes[by_seed[s]], outcomes[base[s]]
-                if str(mine["images_sha256"]) != str(theirs["images_sha256"]):
-                    raise ValueError(
-                        f"runs {by_seed[s]} and {base[s]} were tested on different images, so "
-                        f"they cannot be paired: compare runs with the same seed and data options"
-                    )
-                pairs.append((mine[column], theirs[column]))
-            test = mcnemar_exact(pairs)
-            difference = float(np.mean([a.mean() - b.mean() for a, b in pairs]))
-            found.append(
-                Paired(variant, setting, column, len(seeds), difference, test.only_a,
-                       test.only_b, test.p_value)
-            )  # fmt: skip
+                check_same_images([outcomes[by_seed[s]], outcomes[base[s]]], [by_seed[s], base[s]])
+            diff = outcome_matrix([outcomes[by_seed[s]][column] for s in seeds])
+            diff -= outcome_matrix([outcomes[base[s]][column] for s in seeds])
+            if not same_images([outcomes[by_seed[s]] for s in seeds]):
+                diff = diff.mean(axis=1, keepdims=True)  # each seed its own images: t over seeds
+            e = crossed_mean(diff)
+            found.append(Paired(variant, setting, column, e, e.p_value(), e.p_equivalent()))
     adjusted = holm([p.p_value for p in found])
-    return [replace(p, adjusted=a) for p, a in zip(found, adjusted, strict=True)]
+    equivalent = holm([p.p_equivalent for p in found])
+    return [
+        replace(p, adjusted=a, equivalent=q)
+        for p, a, q in zip(found, adjusted, equivalent, strict=True)
+    ]
 
 
 def paired_markdown(
@@ -255,19 +358,21 @@ def paired_markdown(
     swept = any(p.setting != "default" for p in found)
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for p in found:
-        mark = "*" if p.adjusted <= ALPHA else ""
+        mark = "*" if p.adjusted <= ALPHA else "=" if p.equivalent <= ALPHA else ""
+        interval = _interval_cell((p.estimate, True), signed=True)
         cells.setdefault((p.variant, p.setting), {})[p.column] = (
-            f"{100 * p.difference:+.1f} ({p.only_variant}/{p.only_reference}, "
-            f"p{_p(p.adjusted)}){mark}"
+            f"{interval} (p{_p(p.adjusted)}){mark}"
         )
     seeds = sorted({p.seeds for p in found})
+    margin = f"{100 * EQUIVALENCE_MARGIN:g}"
     lines = [
-        f"Paired comparison with {reference} on the same test images and offsets: difference "
-        f"in points (variant minus {reference}, mean over {'/'.join(map(str, seeds))} seeds), "
-        f"images where only the variant / only {reference} had the outcome (all seeds), and "
-        f"the p-value of McNemar's exact test on those discordant images, seeds summed, "
-        f"Holm-corrected over all {len(found)} tests of this table; * established at "
-        f"{ALPHA}.",
+        f"Paired comparison with {reference} on the same test images and offsets: the "
+        f"difference in points (variant minus {reference}, mean over "
+        f"{'/'.join(map(str, seeds))} seeds and the test images) with its 95% interval counting "
+        f"seeds and images, and its two-sided p, Holm-corrected over all {len(found)} tests of "
+        f"this table; * a difference established at {ALPHA}; = equal within ±{margin} points "
+        f"(two one-sided tests, TOST, Holm-corrected likewise); no mark: neither established "
+        f"(not established is not equal).",
         "",
         "| "
         + " | ".join(["variant", *(["setting"] if swept else []), *map(header, tested)])
@@ -283,7 +388,7 @@ def paired_markdown(
 def intervals_markdown(
     rows: Sequence[Row], columns: Sequence[str], outcomes: Outcomes
 ) -> list[str]:
-    """Each run's value with its Wilson 95% interval over the test images (lines)."""
+    """Each run's value with its Wilson 95% interval over its distinct test images (lines)."""
     measured = [r for r in rows if r["run"] in outcomes]
     if not measured:
         return []
@@ -292,8 +397,8 @@ def intervals_markdown(
     lines = [
         "## Each run",
         "",
-        f"Per run: value in % and its Wilson 95% interval over the "
-        f"{'/'.join(map(str, sizes))} test images.",
+        f"Per run (one seed): value in % and its Wilson 95% interval over the "
+        f"{'/'.join(map(str, sizes))} distinct test images.",
         "",
         "| " + " | ".join(["run", *map(header, tested)]) + " |",
         "|" + "---|" * (1 + len(tested)),
@@ -305,7 +410,7 @@ def intervals_markdown(
             if values is None:
                 cells.append("n/a")
                 continue
-            low, high = wilson_interval(int(np.count_nonzero(values)), len(values))
+            low, high = wilson_interval(float(np.sum(values)), len(values))
             cells.append(f"{100 * values.mean():.1f} [{100 * low:.1f}, {100 * high:.1f}]")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -334,12 +439,6 @@ def header(column: str) -> str:
         "acc_in_range": "in range", "acc_beyond_range": "beyond",
     }  # fmt: skip
     return (names | {"rf_fraction": "RF/canvas"}).get(column, column)
-
-
-def _percent(mean: float, std: float) -> str:
-    if math.isnan(mean):
-        return "n/a"
-    return f"{100 * mean:.1f}" + ("" if math.isnan(std) else f" ± {100 * std:.1f}")
 
 
 def _label(row: Row) -> str:

@@ -1,20 +1,30 @@
-"""The uncertainty of a comparison: intervals per run, paired tests between variants, Holm.
+"""The uncertainty of a comparison when every seed is tested on the same images.
 
-Every metric of the tables is a share of test images (correct, consistent, flipped), so:
+Every run of an experiment is tested on the same test images (a paired design), so a table
+cell is the mean of a ``seeds x images`` matrix of per-image outcomes (accuracy, consistency,
+AFC's score, ... or the paired difference of two arms). Its rows share the images' difficulty
+and its columns the seed's luck, so neither the seeds x images values nor the seeds are
+independent draws: an interval that resamples images only (or pools seeds x images as if
+distinct) is too narrow, and one over the seeds' means only ignores that a new test set would
+draw new images.
 
-- one run gets a Wilson 95% interval over its test images (better than the normal approximation
-  near 0% and 100%, where these metrics live);
-- two variants are compared on the *same* images and offsets (every variant sees the same keyed
-  offsets), so only the images where they disagree carry information: McNemar's exact test is a
-  two-sided binomial test with p = 1/2 on those discordant pairs; several seeds are combined by
-  summing their discordant counts (a stratified McNemar test: each seed's images are paired only
-  with themselves);
-- a paired bootstrap gives an interval for the seed-averaged difference (images resampled with
-  the same indices for both variants, independently per seed, from a fixed generator);
-- with several variants against one baseline, Holm's step-down correction keeps the chance of
-  any false "established" difference at 0.05.
-
-Standard library and numpy only, so the results code needs no statistics package.
+- :func:`crossed_mean` is the interval the tables print: a crossed random-effects model
+  (value = mean + seed effect + image effect + residual) estimated by its ANOVA mean squares,
+  which give the variance of the mean without bias, and a Student t quantile with
+  Satterthwaite's degrees of freedom. Why a mixed model and not the percentile bootstrap: with
+  5 seeds there are only 126 distinct seed resamples and their variance is (k - 1) / k of the
+  truth, so the percentile interval undercovers when the seeds' spread dominates
+  (``tests/test_statistics.py`` simulates both); the t quantile with the degrees of freedom the
+  seeds give corrects that, and is exact arithmetic, so reproducible without a generator.
+- :func:`two_level_bootstrap` resamples seeds, then images with the same indices for every
+  seed: the nonparametric check of the same variance, and the method for a statistic that is
+  not a mean.
+- :func:`wilson_interval` over distinct images only (a share of the test set, never of
+  seeds x images).
+- :class:`Estimate` reads off the interval, the two-sided p-value of a difference (Holm-corrected
+  over a table by :func:`holm`), and the one-sided and two one-sided (TOST) tests against an
+  equivalence margin for "no drop", "matches" and "equal" claims: a difference that is not
+  established is not an equivalence.
 """
 
 from __future__ import annotations
@@ -25,9 +35,12 @@ from dataclasses import dataclass
 from statistics import NormalDist, fmean, stdev
 
 import numpy as np
+from scipy.stats import t as student_t
 
 CONFIDENCE = 0.95
-BOOTSTRAP_SAMPLES = 10_000
+ALPHA = 0.05  # the level of every test: a difference is established when its Holm p <= ALPHA
+EQUIVALENCE_MARGIN = 0.02  # "no drop", "matches", "equal": within 2 points, fixed before the runs
+BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
 
 
@@ -38,10 +51,140 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return fmean(values), stdev(values) if len(values) > 1 else math.nan
 
 
+def outcome_matrix(per_seed: Sequence[np.ndarray]) -> np.ndarray:
+    """One seed's per-image outcomes per row, as floats: the ``seeds x images`` matrix."""
+    if not per_seed:
+        raise ValueError("no outcomes: pass at least one seed's per-image outcomes")
+    rows = [np.asarray(values, float).ravel() for values in per_seed]
+    if len({len(row) for row in rows}) > 1 or len(rows[0]) == 0:
+        raise ValueError(
+            f"per-image outcomes of {[len(r) for r in rows]} images: every seed must be tested "
+            "on the same (non-empty) set of images"
+        )
+    return np.stack(rows)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The mean of a ``seeds x images`` matrix with its standard error.
+
+    Args:
+        mean: the mean over every seed and image.
+        se: its standard error, counting both seeds and images.
+        df: the degrees of freedom of the t quantile (Satterthwaite).
+        seeds, images: the matrix's shape; ``images`` is 1 for a per-run number.
+    """
+
+    mean: float
+    se: float
+    df: float
+    seeds: int
+    images: int
+
+    def _quantile(self, level: float) -> float:
+        return float(student_t.ppf(level, self.df)) if math.isfinite(self.df) else math.inf
+
+    def interval(self, confidence: float = CONFIDENCE) -> tuple[float, float]:
+        """The two-sided interval; infinite when the data cannot estimate the spread."""
+        if self.se == 0:
+            return self.mean, self.mean
+        half = self._quantile(0.5 + confidence / 2) * self.se
+        return self.mean - half, self.mean + half
+
+    def _above(self, value: float) -> float:
+        """One-sided p of H0: mean <= value."""
+        if self.se == 0:
+            return 0.0 if self.mean > value else 1.0
+        if not math.isfinite(self.df):
+            return 1.0
+        return float(student_t.sf((self.mean - value) / self.se, self.df))
+
+    def p_value(self) -> float:
+        """Two-sided p of H0: mean = 0 (for a difference of two arms)."""
+        return min(1.0, 2 * min(self._above(0.0), self._below(0.0)))
+
+    def _below(self, value: float) -> float:
+        """One-sided p of H0: mean >= value."""
+        return Estimate(-self.mean, self.se, self.df, self.seeds, self.images)._above(-value)
+
+    def p_no_worse(self, margin: float = EQUIVALENCE_MARGIN) -> float:
+        """Non-inferiority ("no drop", "matches or beats"): p of H0 mean <= -margin."""
+        return self._above(-margin)
+
+    def p_equivalent(self, margin: float = EQUIVALENCE_MARGIN) -> float:
+        """TOST ("matches", "equal"): p of H0 |mean| >= margin, the larger one-sided p."""
+        return max(self._above(-margin), self._below(margin))
+
+
+def crossed_mean(values: np.ndarray) -> Estimate:
+    """The mean of a ``seeds x images`` matrix under a crossed random-effects model.
+
+    With k seeds, n images and the ANOVA mean squares of seeds (A), images (B) and residual (E),
+    ``Var(mean) = sA^2 / k + sB^2 / n + sE^2 / (k n)`` is estimated by
+    ``(MS_A + MS_B - MS_E) / (k n)`` (variance components truncated at 0), with Satterthwaite's
+    degrees of freedom. One column (a per-run number) reduces to Student's t over the seeds; one
+    row (a single seed) to the images alone, and the seed variance is then not counted.
+    """
+    x = np.asarray(values, float)
+    if x.ndim != 2 or x.size == 0:
+        raise ValueError(f"crossed_mean needs a non-empty seeds x images matrix, got {x.shape}")
+    k, n = x.shape
+    mean = float(x.mean())
+    if k * n == 1:
+        return Estimate(mean, math.inf, math.nan, k, n)
+    seed_means, image_means = x.mean(axis=1), x.mean(axis=0)
+    terms = []  # (coefficient, mean square, degrees of freedom)
+    if n == 1 or k == 1:  # one way: the rows (or columns) are independent
+        spread = seed_means if n == 1 else image_means
+        terms.append((1.0, float(np.var(spread, ddof=1)), len(spread) - 1))
+    else:
+        ms_a = n * float(np.sum((seed_means - mean) ** 2)) / (k - 1)
+        ms_b = k * float(np.sum((image_means - mean) ** 2)) / (n - 1)
+        residual = x - seed_means[:, None] - image_means[None, :] + mean
+        ms_e = float(np.sum(residual**2)) / ((k - 1) * (n - 1))
+        c_a, c_b = float(ms_a > ms_e), float(ms_b > ms_e)  # components truncated at 0
+        terms = [(c_a, ms_a, k - 1), (c_b, ms_b, n - 1), (1 - c_a - c_b, ms_e, (k - 1) * (n - 1))]
+    total = sum(c * ms for c, ms, _ in terms)
+    if total <= 0:
+        return Estimate(mean, 0.0, math.inf, k, n)
+    df = total**2 / sum((c * ms) ** 2 / d for c, ms, d in terms if c)
+    return Estimate(mean, math.sqrt(total / (k * n)), df, k, n)
+
+
+def _multinomial_counts(
+    rng: np.random.Generator, shares: np.ndarray, draws: int, samples: int
+) -> np.ndarray:
+    return rng.multinomial(draws, shares, size=samples).astype(float)
+
+
+def two_level_bootstrap(
+    values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED
+) -> np.ndarray:
+    """``samples`` resampled means of a ``seeds x images`` matrix: seeds drawn with replacement,
+    then images drawn with replacement with the same indices for every seed.
+
+    Images with the same outcomes in every seed are interchangeable, so the images are drawn as
+    multinomial counts over the distinct columns (at most 2^k of them for a binary outcome):
+    the same distribution as drawing indices, in milliseconds. ``numpy.random.default_rng(seed)``
+    draws everything, so the result is reproducible.
+    """
+    x = np.asarray(values, float)
+    if x.ndim != 2 or x.size == 0:
+        raise ValueError(f"two_level_bootstrap needs a seeds x images matrix, got {x.shape}")
+    k, n = x.shape
+    rng = np.random.default_rng(seed)
+    columns, counts = np.unique(x.T, axis=0, return_counts=True)  # distinct images, counted
+    image_counts = _multinomial_counts(rng, counts / n, n, samples)  # samples x distinct
+    seed_counts = _multinomial_counts(rng, np.full(k, 1 / k), k, samples)  # samples x k
+    per_seed = image_counts @ columns / n  # samples x k: each seed's mean on the drawn images
+    return np.einsum("bk,bk->b", seed_counts, per_seed) / k
+
+
 def wilson_interval(
-    successes: int, total: int, confidence: float = CONFIDENCE
+    successes: float, total: int, confidence: float = CONFIDENCE
 ) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``successes / total``."""
+    """The Wilson score interval of a proportion ``successes / total`` of ``total`` distinct
+    images (``successes`` may be a mean count over seeds)."""
     if not 0 <= successes <= total or total < 1:
         raise ValueError(
             f"successes={successes} of total={total}: pass 0 <= successes <= total, total >= 1"
@@ -51,49 +194,6 @@ def wilson_interval(
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def binomial_two_sided(k: int, n: int) -> float:
-    """Exact two-sided p-value of ``k`` successes in ``n`` trials with p = 1/2.
-
-    The distribution is symmetric, so this is ``min(1, 2 P(X <= min(k, n - k)))``, computed with
-    exact integers.
-    """
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1))
-    return min(1.0, 2 * tail / 2**n)
-
-
-@dataclass(frozen=True)
-class McNemar:
-    """McNemar's exact test on paired binary outcomes.
-
-    Args:
-        only_a: pairs where the first outcome is 1 and the second 0 (summed over seeds).
-        only_b: pairs where the second outcome is 1 and the first 0.
-        p_value: two-sided exact binomial p-value on the ``only_a + only_b`` discordant pairs.
-    """
-
-    only_a: int
-    only_b: int
-    p_value: float
-
-
-def mcnemar_exact(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> McNemar:
-    """McNemar's exact test of outcomes ``a`` against ``b``, one ``(a, b)`` pair per seed.
-
-    Each pair holds boolean arrays over the same images (and offsets) of that seed; the
-    discordant counts of all seeds are summed before the one exact test.
-    """
-    only_a = only_b = 0
-    for a, b in pairs:
-        a, b = np.asarray(a, bool), np.asarray(b, bool)
-        if a.shape != b.shape:
-            raise ValueError(f"paired outcomes differ in shape: {a.shape} vs {b.shape}")
-        only_a += int(np.count_nonzero(a & ~b))
-        only_b += int(np.count_nonzero(b & ~a))
-    return McNemar(only_a, only_b, binomial_two_sided(only_a, only_a + only_b))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -110,48 +210,3 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[index]))
         adjusted[index] = running
     return adjusted
-
-
-@dataclass(frozen=True)
-class Bootstrap:
-    """A paired bootstrap of the seed-averaged difference ``mean(a) - mean(b)``.
-
-    Args:
-        difference: the observed difference, averaged over seeds.
-        low, high: the percentile interval at the chosen confidence.
-        p_value: two-sided: twice the smaller share of resampled differences on either side
-            of 0 (capped at 1).
-    """
-
-    difference: float
-    low: float
-    high: float
-    p_value: float
-
-
-def paired_bootstrap(
-    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
-    samples: int = BOOTSTRAP_SAMPLES,
-    confidence: float = CONFIDENCE,
-    seed: int = BOOTSTRAP_SEED,
-) -> Bootstrap:
-    """Resample each seed's images (the same indices for ``a`` and ``b``) ``samples`` times.
-
-    One generator (``numpy.random.default_rng(seed)``) draws the seeds' resamples in order, so
-    the result is reproducible.
-    """
-    if not pairs:
-        raise ValueError("paired_bootstrap needs at least one (a, b) pair of outcomes")
-    rng = np.random.default_rng(seed)
-    observed, resampled = [], np.zeros(samples)
-    for a, b in pairs:
-        diff = np.asarray(a, float) - np.asarray(b, float)
-        if diff.ndim != 1 or len(diff) == 0:
-            raise ValueError(f"paired outcomes must be non-empty 1-d arrays, got {diff.shape}")
-        observed.append(diff.mean())
-        resampled += diff[rng.integers(0, len(diff), (samples, len(diff)))].mean(axis=1)
-    resampled /= len(pairs)
-    alpha = 1 - confidence
-    low, high = np.quantile(resampled, [alpha / 2, 1 - alpha / 2])
-    sides = min(np.mean(resampled <= 0), np.mean(resampled >= 0))
-    return Bootstrap(fmean(observed), float(low), float(high), min(1.0, 2 * float(sides)))

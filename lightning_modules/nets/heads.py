@@ -114,6 +114,11 @@ class ClassifierHead(nn.Module):
         if not spec.hidden:
             self.fc: nn.Module = nn.Linear(features, num_classes)
             return
+        if not options.mlp_hidden:
+            raise ValueError(
+                f"mlp_hidden=() is invalid for head={kind!r}: list one or more positive hidden "
+                "widths, e.g. (256,)"
+            )
         layers: list[nn.Module] = []
         for width in options.mlp_hidden:
             layers += [

@@ -18,8 +18,11 @@ from invariance_recipes.common.checks import check_choice, check_positive
 PADDING_MODES = ("zeros", "reflect", "circular")
 
 
-def _positive_ints(name: str, values: Sequence[int], example: str) -> tuple[int, ...]:
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+def _positive_ints(
+    name: str, values: Sequence[int], example: str, *, allow_empty: bool = False
+) -> tuple[int, ...]:
+    empty = not values and not allow_empty
+    if empty or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
         raise ValueError(
             f"{name}={tuple(values)!r} is invalid: list one or more positive widths, e.g. {example}"
         )
@@ -53,7 +56,10 @@ class NetOptions:
         # lists from a YAML config or the command line become the tuples the fields hold
         object.__setattr__(self, "widths", _positive_ints("widths", self.widths, "(32, 64, 128)"))
         object.__setattr__(
-            self, "mlp_hidden", _positive_ints("mlp_hidden", self.mlp_hidden, "(256,)")
+            self,
+            "mlp_hidden",
+            # empty is fine for heads without hidden layers; ClassifierHead checks the others
+            _positive_ints("mlp_hidden", self.mlp_hidden, "(256,)", allow_empty=True),
         )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(
