@@ -88,6 +88,7 @@ def noise_folder(root: Path, classes: int = 3, count: int = 8, size: int = 8) ->
     ("dataset", "expected"),
     [
         ("digits", (10, 1, 32)),
+        ("syndigits", (10, 3, 48)),
         ("mnist", (10, 1, 28)),
         ("fashion-mnist", (10, 1, 28)),
         ("cifar10", (10, 3, 32)),
@@ -102,6 +103,7 @@ def test_shape_facts_are_known_before_loading(tmp_path: Path, dataset: str, expe
     assert set(DATASETS) == {
         "digits",
         "digits-m",
+        "syndigits",
         "mnist",
         "fashion-mnist",
         "cifar10",
@@ -483,7 +485,7 @@ def test_ddp_evaluation_sees_every_sample_exactly_once(tmp_path: Path) -> None:
     [
         (
             {"dataset": "imagenet"},
-            "unknown dataset 'imagenet': choose one of digits, digits-m, mnist, fashion-mnist",
+            "unknown dataset 'imagenet': choose one of digits, digits-m, syndigits, mnist",
         ),
         (
             {"placement": "middle"},
