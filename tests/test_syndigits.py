@@ -67,6 +67,47 @@ def test_images_are_a_function_of_split_and_index(test_prefix) -> None:
     assert len({image.tobytes() for image in images}) == len(images)
 
 
+def test_pixels_blend_the_ink_colour_over_the_background(test_prefix) -> None:
+    """Unblurred images are ``background * (1 - coverage) + ink * coverage`` (recomputed here in
+    float64); the ink contrasts with the background; blurred ones keep the blend's mean."""
+    images, labels = test_prefix
+    unblurred, contrast = 0, []
+    for index in range(100):
+        rng = syndigits.image_rng("test", index)
+        background, ink, coverage = syndigits.draw_layers(int(labels[index]), rng)
+        assert coverage.max() > 0.9 and coverage.sum() > 20
+        luma = np.array([0.299, 0.587, 0.114])
+        contrast.append(abs(ink @ luma - background.reshape(-1, 3).mean(axis=0) @ luma))
+        blend = (
+            background * (1 - coverage[..., None].astype(np.float64)) + ink * coverage[..., None]
+        )
+        error = np.abs(images[index] - blend)
+        if rng.uniform(0.0, 1.0) <= 0.3:  # the blur's draw, the last one: no blur
+            unblurred += 1
+            assert error.max() <= 0.5 + 1e-3
+            assert np.array_equal(images[index][coverage == 0], background[coverage == 0])
+        else:
+            assert abs(images[index].mean() - blend.mean()) < 0.5
+    assert 15 < unblurred < 50  # 30% expected
+    assert min(contrast) > 50 and np.median(contrast) > 95  # clipping can cut it below 96
+
+
+def test_the_centre_patch_holds_the_digit() -> None:
+    """Outside the centre ``PATCH_SIZE`` px the coverage is zero in at least 99% of images and
+    never more than a faint anti-aliased edge."""
+    outside = np.ones((syndigits.CANVAS_SIZE,) * 2, bool)
+    start = (syndigits.CANVAS_SIZE - syndigits.PATCH_SIZE) // 2
+    outside[start : start + syndigits.PATCH_SIZE, start : start + syndigits.PATCH_SIZE] = False
+    labels = syndigits.split_labels("train", 1000)
+    spill = np.array(
+        [
+            syndigits.draw_layers(int(digit), syndigits.image_rng("train", i))[2][outside].max()
+            for i, digit in enumerate(labels)
+        ]
+    )
+    assert (spill > 0).mean() <= 0.01 and spill.max() < 0.25
+
+
 def test_labels_come_in_blocks_that_hold_every_digit_once() -> None:
     for split, count in syndigits.SIZES.items():
         labels = syndigits.split_labels(split, count)
@@ -172,6 +213,27 @@ def test_datamodule_serves_syndigits_with_a_validation_split(tmp_path, monkeypat
     assert not {image.tobytes() for image in train} & {image.tobytes() for image in val}
 
 
+def test_datamodule_places_syndigits_patches_in_a_quadrant(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(syndigits, "SIZES", SMALL)
+    data = TranslationDataModule(
+        dataset="syndigits-patch",
+        data_dir=str(tmp_path),
+        canvas_size=48,
+        placement="top-left",
+        policy="none",
+        batch_size=20,
+    )
+    assert (data.object_size, data.image_size) == (syndigits.PATCH_SIZE, 48)
+    data.setup()
+    rendered, _ = syndigits.render_split("test", 20)
+    images, _ = next(iter(data.test_dataloader()))
+    patches = syndigits.centre_patch(rendered)
+    expected = np.zeros((20, 48, 48, 3), np.uint8)
+    expected[:, :24, :24] = patches  # the only position a 24-px object has in a 24-px quadrant
+    assert torch.equal(images, torch.from_numpy(expected).permute(0, 3, 1, 2).float() / 255)
+    assert np.array_equal(patches, rendered[:, 12:36, 12:36])
+
+
 @pytest.mark.slow
 def test_another_process_renders_the_same_bytes(test_prefix) -> None:
     """Another interpreter, with other hash seeds and one OpenCV thread, gives the same bytes."""
@@ -202,7 +264,23 @@ def test_full_set_sizes_balance_and_backgrounds(tmp_path_factory, test_prefix) -
     assert sizes == {"train": 20_400, "val": 3_600, "test": 5_000}
     for split in splits.values():
         assert (np.bincount(split.labels, minlength=10) == len(split) // 10).all()
-    assert np.array_equal(splits["test"].images[:400], test_prefix[0])
+    assert np.array_equal(splits["test"].images[:600], test_prefix[0])
+    # the registry's normalisation statistics are those of the rendered training images
+    for name, images in (
+        ("syndigits", splits["train"].images),
+        ("syndigits-patch", syndigits.centre_patch(splits["train"].images)),
+    ):
+        levels = np.arange(256) / 255
+        counts = [np.bincount(images[..., c].ravel(), minlength=256) for c in range(3)]
+        mean = np.array([np.average(levels, weights=n) for n in counts])
+        std = np.array(
+            [
+                np.sqrt(np.average((levels - m) ** 2, weights=n))
+                for m, n in zip(mean, counts, strict=True)
+            ]
+        )
+        assert np.allclose(DATASETS[name].mean, mean, atol=2e-3), name
+        assert np.allclose(DATASETS[name].std, std, atol=2e-3), name
     assert_same_background_distribution(
         {name: split.images for name, split in splits.items()}, levels=3
     )
