@@ -89,6 +89,7 @@ def noise_folder(root: Path, classes: int = 3, count: int = 8, size: int = 8) ->
     [
         ("digits", (10, 1, 32)),
         ("syndigits", (10, 3, 48)),
+        ("syndigits-patch", (10, 3, 24)),
         ("mnist", (10, 1, 28)),
         ("fashion-mnist", (10, 1, 28)),
         ("cifar10", (10, 3, 32)),
@@ -104,6 +105,7 @@ def test_shape_facts_are_known_before_loading(tmp_path: Path, dataset: str, expe
         "digits",
         "digits-m",
         "syndigits",
+        "syndigits-patch",
         "mnist",
         "fashion-mnist",
         "cifar10",
@@ -485,7 +487,7 @@ def test_ddp_evaluation_sees_every_sample_exactly_once(tmp_path: Path) -> None:
     [
         (
             {"dataset": "imagenet"},
-            "unknown dataset 'imagenet': choose one of digits, digits-m, syndigits, mnist",
+            "unknown dataset 'imagenet': choose one of digits, digits-m, syndigits, syndigits-patch",
         ),
         (
             {"placement": "middle"},
