@@ -13,11 +13,15 @@ a few hundred images cannot separate the methods. ``syndigits`` has ``SIZES`` im
 - Geometry, as ``digits-m``: a ``CANVAS_SIZE`` RGB canvas filled by the background, the digit's
   ink about ``DIGIT_SIZE`` px tall (14-18 px) near the centre (jitter of up to ``JITTER`` px),
   so the presets written for ``digits-m`` (48-px canvas, 32-px view moved by up to 8 px) hold
-  unchanged. The cost of a run is set by the view, not by the digit, so the digit is as large as
-  that geometry allows: at 10-12 px the thin, blurred faces become hard to read. The outer
-  ``(CANVAS_SIZE - PATCH_SIZE) / 2`` px are background only, so ``syndigits-patch`` (the centre
-  ``PATCH_SIZE`` px: the digit with a margin of background) is an object that fits a quadrant
-  of a 48-px canvas, for the placement experiments.
+  unchanged: 16 px is the centre region that such a view keeps in sight at every offset. The
+  cost of a run is set by the view, not by the digit, so a smaller digit saves nothing, and at
+  10-12 px the thin, blurred faces became hard to read (a visual check). With jitter, rotation
+  and shear, the ink of most digits reaches 1-2 px beyond the centre 16 px (in 2,000 draws, 16%
+  stay inside it, 88% inside the centre 20 px), so at the largest 8-px offsets an edge of them
+  leaves the view. The coverage outside the centre ``PATCH_SIZE`` px is zero in over 99% of
+  images and a faint anti-aliased edge otherwise (tested), so ``syndigits-patch`` (that centre:
+  the digit with a margin of background) is an object that fits a quadrant of a 48-px canvas,
+  for the placement experiments.
 - One distribution for every split: train and test images are drawn by the same procedure from
   the same fonts and the same backgrounds (whole photographs, both of them, or a texture), so no
   split is brighter or easier than another. Fonts are shared, not held out: a held-out face
@@ -27,9 +31,10 @@ a few hundred images cannot separate the methods. ``syndigits`` has ``SIZES`` im
   blur are drawn afresh for every image.
 - Determinism: image ``i`` of a split is a function of ``(VERSION, split, i)`` only (its own
   ``numpy.random.default_rng``), so a small build is the prefix of the full one; labels come in
-  blocks of 10 that each hold every digit once, so the classes are balanced. Trigonometry is
-  done with Python's ``math`` and all pixel work with OpenCV's fixed-point resampling, so the
-  bytes do not depend on the CPU's vector units.
+  blocks of 10 that each hold every digit once, so the classes are balanced. Trigonometry uses
+  Python's ``math`` (numpy's vectorised functions may round differently on other vector units);
+  the rest is elementwise IEEE arithmetic and OpenCV resampling. The same bytes across library
+  versions are not promised, which is why those versions are part of the cache key.
 - Cache: the splits are rendered once into ``<data_dir>/syndigits/syndigits-<key>.npz``; the
   key covers ``VERSION`` and the versions of every library that draws pixels, so a change of
   the renderer or of those libraries renders again, and a run otherwise only loads.
