@@ -3,6 +3,10 @@
 - ``digits``: scikit-learn's bundled handwritten digits (1,797 real 8x8 images; no download).
 - ``digits-m``: the same digits blended into crops of scikit-learn's two bundled photographs, the
   MNIST-M construction (``invariance_recipes.datamodules.digits_m``; no download).
+- ``syndigits``: 29,000 digits rendered from matplotlib's fonts onto photographs and textures,
+  SynDigits-style (``invariance_recipes.datamodules.syndigits``; no download): rendered once into
+  ``data_dir``, then loaded from there. ``syndigits-patch``: the centre 24 px of the same images
+  (the digit with a margin of background), an object small enough for the quadrant placements.
 - torchvision sets (MNIST, Fashion-MNIST, CIFAR-10/100, SVHN), read with torchvision's own readers,
   except CIFAR's pickled batches, which are read with a restricted unpickler (``safe_pickle``) so a
   crafted file cannot run code. torchvision checks CIFAR and SVHN files against the md5 sums of the
@@ -22,7 +26,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, overload
 
 import numpy as np
-from invariance_recipes.datamodules import digits_m
+from invariance_recipes.datamodules import digits_m, syndigits
 from invariance_recipes.datamodules.safe_pickle import load_data_pickle
 from PIL import Image
 from sklearn.datasets import load_digits
@@ -60,6 +64,12 @@ DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
         "digits-m": DatasetInfo(
             10, 3, digits_m.CANVAS_SIZE, (0.3451, 0.3947, 0.3641), (0.3541, 0.2826, 0.3047)
         ),
+        "syndigits": DatasetInfo(
+            10, 3, syndigits.CANVAS_SIZE, (0.4670, 0.4721, 0.4490), (0.3093, 0.2624, 0.2803)
+        ),
+        "syndigits-patch": DatasetInfo(
+            10, 3, syndigits.PATCH_SIZE, (0.4758, 0.4806, 0.4600), (0.2947, 0.2493, 0.2714)
+        ),
         "mnist": DatasetInfo(10, 1, 28, (0.1307,), (0.3081,)),
         "fashion-mnist": DatasetInfo(10, 1, 28, (0.2860,), (0.3530,)),
         "cifar10": DatasetInfo(10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -70,6 +80,7 @@ DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
 )
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+_SYNDIGITS = ("syndigits", "syndigits-patch")  # the whole rendered canvas, and its centre
 
 
 def check_dataset(dataset: str) -> DatasetInfo:
@@ -258,11 +269,20 @@ def _torchvision_splits(dataset: str, data_dir: str) -> tuple[Split, Split]:
 
 def download(dataset: str, data_dir: str) -> None:
     """Fetch the train and test files of a torchvision set into ``data_dir`` (verified by
-    torchvision); nothing to do for ``digits``, ``digits-m`` and ``folder``."""
+    torchvision); nothing to do for the embedded sets and ``folder``."""
     check_dataset(dataset)
     if dataset in _TORCHVISION:
         for train in (True, False):
             _open(_TORCHVISION[dataset][0], data_dir, train, download=True)
+
+
+def render_cache(dataset: str, data_dir: str) -> None:
+    """Render ``syndigits`` (and its patches) into its cache under ``data_dir`` unless it is there;
+    nothing to do for the other datasets. Run once before the processes that load the data, so
+    parallel processes do not each render it."""
+    check_dataset(dataset)
+    if dataset in _SYNDIGITS:
+        syndigits.ensure_cached(data_dir)
 
 
 def _empty_folder(data_dir: str | Path) -> FileNotFoundError:
@@ -342,11 +362,11 @@ def load_splits(
 
     Args:
         dataset: a key of ``DATASETS``.
-        data_dir: root of the torchvision files, or of the image folder.
+        data_dir: root of the torchvision files, of the image folder, or of the syndigits cache.
         val_fraction: share of the data (digits, digits-m; a folder without val/) or of the official train
-            split (torchvision sets) held out for validation.
+            split (torchvision sets, syndigits) held out for validation.
         test_fraction: share of the data held out for testing (digits, digits-m; a folder without test/);
-            torchvision sets use their official test split.
+            torchvision sets and syndigits use their official test split.
         seed: seed of the carving (and of the digits-m backgrounds).
     """
     check_dataset(dataset)
@@ -360,5 +380,9 @@ def load_splits(
         }
     if dataset == "folder":
         return _folder_splits(data_dir, val_fraction, test_fraction, seed)
-    train, test = _torchvision_splits(dataset, data_dir)
+    if dataset in _SYNDIGITS:
+        rendered = syndigits.load(data_dir, patch=dataset == "syndigits-patch")
+        train, test = Split(*rendered["train"]), Split(*rendered["test"])
+    else:
+        train, test = _torchvision_splits(dataset, data_dir)
     return _three_way(train, None, test, val_fraction, test_fraction, seed)

@@ -27,6 +27,7 @@ from invariance_recipes.datamodules.sources import (
     download,
     inspect_folder,
     load_splits,
+    render_cache,
 )
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
@@ -90,9 +91,10 @@ class TranslationDataModule(LightningDataModule):
     right after construction, so the model can be built from them before any data is loaded.
 
     Args:
-        dataset: ``digits`` (embedded), ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``,
+        dataset: ``digits`` (embedded), ``digits-m``, ``syndigits`` (embedded, rendered into
+            ``data_dir`` once), ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``,
             ``svhn`` or ``folder`` (an ``ImageFolder`` tree; folder images are read as RGB).
-        data_dir: root of the torchvision files, or of the image folder.
+        data_dir: root of the torchvision files, of the image folder, or of the syndigits cache.
         download: let ``prepare_data`` fetch a torchvision set.
         object_size: side the object image is resized to; ``None``: 16 for digits, else native.
         canvas_size: side of the square canvas; ``None``: 32 for digits, else ``object_size``.
@@ -198,9 +200,11 @@ class TranslationDataModule(LightningDataModule):
         self.datasets: dict[str, CanvasDataset] = {}
 
     def prepare_data(self) -> None:
-        """Download a torchvision set when ``download=True`` (Lightning runs this on one process)."""
+        """Download a torchvision set when ``download=True``, render syndigits if it is not
+        cached (Lightning runs this on one process per node)."""
         if self.hparams.download:
             download(self.hparams.dataset, self.hparams.data_dir)
+        render_cache(self.hparams.dataset, self.hparams.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
         """Load and split the data once; every stage then uses the same three splits."""

@@ -88,6 +88,8 @@ def noise_folder(root: Path, classes: int = 3, count: int = 8, size: int = 8) ->
     ("dataset", "expected"),
     [
         ("digits", (10, 1, 32)),
+        ("syndigits", (10, 3, 48)),
+        ("syndigits-patch", (10, 3, 24)),
         ("mnist", (10, 1, 28)),
         ("fashion-mnist", (10, 1, 28)),
         ("cifar10", (10, 3, 32)),
@@ -102,6 +104,8 @@ def test_shape_facts_are_known_before_loading(tmp_path: Path, dataset: str, expe
     assert set(DATASETS) == {
         "digits",
         "digits-m",
+        "syndigits",
+        "syndigits-patch",
         "mnist",
         "fashion-mnist",
         "cifar10",
@@ -483,7 +487,7 @@ def test_ddp_evaluation_sees_every_sample_exactly_once(tmp_path: Path) -> None:
     [
         (
             {"dataset": "imagenet"},
-            "unknown dataset 'imagenet': choose one of digits, digits-m, mnist, fashion-mnist",
+            "unknown dataset 'imagenet': choose one of digits, digits-m, syndigits, syndigits-patch",
         ),
         (
             {"placement": "middle"},
