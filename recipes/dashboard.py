@@ -13,7 +13,7 @@ extra (``pip install -e .[dashboard]``).
 
 import sys
 
-from invariance_recipes.publish.dashboard import dashboard_command
+from invariance_recipes.commands import main
 
 if __name__ == "__main__":
-    sys.exit(dashboard_command(sys.argv[1:]))
+    sys.exit(main(["dashboard", *sys.argv[1:]]))

@@ -1,0 +1,185 @@
+"""The wheel as a user installs it: the core alone in a fresh venv runs the layers and networks,
+says which extra a missing part needs, ships LICENSE and py.typed, and a user's mypy reads our
+types from it.
+
+The venv gets the wheel with ``pip install --no-deps`` and, instead of a download, the torch and
+torchvision this test runs with (their installed files and those of their own requirements,
+linked into one folder on the venv's path): nothing else of the development environment is
+visible there, so an import of an extra's package fails as it would for a user.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+CORE = ("torch", "torchvision")
+
+
+def requirement_closure(names: tuple[str, ...]) -> set[str]:
+    """The installed distributions `names` need at run time (extras' requirements left out)."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a requirement for another platform or Python
+        key = dist.metadata["Name"].lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        for requirement in dist.requires or []:
+            if "extra ==" not in requirement:
+                todo.append(re.split(r"[ ;<>=!~\[(]", requirement, maxsplit=1)[0])
+    return seen
+
+
+def link_distributions(names: set[str], into: Path) -> None:
+    """Link each distribution's top-level files and folders (and its metadata) into `into`."""
+    into.mkdir()
+    for name in names:
+        dist = metadata.distribution(name)
+        base = Path(dist.locate_file(""))
+        for top in {Path(str(f)).parts[0] for f in dist.files or []} - {".."}:
+            target = into / top
+            if not target.exists() and (base / top).exists():
+                target.symlink_to(base / top)
+
+
+def run(*cmd: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def core_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the venv's python, the built wheel)."""
+    tmp = tmp_path_factory.mktemp("core")
+    build = run(
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+        "--wheel-dir", tmp / "dist", ROOT, cwd=tmp,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    (wheel,) = (tmp / "dist").glob("invariance_recipes-*.whl")
+    venv = tmp / "venv"
+    made = run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp)
+    assert made.returncode == 0, made.stderr
+    python = venv / "bin" / "python"
+    install = run(
+        sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
+        wheel, cwd=tmp,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr[-3000:]
+    site = Path(
+        run(python, "-c", "import site; print(site.getsitepackages()[0])", cwd=tmp).stdout.strip()
+    )
+    link_distributions(requirement_closure(CORE), tmp / "torch-only")
+    (site / "torch-only.pth").write_text(f"{tmp / 'torch-only'}\n")
+    return python, wheel
+
+
+def test_core_alone_runs_the_layers_and_networks(
+    core_venv: tuple[Path, Path], tmp_path: Path
+) -> None:
+    python, _ = core_venv
+    user = tmp_path / "use_layers.py"
+    user.write_text(
+        textwrap.dedent(
+            """
+            import importlib.util
+            import torch
+            from invariance_recipes.lightning_modules.layers import BlurPool2d, MaxBlurPool2d
+            from invariance_recipes.lightning_modules import antialias, build_net
+
+            for extra in ("lightning", "torchmetrics", "albumentations", "wandb", "matplotlib"):
+                assert importlib.util.find_spec(extra) is None, extra
+            x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float64).reshape(2, 3, 8, 8)
+            out = BlurPool2d(3, filt_size=2, dtype=torch.float64)(x)
+            # a 2-tap blur with stride 2 is the mean of each 2x2 block
+            assert torch.allclose(out, x.unflatten(-1, (4, 2)).unflatten(-3, (4, 2)).mean((-1, -3)))
+            assert MaxBlurPool2d(3)(x.float()).shape == (2, 3, 4, 4)
+            net = build_net(
+                "small-cnn", in_channels=1, num_classes=10, image_size=28, downsample="blur", head="gap"
+            )
+            assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+            print("core ok")
+            """
+        )
+    )
+    proc = run(python, user, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "core ok"
+
+
+def test_a_missing_extra_is_one_line_naming_the_install(
+    core_venv: tuple[Path, Path], tmp_path: Path
+) -> None:
+    python, _ = core_venv
+    proc = run(python, "-c", "import invariance_recipes.lightning_modules.metrics", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "ModuleNotFoundError: torchmetrics is not installed; it comes with the 'metrics' extra: "
+        'pip install "invariance-recipes[metrics]"'
+    )
+    script = python.parent / "invariance-recipes"
+    for command in ("train", "evaluate", "compare", "findings"):
+        proc = run(script, command, "--max_epochs", "1", cwd=tmp_path)
+        assert proc.returncode == 2, (command, proc.stderr[-2000:])
+        assert proc.stderr.splitlines() == [
+            "error: torchmetrics is not installed; it comes with the 'train' extra: "
+            'pip install "invariance-recipes[train]"'
+        ]
+        helped = run(script, command, "--help", cwd=tmp_path)  # help needs no extra
+        assert helped.returncode == 0 and helped.stdout.startswith(
+            f"usage: invariance-recipes {command}"
+        )
+
+
+def test_wheel_ships_license_and_py_typed(core_venv: tuple[Path, Path]) -> None:
+    _, wheel = core_venv
+    names = zipfile.ZipFile(wheel).namelist()
+    (license_file,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    assert "invariance_recipes/py.typed" in names
+    text = zipfile.ZipFile(wheel).read(license_file).decode()
+    assert text.startswith("MIT License") and (ROOT / "LICENSE").read_text() == text
+    (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    fields = zipfile.ZipFile(wheel).read(meta).decode()
+    assert "License-Expression: MIT" in fields and "Classifier: Typing :: Typed" in fields
+
+
+def test_a_users_mypy_reads_our_types(core_venv: tuple[Path, Path], tmp_path: Path) -> None:
+    """With py.typed, mypy checks calls into the package: a deliberate error is reported, the
+    correct file passes."""
+    python, _ = core_venv
+    pytest.importorskip("mypy")
+    good = tmp_path / "good.py"
+    good.write_text(
+        "from invariance_recipes.lightning_modules.layers import BlurPool2d\n"
+        "layer: BlurPool2d = BlurPool2d(3, filt_size=3)\n"
+    )
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from invariance_recipes.lightning_modules.layers import BlurPool2d\n"
+        'layer = BlurPool2d("three")\n'
+    )
+    for path, expected in ((good, 0), (bad, 1)):
+        proc = run(
+            sys.executable, "-m", "mypy", "--python-executable", python, "--follow-imports=silent",
+            "--no-incremental", path, cwd=tmp_path, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == expected, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert 'Argument 1 to "BlurPool2d" has incompatible type "str"; expected "int"' in proc.stdout
