@@ -31,6 +31,7 @@ from invariance_recipes.lightning_modules.metrics import PROTOCOLS, ProtocolRepo
 from invariance_recipes.lightning_modules.metrics._utils import evaluating
 from invariance_recipes.lightning_modules.shifts import SHIFT_MODES, offset_sweep
 from invariance_recipes.measure.receptive_fields import describe_checkpoint
+from invariance_recipes.run.artifacts import download_checkpoint, is_reference
 from invariance_recipes.run.loggers import make_logger
 from invariance_recipes.run.training import UsageError, load_checkpoint
 
@@ -209,7 +210,12 @@ def log_report(report: dict[str, Any], args: argparse.Namespace, out: Path) -> N
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", type=Path, help="checkpoint file (.ckpt)")
+    parser.add_argument(
+        "--ckpt",
+        type=Path,
+        help="checkpoint file (.ckpt), or a W&B model artifact logged with train --log_model: "
+        "wandb:ENTITY/PROJECT/model-RUNID:tested (downloaded to ./artifacts)",
+    )
     parser.add_argument(
         "--protocol",
         nargs="+",
@@ -267,6 +273,8 @@ def evaluate_command(argv: list[str]) -> int:
     try:
         for name in args.protocol:
             check_choice("--protocol", name, PROTOCOLS)
+        if is_reference(args.ckpt):
+            args.ckpt = download_checkpoint(str(args.ckpt), Path("artifacts"))
         with torch.inference_mode():
             report = evaluate_checkpoint(
                 args.ckpt, max_shifts=args.max_shifts, modes=args.modes,
