@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -89,6 +90,7 @@ def train_command(argv: Sequence[str]) -> int:
     143 SIGTERM; the scalar test metrics, the run folder and what to do next on success."""
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+    from invariance_recipes.lightning_modules.callbacks import TESTED
     from invariance_recipes.run.training import format_metrics, run_cli, train
 
     result = run_cli(train, argv)
@@ -98,9 +100,10 @@ def train_command(argv: Sequence[str]) -> int:
     if rank_zero_only.rank == 0:
         print(format_metrics(metrics))
         print(f"run folder: {run_dir}")
+        tested = json.loads((run_dir / TESTED).read_text())["checkpoint"]
         print(
-            f"next: {PROG} evaluate --ckpt {run_dir / 'checkpoints' / 'last.ckpt'} "
-            f"(every shift and protocol), or {PROG} compare --experiment small-shift"
+            f"next: {PROG} evaluate --ckpt {run_dir / tested} (every shift and protocol), "
+            f"or {PROG} compare --experiment small-shift (variants side by side)"
         )
     return 0
 

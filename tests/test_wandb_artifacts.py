@@ -4,6 +4,7 @@ recording the tested checkpoint as a model artifact with aliases in a real offli
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -103,19 +104,27 @@ def test_sweep_run_offline_logs_the_tested_checkpoint(tmp_path: Path) -> None:
     records = read_records(run_file)
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
     assert run.run_id == "sweeprun1" and run.run_group == "sweep-learning-rate"
-    artifacts = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]
+    artifacts = [
+        r.artifact
+        for r in records
+        if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "model"
+    ]  # the curve table is an artifact too
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
     assert len(artifacts) == len(checkpoints) >= 2
     assert {a.name for a in artifacts} == {"model-sweeprun1"}
-    assert {a.type for a in artifacts} == {"model"}
     tested = artifacts[-1]
     assert {"tested", "best", "latest"} <= set(tested.aliases)
     assert all("tested" not in a.aliases for a in artifacts[:-1])
     best_file = next(n for n in checkpoints if n.startswith("best"))
     assert file_alias(Path(best_file)) in tested.aliases
     assert [e.path for e in tested.manifest.contents] == ["model.ckpt"]
-    lr = [item.value_json for item in run.config.update if item.key == "model"]
-    assert lr and '"lr": 0.01' in lr[0]
+    (model,) = [json.loads(i.value_json) for i in run.config.update if i.key == "model"]
+    assert model["lr"] == LR_GRID[2]  # the grid point's value reached the run
+    (tested_file,) = [p for p in checkpoints if file_alias(Path(p)) in tested.aliases]
+    (next_line,) = [line for line in proc.stdout.splitlines() if line.startswith("next: ")]
+    assert f"evaluate --ckpt {run_dir.relative_to(tmp_path) / 'checkpoints' / tested_file} (" in (
+        next_line
+    )
 
 
 @pytest.mark.slow
