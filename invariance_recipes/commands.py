@@ -3,8 +3,8 @@ invariance_recipes COMMAND``, and the thin scripts in ``recipes/``): each comman
 extra it needs, and a one-line summary. A new command is one entry here plus its help text.
 
 ``COMMAND --help`` prints the text generated from the command's real parser into
-``invariance_recipes/help/COMMAND.txt`` (``python -m invariance_recipes.commands --write``; a
-test checks the texts are current), so it answers without importing torch or Lightning, which
+``invariance_recipes/help/COMMAND.txt`` (``python -m invariance_recipes.commands --write``;
+``--check`` and a test check the texts are current), so it answers without importing torch or Lightning, which
 alone take seconds. Anything else imports the command, after checking that its extra is
 installed: a missing one is a single line naming the ``pip install`` that fixes it.
 """
@@ -182,7 +182,18 @@ def write_help() -> None:
         print(f"wrote {help_path(name).relative_to(Path.cwd())}")
 
 
+def stale_help() -> list[str]:
+    """The commands whose shipped help text differs from what their parser prints now."""
+    return [name for name in COMMANDS if generate_help(name) != help_path(name).read_text()]
+
+
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python -m invariance_recipes.commands --write")
-    write_help()
+    # Run in a fresh process each time: the parsers list subclasses in import order.
+    if sys.argv[1:] == ["--write"]:
+        write_help()
+    elif sys.argv[1:] == ["--check"]:
+        stale = stale_help()
+        if stale:
+            sys.exit(f"stale help texts: {', '.join(stale)}; run {__spec__.name} --write")
+    else:
+        sys.exit("usage: python -m invariance_recipes.commands --write | --check")
