@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -27,23 +28,27 @@ CORE = ("torch", "torchvision")
 
 
 def requirement_closure(names: tuple[str, ...]) -> set[str]:
-    """The installed distributions `names` need at run time (extras' requirements left out)."""
-    seen: set[str] = set()
+    """The installed distributions `names` (``name`` or ``name[extra,...]``) need at run time."""
+    seen: set[tuple[str, str]] = set()
+    found: set[str] = set()
     todo = list(names)
     while todo:
-        name = todo.pop()
+        name, _, extras = todo.pop().partition("[")
+        wanted = {e.strip() for e in extras.rstrip("]").split(",") if e.strip()}
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue  # a requirement for another platform or Python
         key = dist.metadata["Name"].lower()
-        if key in seen:
+        if (key, extras) in seen:
             continue
-        seen.add(key)
+        seen.add((key, extras))
+        found.add(key)
         for requirement in dist.requires or []:
-            if "extra ==" not in requirement:
-                todo.append(re.split(r"[ ;<>=!~\[(]", requirement, maxsplit=1)[0])
-    return seen
+            extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", requirement)
+            if extra is None or extra.group(1) in wanted:
+                todo.append(re.match(r"[A-Za-z0-9_.-]+(\[[^\]]*\])?", requirement).group(0))
+    return found
 
 
 def link_distributions(names: set[str], into: Path) -> None:
@@ -66,15 +71,20 @@ def run(*cmd: str | Path, cwd: Path, timeout: float = 300) -> subprocess.Complet
 
 
 @pytest.fixture(scope="module")
-def core_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(the venv's python, the built wheel)."""
-    tmp = tmp_path_factory.mktemp("core")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("dist")
     build = run(
         sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-        "--wheel-dir", tmp / "dist", ROOT, cwd=tmp,
+        "--wheel-dir", tmp, ROOT, cwd=tmp,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr[-3000:]
-    (wheel,) = (tmp / "dist").glob("invariance_recipes-*.whl")
+    (built,) = tmp.glob("invariance_recipes-*.whl")
+    return built
+
+
+def make_venv(tmp: Path, wheel: Path, distributions: set[str]) -> Path:
+    """A fresh venv with the wheel (no dependencies resolved) and `distributions` linked in;
+    returns its python."""
     venv = tmp / "venv"
     made = run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp)
     assert made.returncode == 0, made.stderr
@@ -84,12 +94,31 @@ def core_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         wheel, cwd=tmp,
     )  # fmt: skip
     assert install.returncode == 0, install.stderr[-3000:]
-    site = Path(
-        run(python, "-c", "import site; print(site.getsitepackages()[0])", cwd=tmp).stdout.strip()
-    )
-    link_distributions(requirement_closure(CORE), tmp / "torch-only")
-    (site / "torch-only.pth").write_text(f"{tmp / 'torch-only'}\n")
-    return python, wheel
+    site = run(python, "-c", "import site; print(site.getsitepackages()[0])", cwd=tmp)
+    link_distributions(distributions, tmp / "linked")
+    (Path(site.stdout.strip()) / "linked.pth").write_text(f"{tmp / 'linked'}\n")
+    return python
+
+
+def extra_requirements(extra: str) -> tuple[str, ...]:
+    """The distribution names `extra` declares in pyproject.toml, its included extras' too."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names: list[str] = []
+    for requirement in declared["optional-dependencies"][extra]:
+        name = re.match(r"[A-Za-z0-9_.-]+(\[[^\]]*\])?", requirement).group(0)
+        if name.startswith("invariance-recipes["):
+            for included in name.removeprefix("invariance-recipes[").rstrip("]").split(","):
+                names += extra_requirements(included)
+        else:
+            names.append(name)
+    return tuple(names)
+
+
+@pytest.fixture(scope="module")
+def core_venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> tuple[Path, Path]:
+    """(the venv's python with the core alone, the built wheel)."""
+    tmp = tmp_path_factory.mktemp("core")
+    return make_venv(tmp, wheel, requirement_closure(CORE)), wheel
 
 
 def test_core_alone_runs_the_layers_and_networks(
@@ -183,3 +212,25 @@ def test_a_users_mypy_reads_our_types(core_venv: tuple[Path, Path], tmp_path: Pa
         )  # fmt: skip
         assert proc.returncode == expected, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert 'Argument 1 to "BlurPool2d" has incompatible type "str"; expected "int"' in proc.stdout
+
+
+def test_an_installed_copy_trains_with_its_console_script(
+    tmp_path_factory: pytest.TempPathFactory, wheel: Path
+) -> None:
+    """The wheel with the train extra's packages, run from a folder that is not a clone."""
+    tmp = tmp_path_factory.mktemp("train")
+    python = make_venv(tmp, wheel, requirement_closure((*CORE, *extra_requirements("train"))))
+    work = tmp / "project"
+    work.mkdir()
+    quick = [
+        "--max_epochs", "1", "--data.max_samples", "200", "--data.batch_size", "50",
+        "--data.num_workers", "0", "--model.curve_max_shift", "3", "--logger", "csv",
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+    proc = run(python.parent / "invariance-recipes", "train", "--variant", "blurpool", *quick,
+               cwd=work, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (work / "runs" / "blurpool-seed0" / "test_metrics.json").is_file()
+    assert (
+        "next: invariance-recipes evaluate --ckpt runs/blurpool-seed0/checkpoints/" in proc.stdout
+    )
