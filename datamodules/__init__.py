@@ -3,6 +3,10 @@
 Importable on its own (it does not need ``lightning_modules``).
 """
 
+from invariance_recipes.common.extras import require_extra
+
+require_extra("data")  # one line naming the pip install when the extra is missing
+
 from invariance_recipes.datamodules.augment import (
     BORDER_MODES,
     POLICIES,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +37,7 @@ class ShiftReportLogger(L.Callback):
 
     def __init__(self, out_dir: str | Path) -> None:
         self.out_dir = Path(out_dir)
-        self._examples: Tensor | None = None
+        self._examples: tuple[Tensor, Tensor] | None = None
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._examples = None
@@ -50,7 +52,8 @@ class ShiftReportLogger(L.Callback):
         dataloader_idx: int = 0,
     ) -> None:
         if self._examples is None and trainer.is_global_zero:
-            self._examples = pl_module.protocol_report.view(batch[0][:64]).detach()
+            images = pl_module.protocol_report.view(batch[0][:64]).detach()
+            self._examples = (images, batch[1][:64].detach())
 
     @torch.no_grad()
     def on_test_end(self, trainer: L.Trainer, pl_module: InvarianceClassifier) -> None:
@@ -70,7 +73,7 @@ class ShiftReportLogger(L.Callback):
         write_curve(rows, self.out_dir)
         examples_fig = None
         if self._examples is not None:
-            examples_fig = plot_examples(pl_module, self._examples, offsets)
+            examples_fig = plot_examples(pl_module, *self._examples, offsets)
             examples_fig.savefig(self.out_dir / "shift_examples.png", dpi=100)
         logger = trainer.logger
         if isinstance(logger, WandbLogger):
@@ -120,42 +123,113 @@ def write_curve(rows: list[tuple[int, int, float]], out_dir: Path) -> None:
     plt.close(fig)
 
 
-def plot_examples(pl_module: L.LightningModule, images: Tensor, offsets: Tensor) -> Any:
-    """A grid: rows are test images, columns offsets, titles the predictions.
+@dataclass(frozen=True)
+class ExampleGrid:
+    """What the examples panel shows, computed apart from the drawing so that it can be tested.
 
-    Rows prefer images whose prediction flips across the offsets, so the panel shows
-    the failure the metrics count.
+    ``rows`` index the images given, ``offsets`` [C, 2] always include (0, 0),
+    ``preds`` [C, R] are the predictions per offset and row, ``unshifted`` [R] the prediction on
+    the unshifted image (the reference a change is marked against), ``labels`` [R] the true
+    labels, and ``shifted`` [C, R, ...] the images drawn.
     """
+
+    rows: Tensor
+    offsets: Tensor
+    preds: Tensor
+    unshifted: Tensor
+    labels: Tensor
+    shifted: Tensor
+
+    @property
+    def changed(self) -> Tensor:
+        """[C, R]: the prediction differs from the unshifted image's prediction."""
+        return self.preds != self.unshifted
+
+    @property
+    def correct(self) -> Tensor:
+        """[C, R]: the prediction is the true label."""
+        return self.preds == self.labels
+
+
+def example_offsets(offsets: Tensor, columns: int = EXAMPLE_COLUMNS) -> Tensor:
+    """Up to `columns` offsets spread over the sweep, one of them (0, 0): the reference."""
+    offsets = torch.as_tensor(offsets).long().reshape(-1, 2)
+    pick = torch.linspace(0, len(offsets) - 1, columns).round().long().unique()
+    chosen = offsets[pick]
+    if not (chosen == 0).all(1).any():  # replace the offset nearest (0, 0) by (0, 0)
+        chosen[chosen.abs().sum(1).argmin()] = 0
+    return chosen
+
+
+@torch.no_grad()
+def example_grid(
+    model: Callable[[Tensor], Tensor],
+    images: Tensor,
+    labels: Tensor,
+    offsets: Tensor,
+    fill: float = 0.0,
+    rows: int = EXAMPLE_ROWS,
+) -> ExampleGrid:
+    """Predict `images` at each of `example_offsets(offsets)` and pick `rows` images.
+
+    Rows prefer images whose prediction changes under some shift (what the metrics count), then
+    images misclassified unshifted; ties keep the batch order.
+    """
+    offsets = example_offsets(offsets)
+    shifted = torch.stack([translate(images, tuple(o.tolist()), "zero", fill) for o in offsets])
+    preds = model(shifted.flatten(0, 1)).argmax(-1).view(len(offsets), -1).cpu()
+    unshifted = preds[(offsets == 0).all(1).nonzero()[0, 0]]
+    labels = labels.cpu()
+    changes = (preds != unshifted).any(0).int() * 2 + (unshifted != labels).int()
+    order = torch.argsort(changes, descending=True, stable=True)[:rows]
+    return ExampleGrid(
+        rows=order,
+        offsets=offsets,
+        preds=preds[:, order],
+        unshifted=unshifted[order],
+        labels=labels[order],
+        shifted=shifted[:, order].cpu(),
+    )
+
+
+def plot_examples(
+    pl_module: L.LightningModule, images: Tensor, labels: Tensor, offsets: Tensor
+) -> Any:
+    """A grid: rows are test images (true label on the left), columns offsets, titles the
+    predictions. Red: the prediction differs from the unshifted one; a cross marks a wrong
+    prediction, a tick a right one."""
     import matplotlib.pyplot as plt
 
-    offsets = torch.as_tensor(offsets)
-    pick = torch.linspace(0, len(offsets) - 1, EXAMPLE_COLUMNS).round().long().unique()
-    offsets = offsets[pick]
     was_training = pl_module.training
     pl_module.eval()
     fill = getattr(pl_module, "fill", 0.0)
-    images = images.to(pl_module.device)
-    shifted = torch.stack([translate(images, tuple(o.tolist()), "zero", fill) for o in offsets])
-    preds = pl_module(shifted.flatten(0, 1)).argmax(-1).view(len(offsets), -1)
+    grid = example_grid(pl_module, images.to(pl_module.device), labels, offsets, fill)
     pl_module.train(was_training)
-    flips = (preds != preds[0]).any(0)
-    order = torch.argsort(flips.int(), descending=True, stable=True)[:EXAMPLE_ROWS]
+    n_cols, n_rows = grid.preds.shape
     fig, axes = plt.subplots(
-        len(order), len(offsets), figsize=(1.3 * len(offsets), 1.4 * len(order)), squeeze=False
+        n_rows, n_cols, figsize=(1.3 * n_cols, 1.4 * n_rows + 0.3), squeeze=False
     )
-    for r, i in enumerate(order.tolist()):
-        for c, offset in enumerate(offsets.tolist()):
-            image = shifted[c, i].float().cpu()
+    for r in range(n_rows):
+        for c, offset in enumerate(grid.offsets.tolist()):
+            image = grid.shifted[c, r].float()
             image = (image - image.min()) / (image.max() - image.min()).clamp_min(1e-8)
             ax = axes[r, c]
             ax.imshow(image.permute(1, 2, 0).squeeze(-1), cmap="gray")
-            flipped = preds[c, i] != preds[0, i]
+            mark = "\u2713" if grid.correct[c, r] else "\u2717"
             ax.set_title(
-                f"{tuple(offset)}: {int(preds[c, i])}",
+                f"{tuple(offset)}: {int(grid.preds[c, r])} {mark}",
                 fontsize=7,
-                color="red" if flipped else "black",
+                color="red" if grid.changed[c, r] else "black",
+                fontweight="bold" if offset == [0, 0] else "normal",
             )
-            ax.axis("off")
-    fig.suptitle("predictions under shifts (red: changed)", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(f"label {int(grid.labels[r])}", fontsize=7)
+    fig.suptitle(
+        "predictions under shifts (offset: prediction; red: differs from the unshifted (0, 0) "
+        "prediction; \u2713/\u2717: right/wrong)",
+        fontsize=8,
+    )
     fig.tight_layout()
     return fig

@@ -16,7 +16,7 @@ and imports (``import invariance_recipes.lightning_modules.layers`` against ``im
 
 import sys
 
-from invariance_recipes.benchmarks.cli import main
+from invariance_recipes.commands import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["benchmark", *sys.argv[1:]]))

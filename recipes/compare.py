@@ -16,7 +16,7 @@ resumes interrupted ones, so a failed or stopped comparison continues where it e
 
 import sys
 
-from invariance_recipes.compare.comparison import compare_command
+from invariance_recipes.commands import main
 
 if __name__ == "__main__":
-    sys.exit(compare_command(sys.argv[1:]))
+    sys.exit(main(["compare", *sys.argv[1:]]))

@@ -10,7 +10,7 @@ accuracy-vs-offset curve; writes ``report.json``, ``shift_curve.csv`` and
 
 import sys
 
-from invariance_recipes.measure.evaluation import evaluate_command
+from invariance_recipes.commands import main
 
 if __name__ == "__main__":
-    sys.exit(evaluate_command(sys.argv[1:]))
+    sys.exit(main(["evaluate", *sys.argv[1:]]))

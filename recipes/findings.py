@@ -6,7 +6,7 @@ python recipes/findings.py
 
 import sys
 
-from invariance_recipes.publish.findings import findings_command
+from invariance_recipes.commands import main
 
 if __name__ == "__main__":
-    sys.exit(findings_command(sys.argv[1:]))
+    sys.exit(main(["findings", *sys.argv[1:]]))

@@ -6,7 +6,7 @@ python recipes/readme_tables.py --check   # exit 1 if a block differs from its r
 
 import sys
 
-from invariance_recipes.publish.readme import readme_tables_command
+from invariance_recipes.commands import main
 
 if __name__ == "__main__":
-    sys.exit(readme_tables_command(sys.argv[1:]))
+    sys.exit(main(["readme-tables", *sys.argv[1:]]))

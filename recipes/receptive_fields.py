@@ -12,7 +12,7 @@ random images, with the theoretical square on it. For a trained checkpoint use
 
 import sys
 
-from invariance_recipes.measure.receptive_fields import readme_table_command
+from invariance_recipes.commands import main
 
 if __name__ == "__main__":
-    sys.exit(readme_table_command(sys.argv[1:]))
+    sys.exit(main(["receptive-fields", *sys.argv[1:]]))

@@ -6,7 +6,7 @@ python recipes/redraw_results.py docs/results/small-shift [more folders]
 
 import sys
 
-from invariance_recipes.publish.redraw import redraw_command
+from invariance_recipes.commands import main
 
 if __name__ == "__main__":
-    sys.exit(redraw_command(sys.argv[1:]))
+    sys.exit(main(["redraw", *sys.argv[1:]]))

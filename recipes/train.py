@@ -10,26 +10,9 @@ shift robustness.
 Exit codes: 0 finished, 1 failed (diverged), 2 bad input, 130 Ctrl-C, 143 SIGTERM.
 """
 
-from __future__ import annotations
-
 import sys
 
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
-
-from invariance_recipes.run.cli import format_metrics, run_cli
-from invariance_recipes.run.training import train
-
-
-def main() -> int:
-    result = run_cli(train, sys.argv[1:])
-    if isinstance(result, int):
-        return result
-    run_dir, metrics = result
-    if rank_zero_only.rank == 0:
-        print(format_metrics(metrics))
-        print(f"run folder: {run_dir}")
-    return 0
-
+from invariance_recipes.commands import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["train", *sys.argv[1:]]))

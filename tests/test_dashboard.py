@@ -46,10 +46,19 @@ def config_has(config: dict[str, Any], dotted: str) -> bool:
     return not rest or (isinstance(value, dict) and config_has(value, rest))
 
 
-def test_dry_run_prints_the_spec_offline(capsys) -> None:
-    args = ["--entity", "me", "--experiment", "small-shift", "--dataset", "digits"]
-    assert dashboard_command([*args, "--dry-run"]) == 0
-    spec = json.loads(capsys.readouterr().out)
+def test_dry_run_summarizes_and_writes_the_spec_offline(capsys, tmp_path: Path) -> None:
+    args = ["--experiment", "small-shift", "--dataset", "digits"]
+    assert dashboard_command([*args, "--dry-run"]) == 0  # no --entity needed offline
+    summary = capsys.readouterr().out.splitlines()
+    workspace = build_workspace("ENTITY", "invariance-recipes", "small-shift", "digits")
+    panels = sum(len(s.panels) for s in workspace.sections)
+    assert summary[0].startswith("'invariance small-shift digits' in ENTITY/invariance-recipes: ")
+    assert f"{len(workspace.sections)} sections, {panels} panels" in summary[0]
+    assert len(summary) == len(workspace.sections) + 2 and len(summary) < 20
+    assert dashboard_command([*args, "--dry-run", "--spec", str(tmp_path / "spec.json")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"spec written to {tmp_path / 'spec.json'}"
+    spec = json.loads((tmp_path / "spec.json").read_text())
+    args = ["--entity", "me", *args]
     text = json.dumps(spec)
     for needle in ("test/consistency_zero", "acc_at_shift", "small-shift", "digits", "variant"):
         assert needle in text, needle
@@ -57,6 +66,10 @@ def test_dry_run_prints_the_spec_offline(capsys) -> None:
     assert dashboard_command(args) == 2
     err = capsys.readouterr().err
     assert "--dry-run" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exit_code:  # saving needs the entity
+        dashboard_command(args[2:])
+    assert exit_code.value.code == 2
+    assert "--entity is required to save the view (or pass --dry-run)" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -123,9 +123,9 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     try:
-        run(sys.argv[1:])
+        run(sys.argv[1:] if argv is None else argv)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

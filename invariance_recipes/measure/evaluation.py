@@ -31,6 +31,7 @@ from invariance_recipes.lightning_modules.metrics._utils import evaluating
 from invariance_recipes.lightning_modules.metrics.protocols import parse_protocols
 from invariance_recipes.lightning_modules.shifts import SHIFT_MODES, offset_sweep
 from invariance_recipes.measure.receptive_fields import describe_checkpoint
+from invariance_recipes.run.artifacts import download_checkpoint, is_reference
 from invariance_recipes.run.checkpoints import load_checkpoint
 from invariance_recipes.run.errors import UsageError
 from invariance_recipes.run.loggers import make_logger
@@ -210,7 +211,12 @@ def log_report(report: dict[str, Any], args: argparse.Namespace, out: Path) -> N
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt", type=Path, help="checkpoint file (.ckpt)")
+    parser.add_argument(
+        "--ckpt",
+        type=Path,
+        help="checkpoint file (.ckpt), or a W&B model artifact logged with train --log_model: "
+        "wandb:ENTITY/PROJECT/model-RUNID:tested (downloaded to ./artifacts)",
+    )
     parser.add_argument(
         "--protocols",
         nargs="+",
@@ -272,6 +278,8 @@ def evaluate_command(argv: list[str]) -> int:
         return 0
     try:
         protocols = parse_protocols(args.protocols)
+        if is_reference(args.ckpt):
+            args.ckpt = download_checkpoint(str(args.ckpt), Path("artifacts"))
         with torch.inference_mode():
             report = evaluate_checkpoint(
                 args.ckpt, max_shifts=args.max_shifts, modes=args.modes,

@@ -15,6 +15,7 @@ import argparse
 import inspect
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from invariance_recipes.lightning_modules.metrics.report import REPORTED_MODES
@@ -124,6 +125,10 @@ def build_workspace(
     )
 
 
+#: the entity a --dry-run without --entity shows
+DRY_RUN_ENTITY = "ENTITY"
+
+
 def workspace_spec(workspace: Any) -> dict[str, Any]:
     """The view as W&B stores it (JSON), built offline."""
     return workspace._to_model().model_dump(mode="json", by_alias=True)
@@ -131,7 +136,9 @@ def workspace_spec(workspace: Any) -> dict[str, Any]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--entity", required=True, help="W&B entity (user or team)")
+    parser.add_argument(
+        "--entity", default=None, help="W&B entity (user or team); needed to save the view"
+    )
     parser.add_argument("--project", default="invariance-recipes", help="W&B project")
     parser.add_argument("--experiment", default=None, help="show one comparison's W&B group")
     parser.add_argument("--dataset", default=None, help="show runs of one dataset")
@@ -142,9 +149,33 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="the runs' --model.curve_max_shift (default: the model's default)",
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="print the view's spec as JSON; save nothing"
+        "--dry-run", action="store_true", help="print a summary of the view; save nothing"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--spec",
+        default=None,
+        metavar="FILE",
+        help="with --dry-run: also write the view's spec, the JSON W&B stores, to FILE (- for "
+        "standard output)",
+    )
+    args = parser.parse_args(argv)
+    if args.entity is None and not args.dry_run:
+        parser.error("--entity is required to save the view (or pass --dry-run)")
+    return args
+
+
+def summarize(workspace: Any) -> str:
+    """What the view holds, one line per section, instead of its whole JSON."""
+    sections = [f"  {s.name}: {len(s.panels)} panels" for s in workspace.sections]
+    total = sum(len(s.panels) for s in workspace.sections)
+    filters = workspace.runset_settings.filters or "all runs"
+    return "\n".join(
+        [
+            f"{workspace.name!r} in {workspace.entity}/{workspace.project}: "
+            f"{len(sections)} sections, {total} panels; runs: {filters}",
+            *sections,
+        ]
+    )
 
 
 def dashboard_command(argv: list[str]) -> int:
@@ -152,13 +183,24 @@ def dashboard_command(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
         workspace = build_workspace(
-            args.entity, args.project, args.experiment, args.dataset, args.curve_max_shift
+            args.entity or DRY_RUN_ENTITY,
+            args.project,
+            args.experiment,
+            args.dataset,
+            args.curve_max_shift,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
-        print(json.dumps(workspace_spec(workspace), indent=1))
+        print(summarize(workspace))
+        if args.spec == "-":
+            print(json.dumps(workspace_spec(workspace), indent=1))
+        elif args.spec:
+            Path(args.spec).write_text(json.dumps(workspace_spec(workspace), indent=1))
+            print(f"spec written to {args.spec}")
+        else:
+            print("(--spec FILE writes the JSON that W&B stores)")
         return 0
     from invariance_recipes.run.loggers import wandb_mode
 

@@ -26,6 +26,7 @@ from invariance_recipes.datamodules import TranslationDataModule
 from invariance_recipes.lightning_modules import InvarianceClassifier
 from invariance_recipes.lightning_modules.callbacks import ShiftReportLogger
 from invariance_recipes.lightning_modules.variants import VARIANTS, describe_variants, get_variant
+from invariance_recipes.run.artifacts import LOG_MODEL
 from invariance_recipes.run.checkpoints import (
     INTERRUPTED,
     LAST,
@@ -106,6 +107,13 @@ class TrainCLI(LightningCLI):
             help="run folder and W&B run name (default: VARIANT-seedN)",
         )
         parser.add_argument("--runs_dir", default="runs", help="where run folders are created")
+        parser.add_argument(
+            "--log_model",
+            default="false",
+            choices=list(LOG_MODEL),
+            help="log the tested checkpoint (best) or every checkpoint (all) as a W&B model "
+            "artifact with aliases tested, best, latest (invariance_recipes/run/artifacts.py)",
+        )
         parser.add_argument(
             "--resume",
             action=ActionYesNo,

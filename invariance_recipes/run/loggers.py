@@ -128,8 +128,15 @@ def _netrc_has(host: str) -> bool:
 
 
 def run_id(run_dir: Path) -> str:
-    """A W&B run id kept in the run folder, so a resumed run continues the same W&B run."""
+    """A W&B run id kept in the run folder, so a resumed run continues the same W&B run.
+
+    A run a W&B sweep agent started (``WANDB_RUN_ID``, with ``WANDB_SWEEP_ID``) keeps the
+    agent's id, so the run reports to its sweep; the folder remembers it for a resume.
+    """
     path = run_dir / WANDB_ID_FILE
+    given = os.environ.get("WANDB_RUN_ID")
+    if given:
+        path.write_text(given)
     if not path.exists():
         path.write_text(uuid.uuid4().hex[:8])
     return path.read_text().strip()

@@ -15,6 +15,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from invariance_recipes.run.artifacts import log_checkpoints
 from invariance_recipes.run.checkpoints import LAST
 from invariance_recipes.run.cli import TrainCLI
 from invariance_recipes.run.errors import (
@@ -91,6 +92,9 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
     if trainer.is_global_zero:
         (run_dir / TEST_METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True))
         write_status(run_dir, "finished")
+        if isinstance(trainer.logger, WandbLogger) and cli.config.log_model != "false":
+            meta = {"variant": cli.config.variant, "test_metrics": metrics}
+            log_checkpoints(trainer.logger.experiment, cli.config.log_model, Path(best), meta)
     return run_dir, metrics
 
 

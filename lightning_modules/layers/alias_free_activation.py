@@ -54,14 +54,21 @@ class AliasFreeActivation(nn.Module):
         nonlinearity: ``poly`` or ``relu``.
     """
 
-    def __init__(self, channels: int, nonlinearity: str = "poly") -> None:
+    def __init__(
+        self,
+        channels: int,
+        nonlinearity: str = "poly",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         check_positive("channels", channels)
         check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
         self.channels = channels
         self.nonlinearity = nonlinearity
         if nonlinearity == "poly":
-            init = torch.tensor(relu_fit_coefficients()).repeat(channels, 1)
+            init = torch.tensor(relu_fit_coefficients(), device=device, dtype=dtype)
+            init = init.repeat(channels, 1)
             self.coefficients = nn.Parameter(init)  # [channels, 3]: a, b, c
 
     def activate(self, x: Tensor) -> Tensor:

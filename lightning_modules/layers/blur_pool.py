@@ -58,10 +58,18 @@ class BlurPool2d(nn.Module):
         stride: subsampling factor; 1 blurs without subsampling.
         pad_type: ``reflect`` (reference default), ``replicate``, ``zero`` or ``circular``
             (commutes exactly with circular shifts by multiples of ``stride``).
+        device, dtype: where and in which precision the filter is made (the factory arguments
+            every torch layer takes, and that timm's ``aa_layer`` passes).
     """
 
     def __init__(
-        self, channels: int, filt_size: int = 4, stride: int = 2, pad_type: str = "reflect"
+        self,
+        channels: int,
+        filt_size: int = 4,
+        stride: int = 2,
+        pad_type: str = "reflect",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         check_positive("channels", channels)
@@ -76,7 +84,8 @@ class BlurPool2d(nn.Module):
         self.padding = (before, after, before, after)
         taps = binomial_filter(filt_size)
         kernel = (taps[:, None] * taps[None, :]).expand(channels, 1, filt_size, filt_size)
-        self.register_buffer("filt", kernel.contiguous(), persistent=False)
+        kernel = kernel.to(device=device, dtype=dtype or kernel.dtype).contiguous()
+        self.register_buffer("filt", kernel, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)

@@ -18,3 +18,22 @@ def check_stride(stride: object) -> None:
     """Downsampling factors are positive integers (1 keeps the resolution)."""
     if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride={stride!r} is not supported: use a positive integer such as 2")
+
+
+def renamed_argument(layer: str, old: str, old_value: int | None, new: str, new_value: int) -> int:
+    """The value of argument `new`, taking the deprecated name `old` when only it was given.
+
+    ``FutureWarning`` (shown to users, unlike ``DeprecationWarning``) names the replacement;
+    both names with different values are a one-line ``ValueError``.
+    """
+    if old_value is None:
+        return new_value
+    import warnings
+
+    warnings.warn(
+        f"{layer}({old}=...) is deprecated and will be removed in 0.3: use {new}= "
+        f"(the same value; {old} means the blur's size in kornia)",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return old_value

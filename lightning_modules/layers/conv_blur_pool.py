@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import torch
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 from torch import nn
 
@@ -47,6 +48,8 @@ class ConvBlurPool2d(nn.Sequential):
         filt_size: int = 4,
         padding_mode: str = "zeros",
         norm: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         check_positive("in_channels", in_channels)
         check_positive("out_channels", out_channels)
@@ -61,10 +64,21 @@ class ConvBlurPool2d(nn.Sequential):
                     padding="same",
                     padding_mode=padding_mode,
                     bias=not norm,
+                    device=device,
+                    dtype=dtype,
                 ),
-                norm=nn.BatchNorm2d(out_channels) if norm else nn.Identity(),
+                norm=nn.BatchNorm2d(out_channels, device=device, dtype=dtype)
+                if norm
+                else nn.Identity(),
                 act=nn.ReLU(inplace=True),
-                blur=BlurPool2d(out_channels, filt_size, stride, BLUR_PAD_TYPES[padding_mode]),
+                blur=BlurPool2d(
+                    out_channels,
+                    filt_size,
+                    stride,
+                    BLUR_PAD_TYPES[padding_mode],
+                    device=device,
+                    dtype=dtype,
+                ),
             )
         )
 

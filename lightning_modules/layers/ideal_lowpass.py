@@ -100,7 +100,15 @@ class IdealLowPassDownsample2d(nn.Module):
         stride: subsampling factor.
     """
 
-    def __init__(self, stride: int = 2) -> None:
+    def __init__(
+        self,
+        stride: int = 2,
+        channels: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        """``channels``, ``device`` and ``dtype`` are accepted and unused (no weights), so the
+        layer plugs in where a factory passes them, e.g. timm's ``aa_layer``."""
         super().__init__()
         check_stride(stride)
         self.stride = stride

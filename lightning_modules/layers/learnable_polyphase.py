@@ -31,12 +31,18 @@ class PolyphaseScoringNet(nn.Module):
         hidden: channels of the hidden and last convolution.
     """
 
-    def __init__(self, channels: int, hidden: int) -> None:
+    def __init__(
+        self,
+        channels: int,
+        hidden: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         check_positive("channels", channels)
         check_positive("hidden", hidden)
-        self.conv1 = nn.Conv2d(channels, hidden, 3)
-        self.conv2 = nn.Conv2d(hidden, hidden, 3)
+        self.conv1 = nn.Conv2d(channels, hidden, 3, device=device, dtype=dtype)
+        self.conv2 = nn.Conv2d(hidden, hidden, 3, device=device, dtype=dtype)
 
     def forward(self, parts: Tensor) -> Tensor:
         """``[B, P, C, h, w]`` components -> ``[B, P]`` logits."""
@@ -110,6 +116,8 @@ class LearnablePolyphaseDownsample2d(nn.Module):
         mixture: str = "gumbel",
         tau: float = 1.0,
         pad_type: str = "circular",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         check_stride(stride)
@@ -117,12 +125,13 @@ class LearnablePolyphaseDownsample2d(nn.Module):
         check_choice("pad_type", pad_type, PAD_TYPES)
         if not tau > 0:
             raise ValueError(f"tau={tau!r} is invalid: use a positive temperature such as 1.0")
-        self.blur = BlurPool2d(channels, filt_size, stride=1, pad_type=pad_type)
-        self.scorer = PolyphaseScoringNet(channels, channels if hidden is None else hidden)
+        self.blur = BlurPool2d(channels, filt_size, 1, pad_type, device=device, dtype=dtype)
+        hidden = channels if hidden is None else hidden
+        self.scorer = PolyphaseScoringNet(channels, hidden, device=device, dtype=dtype)
         self.stride = stride
         self.mixture = mixture
         self.pad_type = pad_type
-        self.register_buffer("tau", torch.tensor(float(tau)))
+        self.register_buffer("tau", torch.tensor(float(tau), device=device, dtype=dtype))
 
     def phase_weights(self, parts: Tensor) -> Tensor:
         """``[B, stride**2]`` weights of the components: a mixture in training, one-hot else."""
@@ -168,11 +177,17 @@ class PolyphaseFollower2d(nn.Module):
     """
 
     def __init__(
-        self, channels: int, stride: int = 2, filt_size: int = 1, pad_type: str = "circular"
+        self,
+        channels: int,
+        stride: int = 2,
+        filt_size: int = 1,
+        pad_type: str = "circular",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         check_stride(stride)
-        self.blur = BlurPool2d(channels, filt_size, stride=1, pad_type=pad_type)
+        self.blur = BlurPool2d(channels, filt_size, 1, pad_type, device=device, dtype=dtype)
         self.stride = stride
         self.pad_type = pad_type
 

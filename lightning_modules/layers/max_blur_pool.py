@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
+from invariance_recipes.lightning_modules.layers.checks import renamed_argument
 from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES
 from invariance_recipes.lightning_modules.layers.same_max_pool import (
     SameMaxPool2d,
@@ -27,7 +29,8 @@ class MaxBlurPool2d(nn.Module):
 
     Args:
         channels: channels of the input.
-        kernel_size: max-pool window.
+        max_pool_size: max-pool window (kornia's name; ``kernel_size`` is a deprecated alias,
+            ambiguous because kornia's ``kernel_size`` is the blur).
         filt_size: binomial taps of the blur, 1..7.
         stride: subsampling factor.
         pad_type: blur padding, see :class:`BlurPool2d`.
@@ -36,16 +39,23 @@ class MaxBlurPool2d(nn.Module):
     def __init__(
         self,
         channels: int,
-        kernel_size: int = 2,
+        max_pool_size: int = 2,
         filt_size: int = 4,
         stride: int = 2,
         pad_type: str = "reflect",
+        *,
+        kernel_size: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        check_positive("kernel_size", kernel_size)
+        max_pool_size = renamed_argument(
+            "MaxBlurPool2d", "kernel_size", kernel_size, "max_pool_size", max_pool_size
+        )
+        check_positive("max_pool_size", max_pool_size)
         check_choice("pad_type", pad_type, PAD_TYPES)
-        self.pool = SameMaxPool2d(kernel_size, circular=pad_type == "circular")
-        self.blur = BlurPool2d(channels, filt_size, stride, pad_type)
+        self.pool = SameMaxPool2d(max_pool_size, circular=pad_type == "circular")
+        self.blur = BlurPool2d(channels, filt_size, stride, pad_type, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         pool, blur = self.pool, self.blur
@@ -64,4 +74,4 @@ class MaxBlurPool2d(nn.Module):
         return blur(pooled[..., skip:, skip:])
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.pool.kernel_size}, stride={self.blur.stride}"
+        return f"max_pool_size={self.pool.kernel_size}, stride={self.blur.stride}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+from invariance_recipes.lightning_modules.layers.checks import renamed_argument
 from invariance_recipes.lightning_modules.layers.learnable_polyphase import (
     LearnablePolyphaseDownsample2d,
 )
@@ -20,7 +22,8 @@ class MaxLearnablePolyphasePool2d(nn.Module):
 
     Args:
         channels: channels of the input.
-        kernel_size: max-pool window.
+        max_pool_size: max-pool window (kornia's name; ``kernel_size`` is a deprecated alias,
+            ambiguous because kornia's ``kernel_size`` is the blur).
         stride, filt_size, hidden, mixture, tau: see :class:`LearnablePolyphaseDownsample2d`.
         pad_type: padding of the blur and of odd sizes; ``circular`` wraps the max-pool too.
     """
@@ -28,20 +31,31 @@ class MaxLearnablePolyphasePool2d(nn.Module):
     def __init__(
         self,
         channels: int,
-        kernel_size: int = 2,
+        max_pool_size: int = 2,
         stride: int = 2,
         filt_size: int = 1,
         hidden: int | None = None,
         mixture: str = "gumbel",
         tau: float = 1.0,
         pad_type: str = "circular",
+        *,
+        kernel_size: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        check_positive("kernel_size", kernel_size)
+        max_pool_size = renamed_argument(
+            "MaxLearnablePolyphasePool2d",
+            "kernel_size",
+            kernel_size,
+            "max_pool_size",
+            max_pool_size,
+        )
+        check_positive("max_pool_size", max_pool_size)
         check_choice("pad_type", pad_type, PAD_TYPES)
-        self.pool = SameMaxPool2d(kernel_size, circular=pad_type == "circular")
+        self.pool = SameMaxPool2d(max_pool_size, circular=pad_type == "circular")
         self.lps = LearnablePolyphaseDownsample2d(
-            channels, stride, filt_size, hidden, mixture, tau, pad_type
+            channels, stride, filt_size, hidden, mixture, tau, pad_type, device=device, dtype=dtype
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -52,4 +66,4 @@ class MaxLearnablePolyphasePool2d(nn.Module):
         return self.lps.forward_with_phase(self.pool(x), phase)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.pool.kernel_size}"
+        return f"max_pool_size={self.pool.kernel_size}"

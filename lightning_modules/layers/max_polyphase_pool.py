@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+from invariance_recipes.lightning_modules.layers.checks import renamed_argument
 from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES
 from invariance_recipes.lightning_modules.layers.polyphase import PolyphaseDownsample2d
 from invariance_recipes.lightning_modules.layers.same_max_pool import SameMaxPool2d
@@ -20,7 +22,8 @@ class MaxPolyphasePool2d(nn.Module):
 
     Args:
         channels: channels of the input.
-        kernel_size: max-pool window.
+        max_pool_size: max-pool window (kornia's name; ``kernel_size`` is a deprecated alias,
+            ambiguous because kornia's ``kernel_size`` is the blur).
         stride: subsampling factor.
         filt_size: binomial taps of the stride-1 blur before the selection, 1 (none) .. 7.
         norm: selection norm, see :class:`PolyphaseDownsample2d`.
@@ -30,17 +33,26 @@ class MaxPolyphasePool2d(nn.Module):
     def __init__(
         self,
         channels: int,
-        kernel_size: int = 2,
+        max_pool_size: int = 2,
         stride: int = 2,
         filt_size: int = 1,
         norm: str = "l2",
         pad_type: str = "circular",
+        *,
+        kernel_size: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        check_positive("kernel_size", kernel_size)
+        max_pool_size = renamed_argument(
+            "MaxPolyphasePool2d", "kernel_size", kernel_size, "max_pool_size", max_pool_size
+        )
+        check_positive("max_pool_size", max_pool_size)
         check_choice("pad_type", pad_type, PAD_TYPES)
-        self.pool = SameMaxPool2d(kernel_size, circular=pad_type == "circular")
-        self.aps = PolyphaseDownsample2d(channels, stride, filt_size, norm, pad_type)
+        self.pool = SameMaxPool2d(max_pool_size, circular=pad_type == "circular")
+        self.aps = PolyphaseDownsample2d(
+            channels, stride, filt_size, norm, pad_type, device=device, dtype=dtype
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.aps(self.pool(x))
@@ -50,4 +62,4 @@ class MaxPolyphasePool2d(nn.Module):
         return self.aps.forward_with_phase(self.pool(x), phase)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.pool.kernel_size}, stride={self.aps.stride}"
+        return f"max_pool_size={self.pool.kernel_size}, stride={self.aps.stride}"

@@ -112,12 +112,14 @@ class PolyphaseDownsample2d(nn.Module):
         filt_size: int = 1,
         norm: str = "l2",
         pad_type: str = "circular",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         check_stride(stride)
         check_choice("norm", norm, NORMS)
         check_choice("pad_type", pad_type, PAD_TYPES)
-        self.blur = BlurPool2d(channels, filt_size, stride=1, pad_type=pad_type)
+        self.blur = BlurPool2d(channels, filt_size, 1, pad_type, device=device, dtype=dtype)
         self.stride = stride
         self.norm = norm
         self.pad_type = pad_type

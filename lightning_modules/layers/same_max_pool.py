@@ -25,7 +25,15 @@ class SameMaxPool2d(nn.Module):
         circular: wrap windows around the borders instead of clipping them.
     """
 
-    def __init__(self, kernel_size: int = 2, circular: bool = False) -> None:
+    def __init__(
+        self,
+        kernel_size: int = 2,
+        circular: bool = False,
+        channels: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        """``channels``, ``device`` and ``dtype`` are accepted and unused (no weights)."""
         super().__init__()
         check_positive("kernel_size", kernel_size)
         self.kernel_size = kernel_size

@@ -27,7 +27,15 @@ class SpatialPyramidPool2d(nn.Module):
         mode: ``max`` (the paper's) or ``avg``.
     """
 
-    def __init__(self, levels: Sequence[int] = (1, 2, 4), mode: str = "max") -> None:
+    def __init__(
+        self,
+        levels: Sequence[int] = (1, 2, 4),
+        mode: str = "max",
+        channels: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        """``channels``, ``device`` and ``dtype`` are accepted and unused (no weights)."""
         super().__init__()
         check_choice("mode", mode, SPP_MODES)
         if not levels or any(

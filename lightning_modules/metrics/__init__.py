@@ -1,5 +1,9 @@
 """torchmetrics metrics of translation invariance and equivariance, and a one-call report."""
 
+from invariance_recipes.common.extras import require_extra
+
+require_extra("metrics")  # one line naming the pip install when the extra is missing
+
 from invariance_recipes.lightning_modules.metrics.accuracy_vs_shift import AccuracyVsShift
 from invariance_recipes.lightning_modules.metrics.consistency import ShiftConsistency
 from invariance_recipes.lightning_modules.metrics.equivariance import (

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from invariance_recipes.lightning_modules.metrics._utils import top1
+from invariance_recipes.lightning_modules.functional import top1
 from torch import Tensor
 from torchmetrics import Metric
 

@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING, Any
 
 import torch
-from invariance_recipes.lightning_modules.metrics._utils import check_same_samples, top1
+from invariance_recipes.lightning_modules.functional import shift_consistency_update
 from invariance_recipes.lightning_modules.shifts import check_max_shift, check_mode
 from torch import Tensor
 from torchmetrics import Metric
@@ -49,10 +49,9 @@ class ShiftConsistency(Metric):
 
     def update(self, preds_a: Tensor, preds_b: Tensor) -> None:
         """Count agreements between logits [B, C] or class indices [B] of the two copies."""
-        first, second = top1(preds_a, "preds_a"), top1(preds_b, "preds_b")
-        check_same_samples(first, second, ("preds_a", "preds_b"))
-        self.agree += (first == second).sum()
-        self.total += first.numel()
+        agree, total = shift_consistency_update(preds_a, preds_b)
+        self.agree += agree
+        self.total += total
 
     def compute(self) -> Tensor:
         """Fraction of agreeing samples."""

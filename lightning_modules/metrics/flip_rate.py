@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING, Any
 
 import torch
-from invariance_recipes.lightning_modules.metrics._utils import check_same_samples, top1
+from invariance_recipes.lightning_modules.functional import flip_rate_update
 from torch import Tensor
 from torchmetrics import Metric
 
@@ -39,10 +39,9 @@ class FlipRate(Metric):
 
     def update(self, preds: Tensor, preds_shifted: Tensor) -> None:
         """Count top-1 changes between logits [B, C] or class indices [B] of x and shifted x."""
-        before, after = top1(preds, "preds"), top1(preds_shifted, "preds_shifted")
-        check_same_samples(before, after, ("preds", "preds_shifted"))
-        self.flips += (before != after).sum()
-        self.total += before.numel()
+        flips, total = flip_rate_update(preds, preds_shifted)
+        self.flips += flips
+        self.total += total
 
     def compute(self) -> Tensor:
         """Fraction of samples whose top-1 class changed."""

@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING, Any
 
 import torch
-from invariance_recipes.lightning_modules.metrics._utils import check_same_samples
+from invariance_recipes.lightning_modules.functional import mean_absolute_change_update
 from torch import Tensor
 from torchmetrics import Metric
 
@@ -43,18 +43,9 @@ class MeanAbsoluteChange(Metric):
 
     def update(self, logits: Tensor, logits_shifted: Tensor) -> None:
         """Accumulate the change for scores [B, C] of x and of its shifted copy."""
-        check_same_samples(logits, logits_shifted, ("logits", "logits_shifted"))
-        if logits.ndim != 2 or not logits.is_floating_point():
-            raise ValueError(
-                f"logits must be floating class scores [B, C], got shape {tuple(logits.shape)} "
-                f"and dtype {logits.dtype}"
-            )
-        before, after = logits.float(), logits_shifted.float()
-        if not self.probabilities:
-            before, after = before.softmax(dim=1), after.softmax(dim=1)
-        top = before.argmax(dim=1, keepdim=True)
-        self.change += (before.gather(1, top) - after.gather(1, top)).abs().sum()
-        self.total += logits.shape[0]
+        change, total = mean_absolute_change_update(logits, logits_shifted, self.probabilities)
+        self.change += change
+        self.total += total
 
     def compute(self) -> Tensor:
         """Mean absolute change of the top-1 probability."""

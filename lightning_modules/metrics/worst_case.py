@@ -10,7 +10,7 @@ robust accuracy: correct on every copy.
 from typing import Any
 
 import torch
-from invariance_recipes.lightning_modules.metrics._utils import top1
+from invariance_recipes.lightning_modules.functional import top1
 from torch import Tensor
 from torchmetrics import Metric
 

@@ -1,0 +1,145 @@
+"""W&B beyond logging: the sweep config in recipes/sweeps/ (the comparisons' learning-rate grid,
+its fixed options the experiment's own), a sweep agent's run id honoured, and ``--log_model``
+recording the tested checkpoint as a model artifact with aliases in a real offline run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from invariance_recipes.compare.experiments import EXPERIMENTS
+from invariance_recipes.run.artifacts import (
+    artifact_name,
+    checkpoints_to_log,
+    file_alias,
+    parse_reference,
+)
+from invariance_recipes.run.loggers import WANDB_ID_FILE, run_id
+from recipe_runs import QUICK, recipe_env
+from wandb_records import read_records
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = yaml.safe_load((ROOT / "recipes" / "sweeps" / "learning_rate.yaml").read_text())
+LR_GRID = [0.001, 0.003, 0.01]
+
+
+def test_sweep_is_the_comparisons_grid_with_the_experiments_options() -> None:
+    params = SWEEP["parameters"]
+    assert params["model.lr"]["values"] == LR_GRID
+    experiment = EXPERIMENTS["small-shift"]
+    assert params["variant"]["values"] == list(experiment.variants)
+    assert params["data.dataset"]["value"] == experiment.dataset
+    shared = dict(zip(experiment.train_args()[::2], experiment.train_args()[1::2], strict=True))
+    shared.pop("--model.protocols")  # tuning selects on validation accuracy only
+    fixed = {f"--{k}": str(v["value"]) for k, v in params.items() if "value" in v}
+    assert {k: fixed[k] for k in shared} == shared
+    assert SWEEP["metric"] == {"name": "val/acc", "goal": "maximize"}
+    assert SWEEP["method"] == "grid"
+
+
+def sweep_command(values: dict[str, object]) -> list[str]:
+    """The command a ``wandb agent`` runs for one grid point, rendered with wandb's own code."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    args = create_sweep_command_args({"args": {k: {"value": v} for k, v in values.items()}})
+    command = []
+    for part in SWEEP["command"]:
+        if part == "${env}":
+            continue
+        command += {"${interpreter}": [sys.executable], "${args}": args["args"]}.get(part, [part])
+    return command
+
+
+def test_run_id_keeps_a_sweep_agents_run(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("WANDB_RUN_ID", raising=False)
+    own = run_id(tmp_path)
+    assert len(own) == 8 and run_id(tmp_path) == own  # kept for a resume
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sw33p")
+    monkeypatch.setenv("WANDB_RUN_ID", "agentrun1")
+    assert run_id(tmp_path) == "agentrun1"
+    assert (tmp_path / WANDB_ID_FILE).read_text() == "agentrun1"
+    monkeypatch.delenv("WANDB_RUN_ID")
+    assert run_id(tmp_path) == "agentrun1"  # the resumed run stays the agent's
+
+
+def test_references_and_aliases(tmp_path: Path) -> None:
+    assert parse_reference("wandb:me/proj/model-ab12:tested") == "me/proj/model-ab12:tested"
+    assert parse_reference("wandb:proj/model-ab12:v3") == "proj/model-ab12:v3"
+    for bad in ("wandb:model-ab12", "wandb:me/proj/model-ab12", "wandb:a/b/c/d:v0"):
+        with pytest.raises(ValueError, match=r"is not an artifact reference: use wandb:"):
+            parse_reference(bad)
+    assert file_alias(Path("best-epoch=3.ckpt")) == "best-epoch-3"
+    assert artifact_name("ab12") == "model-ab12"
+    for name in ("best-epoch=1.ckpt", "last.ckpt", "best-epoch=0.ckpt"):
+        (tmp_path / name).write_bytes(b"x")
+    tested = tmp_path / "best-epoch=1.ckpt"
+    assert checkpoints_to_log("false", tested) == []
+    assert checkpoints_to_log("best", tested) == [tested]
+    assert [p.name for p in checkpoints_to_log("all", tested)] == [
+        "best-epoch=0.ckpt", "last.ckpt", "best-epoch=1.ckpt",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_sweep_run_offline_logs_the_tested_checkpoint(tmp_path: Path) -> None:
+    """One grid point as the agent starts it, offline, with the agent's run id: the run keeps
+    that id and records every checkpoint as a version of model-RUNID, the tested one last with
+    the aliases tested, best and latest."""
+    point = {"model.lr": LR_GRID[2], "variant": "blurpool"}
+    fixed = {k: v["value"] for k, v in SWEEP["parameters"].items() if "value" in v}
+    fixed["data.dataset"] = "digits"  # the embedded digits: the quick run's data
+    command = [*sweep_command({**fixed, **point}), "--log_model=all", *QUICK]
+    env = recipe_env(WANDB_RUN_ID="sweeprun1", WANDB_SWEEP_ID="sw33p", HOME=str(tmp_path))
+    proc = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "sweep-learning-rate" / "blurpool-seed0"
+    (run_file,) = run_dir.glob("wandb/offline-run-*/run-sweeprun1.wandb")
+    records = read_records(run_file)
+    run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert run.run_id == "sweeprun1" and run.run_group == "sweep-learning-rate"
+    artifacts = [
+        r.artifact
+        for r in records
+        if r.WhichOneof("record_type") == "artifact" and r.artifact.type == "model"
+    ]  # the curve table is an artifact too
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    assert len(artifacts) == len(checkpoints) >= 2
+    assert {a.name for a in artifacts} == {"model-sweeprun1"}
+    tested = artifacts[-1]
+    assert {"tested", "best", "latest"} <= set(tested.aliases)
+    assert all("tested" not in a.aliases for a in artifacts[:-1])
+    best_file = next(n for n in checkpoints if n.startswith("best"))
+    assert file_alias(Path(best_file)) in tested.aliases
+    assert [e.path for e in tested.manifest.contents] == ["model.ckpt"]
+    (model,) = [json.loads(i.value_json) for i in run.config.update if i.key == "model"]
+    assert model["lr"] == LR_GRID[2]  # the grid point's value reached the run
+    (tested_file,) = [p for p in checkpoints if file_alias(Path(p)) in tested.aliases]
+    (next_line,) = [line for line in proc.stdout.splitlines() if line.startswith("next: ")]
+    assert f"evaluate --ckpt {run_dir.relative_to(tmp_path) / 'checkpoints' / tested_file} (" in (
+        next_line
+    )
+
+
+@pytest.mark.slow
+def test_evaluate_an_unreachable_artifact_is_one_line(tmp_path: Path) -> None:
+    env = recipe_env(
+        HOME=str(tmp_path), WANDB_BASE_URL="http://127.0.0.1:9", WANDB_API_KEY="x" * 40
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "invariance_recipes", "evaluate", "--ckpt",
+         "wandb:me/invariance-recipes/model-sweeprun1:tested"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    (line,) = proc.stderr.strip().splitlines()[-1:]
+    assert line.startswith(
+        "error: --ckpt 'wandb:me/invariance-recipes/model-sweeprun1:tested': cannot download"
+    )
+    assert "Traceback" not in proc.stderr
