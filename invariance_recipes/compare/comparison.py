@@ -64,7 +64,7 @@ from invariance_recipes.measure.outcomes import (
     save_outcomes,
 )
 from invariance_recipes.run.errors import RunFailed
-from invariance_recipes.run.loggers import run_id, wandb_mode
+from invariance_recipes.run.loggers import run_id, start_wandb, wandb_mode
 from invariance_recipes.run.run_folders import has_checkpoint
 from invariance_recipes.run.training import (
     TEST_METRICS,
@@ -218,22 +218,33 @@ def finish_wandb(failed: bool) -> None:
 
 
 def log_summary(out: Path, label: str, project: str, rows: list[Row], pngs: list[Path]) -> None:
-    """One W&B run of job type ``summary`` in the comparison's group: the table and the plots."""
+    """One W&B run of job type ``summary`` in the comparison's group: the table and the plots.
+
+    It starts like a training's W&B run: offline when the server fails, nothing at all when
+    ``WANDB_MODE=disabled``."""
+    if wandb_mode() == "disabled":
+        return
+    init = {
+        "project": project, "group": label, "job_type": "summary", "name": f"{label}-summary",
+        "id": run_id(out), "resume": "allow", "dir": str(out), "tags": ["summary"],
+    }  # fmt: skip
+    run = start_wandb(init, out)
     import wandb
 
     columns = columns_of(rows)
     data = [[None if r.get(c, "") == "" else r[c] for c in columns] for r in rows]
-    run = wandb.init(
-        project=project, group=label, job_type="summary", name=f"{label}-summary",
-        id=run_id(out), resume="allow", dir=str(out), mode=wandb_mode(), tags=["summary"],
-    )  # fmt: skip
-    run.log(
-        {
-            "results": wandb.Table(columns=columns, data=data),
-            **{f"plots/{p.stem}": wandb.Image(str(p)) for p in pngs},
-        }
-    )
-    run.finish()
+    try:
+        run.log(
+            {
+                "results": wandb.Table(columns=columns, data=data),
+                **{f"plots/{p.stem}": wandb.Image(str(p)) for p in pngs},
+            }
+        )
+        run.finish()
+    except Exception as err:  # the results are on disk already: W&B must not fail them
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        print(f"warning: W&B summary not logged ({type(err).__name__}: {reason}); the "
+              f"results are in {out}", file=sys.stderr)  # fmt: skip
 
 
 def _duration(seconds: float) -> str:
