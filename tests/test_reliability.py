@@ -287,3 +287,43 @@ def test_compare_reports_a_diverged_run_as_failed_not_as_numbers(tmp_path: Path)
     assert "failed: training diverged at step" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (out / "results.csv").exists() or "baseline" not in (out / "results.csv").read_text()
+
+
+@pytest.mark.slow
+def test_collapsed_model_fails_in_train_and_evaluate(tmp_path: Path) -> None:
+    """At --model.lr 1.0 the model predicts one class: its consistency is near 1 for the wrong
+    reason, so the run fails in one line instead of reporting it."""
+    proc = run_recipe(
+        "train.py", *QUICK, "--on_collapse", "fail", "--model.lr", "1.0", "--logger", "csv",
+        "--run_name", "flat", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "did not learn" in errors[0], proc.stderr[-3000:]
+    assert "meaningless" in errors[0] and "--model.lr" in errors[0]
+    assert "Traceback" not in proc.stderr
+    run_dir = tmp_path / "runs/flat"
+    assert not (run_dir / "test_metrics.json").exists()
+    assert _status(run_dir)["status"] == "failed" and _status(run_dir)["exit_code"] == 1
+
+    evaluated = run_recipe(
+        "evaluate.py", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "--logger", "none",
+        "--max_shifts", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert evaluated.returncode == 1, evaluated.stderr[-3000:]
+    assert "did not learn" in evaluated.stderr and "Traceback" not in evaluated.stderr
+    assert not (run_dir / "evaluation/report.json").exists()
+
+
+@pytest.mark.slow
+def test_compare_lists_a_collapsed_run_as_failed(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    proc = run_recipe(
+        "compare.py", "--experiment", "small-shift", "--quick", "--variants", "baseline",
+        "--logger", "csv", "--out", str(out), "--", "--data.max_samples", "120",
+        "--trainer.max_epochs", "1", "--model.lr", "1.0", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "1 run(s) failed" in proc.stderr and "did not learn" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (out / "results.csv").exists() or "baseline" not in (out / "results.csv").read_text()

@@ -31,6 +31,8 @@ from invariance_recipes.lightning_modules.metrics import PROTOCOLS, ProtocolRepo
 from invariance_recipes.lightning_modules.metrics._utils import evaluating
 from invariance_recipes.lightning_modules.shifts import SHIFT_MODES, offset_sweep
 from invariance_recipes.measure.receptive_fields import describe_checkpoint
+from invariance_recipes.run.collapse import collapse_reason
+from invariance_recipes.run.errors import EXIT_FAILED
 from invariance_recipes.run.loggers import make_logger
 from invariance_recipes.run.training import UsageError, load_checkpoint
 
@@ -78,11 +80,13 @@ def evaluate_model(
         for i, max_shift in enumerate(max_shifts)
     }  # fmt: skip
     named = ProtocolReport(protocols, view_size=data.image_size, fill=data.fill_value).to(device)
+    predicted = torch.zeros(model.hparams.num_classes, dtype=torch.long)
     with evaluating(model):
         for canvas, labels in data.test_dataloader():
             canvas, labels = canvas.to(device), labels.to(device)
             x = named.view(canvas)
             logits = model(x)
+            predicted += torch.bincount(logits.argmax(dim=1), minlength=len(predicted)).cpu()
             for report in reports.values():
                 report.update(model, x, labels, logits=logits)
             named.update(model, canvas, labels, logits=logits)
@@ -90,6 +94,7 @@ def evaluate_model(
     first = values[max_shifts[0]]
     result: dict[str, Any] = {}
     result |= {key: float(first[key]) for key in ("acc", "flip_rate", "mac")}
+    result["predicted_counts"] = predicted.tolist()  # how often each class was predicted
     result["consistency"] = {
         s: {m: float(v[f"consistency_{m}"]) for m in modes} for s, v in values.items()
     }
@@ -276,6 +281,11 @@ def evaluate_command(argv: list[str]) -> int:
     except (UsageError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    num_classes = len(report["predicted_counts"])
+    collapsed = collapse_reason(report["predicted_counts"], report["acc"], num_classes)
+    if collapsed is not None:
+        print(f"error: {args.ckpt}: the model did not learn: {collapsed}", file=sys.stderr)
+        return EXIT_FAILED
     out = args.out or args.ckpt.resolve().parent.parent / "evaluation"
     write_report(report, out)
     log_report(report, args, out)

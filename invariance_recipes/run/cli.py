@@ -32,6 +32,7 @@ from invariance_recipes.run.checkpoints import (
     check_checkpoint,
     resume_checkpoint,
 )
+from invariance_recipes.run.collapse_check import CollapseCheck
 from invariance_recipes.run.divergence import DivergenceGuard
 from invariance_recipes.run.errors import (
     EXIT_FAILED,
@@ -118,6 +119,13 @@ class TrainCLI(LightningCLI):
             type=str | None,
             help="checkpoint to resume from; 'last' means --resume",
         )
+        parser.add_argument(
+            "--on_collapse",
+            default="fail",
+            choices=["fail", "warn"],
+            help="a tested model that predicts one class or scores at chance: fail the run "
+            "(exit 1), or warn and keep its numbers marked as collapsed (smoke tests only)",
+        )
         for key in ("num_classes", "in_channels", "image_size", "fill_value"):
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
 
@@ -158,6 +166,7 @@ class TrainCLI(LightningCLI):
                     check_checkpoint(self.ckpt_path, self.model)
             ckpt_dir = self.run_dir / CHECKPOINTS
             self.graceful_stop = GracefulStop(ckpt_dir / INTERRUPTED)
+            self.collapse_check = CollapseCheck()
             callbacks = [
                 ModelCheckpoint(ckpt_dir, filename="best-{epoch}", monitor="val/acc", mode="max"),
                 # Every epoch boundary, improved or not (save_last=True would write last.ckpt
@@ -167,6 +176,7 @@ class TrainCLI(LightningCLI):
                 ),
                 ShiftReportLogger(self.run_dir),
                 DivergenceGuard(),
+                self.collapse_check,
                 self.graceful_stop,
             ]
             logger = make_logger(

@@ -7,14 +7,15 @@ trains exactly what ``train.py`` trains. The command line is in :mod:`.cli`, run
 
 from __future__ import annotations
 
-import json
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from invariance_recipes.common.atomic_write import atomic_write_json
 from invariance_recipes.run.checkpoints import LAST, load_checkpoint, read_checkpoint
 from invariance_recipes.run.cli import TrainCLI, format_metrics, run_cli
 from invariance_recipes.run.errors import (
@@ -85,6 +86,9 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
         results = trainer.test(
             model, datamodule=data, ckpt_path=best, verbose=False, weights_only=True
         )
+        collapsed = cli.collapse_check.reason
+        if collapsed is not None and cli.config.on_collapse == "fail":
+            raise RunFailed(f"the model did not learn: {collapsed}")
     except (Interrupted, SIGTERMException) as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGTERM
         stopped = StoppedEarly(_stopped_message(signum, stage, stop.saved, trainer), signum)
@@ -107,8 +111,11 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
         stop.uninstall()
     metrics = {k: float(v) for k, v in results[0].items()} if results else {}
     if trainer.is_global_zero:
-        (run_dir / TEST_METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        write_status(run_dir, "finished")
+        atomic_write_json(run_dir / TEST_METRICS, metrics)
+        write_status(run_dir, "finished", f"collapsed: {collapsed}" if collapsed else "")
+        if collapsed:
+            print(f"warning: the model did not learn (--on_collapse warn): {collapsed}",
+                  file=sys.stderr)  # fmt: skip
     return run_dir, metrics
 
 
