@@ -22,6 +22,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from invariance_recipes.common.atomic_write import atomic_path
 from invariance_recipes.compare.statistics import holm, mcnemar_exact, mean_std, wilson_interval
 
 RESULTS_CSV = "results.csv"
@@ -73,11 +74,27 @@ def curve_accuracy(row: Row, low: int, high: int) -> float:
 
 
 def read_rows(path: Path) -> list[Row]:
-    """The rows of a results CSV (numbers as floats, ``seed`` as int); none if it is missing."""
+    """The rows of a results CSV (numbers as floats, ``seed`` as int); none if it is missing.
+
+    A damaged file (cut short, overwritten, not text) is a ``ValueError`` naming it."""
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return [_parse(row) for row in csv.DictReader(f)]
+    line = 1
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = []
+            for row in reader:
+                line = reader.line_num
+                if None in row or None in row.values() or "run" not in row:
+                    raise ValueError("a row has more or fewer cells than the header")
+                rows.append(_parse(row))
+            return rows
+    except (csv.Error, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(
+            f"{path} is damaged at line {line} ({str(err).splitlines()[0][:120]}); delete it "
+            "and rerun the same command: finished runs are measured again, not retrained"
+        ) from None
 
 
 def _parse(row: dict[str, str]) -> Row:
@@ -104,12 +121,10 @@ def _column_order(key: str) -> tuple[bool, bool, int, str]:
 
 def write_rows(path: Path, rows: Sequence[Row]) -> None:
     """Write the rows to a CSV file, replacing it in one step."""
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns_of(rows), restval="")
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)  # a crash while writing never leaves a truncated results.csv
 
 
 def aggregate(rows: Sequence[Row], columns: Sequence[str]) -> list[Row]:
@@ -427,7 +442,8 @@ def write_plots(
         figures[RF_PLOT_PNG] = plot_unseen_vs_field(rows)
     paths = []
     for name, fig in figures.items():
-        fig.savefig(out / name, dpi=110)
+        with atomic_path(out / name) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         paths.append(out / name)
     return paths
