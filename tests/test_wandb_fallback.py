@@ -171,9 +171,11 @@ def test_wandb_disabled_sends_nothing_from_train_evaluate_and_compare(
 ) -> None:
     """A key and a reachable server, but WANDB_MODE=disabled: not one request, no W&B files."""
     env = {**_env(_Records.url, tmp_path), "WANDB_MODE": "disabled"}
+    # batches of 10 learn enough in one epoch for evaluate.py to accept the model
     trained = run_recipe(
-        "train.py", *QUICK, "--logger", "wandb", "--run_name", "d", cwd=tmp_path, env=env
-    )
+        "train.py", *QUICK, "--data.batch_size", "10", "--on_collapse", "fail", "--logger",
+        "wandb", "--run_name", "d", cwd=tmp_path, env=env,
+    )  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "WANDB_MODE=disabled" in trained.stdout + trained.stderr
     evaluated = run_recipe(
