@@ -91,7 +91,9 @@ def test_sigterm_mid_training_keeps_the_epoch_checkpoint_and_exits_143(workdir: 
     assert "--resume" in stderr and "not be bit-identical" in stderr
     assert "Traceback" not in stderr
 
-    resumed = run_recipe("train.py", *LONG, "--run_name", "term", "--resume", cwd=workdir)
+    resumed = run_recipe(
+        "train.py", *LONG, "--run_name", "term", "--resume", cwd=workdir, timeout=900
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {Path('runs/term/checkpoints/interrupted.ckpt')}" in resumed.stdout
     assert "not be bit-identical" in resumed.stdout
