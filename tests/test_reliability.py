@@ -398,3 +398,27 @@ def test_resume_line_claims_exact_only_at_an_epoch_boundary_without_workers(
     path, line = resume_checkpoint(tmp_path / "run", None, True, num_workers=0)
     assert path == ckpts / "last.ckpt" and "falling back to last.ckpt" in line
     assert (ckpts / "interrupted.ckpt.damaged").is_file()
+
+
+@pytest.mark.slow
+def test_a_runs_folder_that_turns_read_only_fails_in_one_line(tmp_path: Path) -> None:
+    """``chattr +i`` denies writes even to root (``chmod`` does not), as a read-only mount."""
+    run_dir = tmp_path / "runs/ro"
+    (tmp_path / "probe").mkdir()
+    if subprocess.run(["chattr", "+i", str(tmp_path / "probe")], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available here")
+    subprocess.run(["chattr", "-i", str(tmp_path / "probe")], check=True)
+    args = [*LONG, "--max_epochs", "3", "--run_name", "ro"]
+    run = Started(args, tmp_path, "ro")
+    run.wait_for((run_dir / "checkpoints/last.ckpt").is_file, "the first epoch's last.ckpt")
+    frozen = [run_dir / "checkpoints", run_dir]
+    subprocess.run(["chattr", "+i", *map(str, frozen)], check=True)
+    try:
+        assert run.proc.wait(timeout=600) == 1, run.text()[-3000:]
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, frozen)], check=True)
+    stderr = run.err.read_text()
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Operation not permitted" in errors[0], stderr[-3000:]
+    assert "--resume" in errors[0] and "Traceback" not in stderr
+    assert (run_dir / "checkpoints/last.ckpt").is_file()  # nothing lost

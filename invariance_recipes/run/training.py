@@ -114,7 +114,7 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
             raise
         doing = "testing" if stage == "test" else "training"
         failed = RunFailed(
-            f"cannot write {err.filename or run_dir} ({err.strerror}) while {doing}; the "
+            f"cannot change {err.filename or run_dir} ({err.strerror}) while {doing}; the "
             f"checkpoints saved before are intact: make {run_dir} writable (or free space) and "
             "continue with the same command plus --resume"
         )
