@@ -192,3 +192,20 @@ def test_wandb_disabled_sends_nothing_from_train_evaluate_and_compare(
     assert recording_server == []
     assert not list(tmp_path.rglob("wandb")) and not list(tmp_path.rglob("wandb_id"))
     assert (tmp_path / "results/results.md").is_file()
+
+
+@pytest.mark.slow
+def test_compare_summary_falls_back_offline_against_a_rejecting_server(
+    rejecting_server: str, tmp_path: Path
+) -> None:
+    """After all training, the comparison's closing W&B summary goes offline like a run does."""
+    proc = run_recipe(
+        "compare.py", "--experiment", "small-shift", "--quick", "--variants", "baseline",
+        "--logger", "wandb", "--out", "results", "--", "--on_collapse", "warn",
+        "--data.max_samples", "120", "--trainer.max_epochs", "1",
+        cwd=tmp_path, env=_env(rejecting_server, tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count(WARNING) == 2, proc.stderr[-3000:]  # the run, then the summary
+    assert glob.glob(str(tmp_path / "results/wandb/offline-run-*/run-*.wandb"))
