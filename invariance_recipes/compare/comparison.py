@@ -244,7 +244,9 @@ def readable_outcomes(path: Path) -> bool:
     if not path.is_file():
         return False
     try:
-        load_outcomes(path)
+        missing = {"prediction", "acc", "images_sha256"} - load_outcomes(path).keys()
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(sorted(missing))}")
     except ValueError as err:
         print(f"warning: {err}; measuring it again now", file=sys.stderr, flush=True)
         return False
