@@ -125,3 +125,30 @@ def test_sigterm_stops_a_comparison_with_143(tmp_path: Path) -> None:
     assert job.wait(timeout=120) == 143, log.read_text()[-3000:]
     text = log.read_text()
     assert "stopped" in text and "rerun the same command" in text and "Traceback" not in text
+
+
+def _reddish_top(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=int)
+    top = pixels[: max(1, pixels.shape[0] // 12)]
+    return int(((top[..., 0] > 140) & (top[..., 1] < 90) & (top[..., 2] < 90)).sum())
+
+
+def test_partial_plots_say_incomplete_on_top(tmp_path: Path) -> None:
+    from invariance_recipes.compare.results import write_plots
+
+    rows = [
+        {"variant": v, "setting": "default", "seed": 0, "acc": acc, "consistency_zero@4": acc,
+         **{f"test/acc_at_shift/{d:+d}_{d:+d}": acc - abs(d) / 10 for d in range(-2, 3)}}
+        for v, acc in (("baseline", 0.9), ("global-pooling", 0.8))
+    ]  # fmt: skip
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "partial").mkdir()
+    plain = write_plots(tmp_path / "plain", rows, ("consistency_zero@4", "acc"), (), "")
+    partial = write_plots(
+        tmp_path / "partial", rows, ("consistency_zero@4", "acc"), (), "", "incomplete: 2 of 3 runs"
+    )
+    assert [_reddish_top(p) for p in plain] == [0, 0]
+    assert all(_reddish_top(p) > 20 for p in partial)

@@ -366,8 +366,11 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
         )  # fmt: skip
         md = mark_incomplete(md, names, rows)
         atomic_write_text(out / RESULTS_MD, md)
+        have = {row["run"] for row in rows}
+        done = sum(name in have for name in names)
+        note = f"incomplete: {done} of {len(names)} runs" if done < len(names) else ""
         pngs = write_plots(
-            out, rows, experiment.scatter(), experiment.regions, experiment.placement
+            out, rows, experiment.scatter(), experiment.regions, experiment.placement, note
         )
         if args.logger == "wandb" and not stopped:
             log_summary(out, label, args.project, rows, pngs)

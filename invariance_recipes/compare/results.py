@@ -430,9 +430,15 @@ def plot_regions(rows: Sequence[Row], regions: Sequence[str], seen: str) -> Any:
 
 
 def write_plots(
-    out: Path, rows: Sequence[Row], scatter: tuple[str, str], regions: Sequence[str], seen: str
+    out: Path,
+    rows: Sequence[Row],
+    scatter: tuple[str, str],
+    regions: Sequence[str],
+    seen: str,
+    note: str = "",
 ) -> list[Path]:
-    """Draw every plot of the experiment from its rows; returns the PNG files."""
+    """Draw every plot of the experiment from its rows; returns the PNG files. ``note`` is
+    written on top of every plot (a partial comparison's "incomplete: k of N runs")."""
     figures = {CURVE_PNG: plot_curves(rows), SCATTER_PNG: plot_scatter(rows, *scatter)}
     if regions:
         figures[REGIONS_PNG] = plot_regions(rows, regions, seen)
@@ -442,6 +448,8 @@ def write_plots(
         figures[RF_PLOT_PNG] = plot_unseen_vs_field(rows)
     paths = []
     for name, fig in figures.items():
+        if note:
+            fig.suptitle(note, color="firebrick", fontsize=9)
         with atomic_path(out / name) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
