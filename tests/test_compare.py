@@ -52,7 +52,7 @@ def compare_args(out: Path, variants: list[str], logger: str) -> list[str]:
     """A --quick comparison, smaller still through a training option after '--'."""
     return [
         "--experiment", "small-shift", "--dataset", "digits", "--quick", "--seeds", "1",
-        "--variants", *variants, "--logger", logger, "--out", str(out), "--", "--data.max_samples", "120",
+        "--variants", *variants, "--logger", logger, "--out", str(out), "--", "--on_collapse", "warn", "--data.max_samples", "120",
     ]  # fmt: skip
 
 
@@ -97,7 +97,7 @@ def test_quick_comparison_writes_csv_markdown_and_plots(comparison) -> None:
     assert config["experiment"] == LABEL
 
     md = (out / "results.md").read_text()
-    assert "--quick -- --data.max_samples 120`" in md
+    assert "--quick -- --on_collapse warn --data.max_samples 120`" in md
     table = md[md.index("| variant") :].split("\n\n")[0]  # the first table: the means
     lines = table.splitlines()
     assert len(lines) == 2 + len(FIRST)
@@ -345,7 +345,9 @@ def test_outcomes_pair_up_and_reproduce_the_table(comparison) -> None:
     # comparison with more variants), which must name this experiment and this folder
     (command,) = [line for line in provenance.splitlines() if line.startswith("- command: ")]
     assert command.startswith("- command: `python recipes/compare.py --experiment small-shift")
-    assert f"--out {out} " in command and command.endswith("-- --data.max_samples 120`")
+    assert f"--out {out} " in command and command.endswith(
+        "-- --on_collapse warn --data.max_samples 120`"
+    )
     for field in ("commit", "packages", "machine", "date", "wall time"):
         assert f"- {field}: " in provenance
 
@@ -361,6 +363,7 @@ def test_quick_mode_produces_every_column(name: str, variants: list[str], tmp_pa
     argv = [
         "--experiment", name, "--quick", "--variants", *variants, "--logger", "none",
         "--out", str(out), "--", "--data.max_samples", "40", "--trainer.max_epochs", "1",
+        "--on_collapse", "warn",
     ]  # fmt: skip
     assert compare_command(argv) == 0
     experiment = get_experiment(name)

@@ -88,3 +88,16 @@ def test_registry_blocks_follow_the_registries(copy, capsys) -> None:
     readme.write_text(unknown)
     assert readme_tables_command(["--check", *argv]) == 2
     assert "registry:nope names no registry table" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n\x00\xff\xfe\x00"])
+def test_an_empty_or_binary_results_file_is_refused_and_the_readme_kept(
+    content: bytes, copy, capsys
+) -> None:
+    readme, results = copy
+    (results / "small-shift/results.md").write_bytes(content)
+    before = readme.read_text()
+    assert readme_tables_command(["--readme", str(readme), "--results", str(results)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(results / "small-shift/results.md") in err
+    assert readme.read_text() == before

@@ -53,6 +53,7 @@ def test_quick_receptive_field_comparison_end_to_end(tmp_path: Path, capsys) -> 
     argv = ["--experiment", full.name, "--quick", "--logger", "none", "--out", str(tmp_path)]
     args, _ = parse_args(argv)
     extra = ["--data.max_samples", "60", "--trainer.max_epochs", "1", "--data.num_workers", "0"]
+    extra += ["--on_collapse", "warn"]  # so few steps may not learn: the plumbing is tested
     runs = plan(experiment, "rf", ["baseline"], 1, common_args(args, experiment, extra, tmp_path))
     rows, failures, stopped = run_all(runs, experiment, tmp_path)
     assert not failures and not stopped
@@ -71,6 +72,7 @@ def test_quick_receptive_field_comparison_end_to_end(tmp_path: Path, capsys) -> 
     run_dir = tmp_path / "runs" / runs[0].name
     out = tmp_path / "evaluation"
     argv = ["--ckpt", str(best_checkpoint(run_dir)), "--receptive_field", "--logger", "none"]
+    argv += ["--on_collapse", "warn"]  # the run is too short to learn
     assert evaluate_command([*argv, "--max_shifts", "1", "--out", str(out)]) == 0
     assert "receptive field of the last feature map: 10 px" in capsys.readouterr().out
     report = json.loads((out / "receptive_field.json").read_text())

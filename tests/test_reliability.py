@@ -91,7 +91,9 @@ def test_sigterm_mid_training_keeps_the_epoch_checkpoint_and_exits_143(workdir: 
     assert "--resume" in stderr and "not be bit-identical" in stderr
     assert "Traceback" not in stderr
 
-    resumed = run_recipe("train.py", *LONG, "--run_name", "term", "--resume", cwd=workdir)
+    resumed = run_recipe(
+        "train.py", *LONG, "--run_name", "term", "--resume", cwd=workdir, timeout=900
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {Path('runs/term/checkpoints/interrupted.ckpt')}" in resumed.stdout
     assert "not be bit-identical" in resumed.stdout
@@ -287,3 +289,136 @@ def test_compare_reports_a_diverged_run_as_failed_not_as_numbers(tmp_path: Path)
     assert "failed: training diverged at step" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (out / "results.csv").exists() or "baseline" not in (out / "results.csv").read_text()
+
+
+@pytest.mark.slow
+def test_collapsed_model_fails_in_train_and_evaluate(tmp_path: Path) -> None:
+    """At --model.lr 1.0 the model predicts one class: its consistency is near 1 for the wrong
+    reason, so the run fails in one line instead of reporting it."""
+    proc = run_recipe(
+        "train.py", *QUICK, "--on_collapse", "fail", "--model.lr", "1.0", "--logger", "csv",
+        "--run_name", "flat", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "did not learn" in errors[0], proc.stderr[-3000:]
+    assert "meaningless" in errors[0] and "--model.lr" in errors[0]
+    assert "Traceback" not in proc.stderr
+    run_dir = tmp_path / "runs/flat"
+    assert not (run_dir / "test_metrics.json").exists()
+    assert _status(run_dir)["status"] == "failed" and _status(run_dir)["exit_code"] == 1
+
+    evaluated = run_recipe(
+        "evaluate.py", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "--logger", "none",
+        "--max_shifts", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert evaluated.returncode == 1, evaluated.stderr[-3000:]
+    assert "did not learn" in evaluated.stderr and "Traceback" not in evaluated.stderr
+    assert not (run_dir / "evaluation/report.json").exists()
+
+
+@pytest.mark.slow
+def test_compare_lists_a_collapsed_run_as_failed(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    proc = run_recipe(
+        "compare.py", "--experiment", "small-shift", "--quick", "--variants", "baseline",
+        "--logger", "csv", "--out", str(out), "--", "--data.max_samples", "120",
+        "--trainer.max_epochs", "1", "--model.lr", "1.0", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "1 run(s) failed" in proc.stderr and "did not learn" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (out / "results.csv").exists() or "baseline" not in (out / "results.csv").read_text()
+
+
+@pytest.mark.slow
+def test_sigterm_while_starting_exits_143_and_leaves_no_folder(tmp_path: Path) -> None:
+    """Also: more loader workers than cores are capped with a warning, not started."""
+    run_dir = tmp_path / "runs/early"
+    args = [*LONG, "--logger", "wandb", "--run_name", "early", "--data.num_workers", "64"]
+    run = Started(args, tmp_path, "early")
+    run.wait_for(run_dir.is_dir, "the run folder")
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.proc.wait(timeout=120) == 143, run.text()[-3000:]
+    stderr = run.err.read_text()
+    assert "stopped by SIGTERM" in stderr and "start it again" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert not run_dir.exists()
+    cores = len(os.sched_getaffinity(0))
+    assert f"--data.num_workers 64: this machine has {cores} CPU cores; using {cores}" in stderr
+
+
+@pytest.mark.slow
+def test_sigusr1_without_slurm_saves_and_a_damaged_interrupted_ckpt_falls_back(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "runs/usr1"
+    ckpts = run_dir / "checkpoints"
+    run = Started([*LONG, "--run_name", "usr1"], tmp_path, "usr1")
+    run.wait_for((ckpts / "last.ckpt").is_file, "the first epoch's last.ckpt")
+    time.sleep(0.5)
+    run.proc.send_signal(signal.SIGUSR1)
+    assert run.proc.wait(timeout=60) == 128 + signal.SIGUSR1, run.text()[-3000:]
+    stderr = run.err.read_text()
+    assert "stopped by SIGUSR1" in stderr and "--resume" in stderr, stderr[-3000:]
+    assert _step(ckpts / "interrupted.ckpt") > _step(ckpts / "last.ckpt")
+    assert _status(run_dir)["exit_code"] == 138
+
+    # a kill while interrupted.ckpt was written: the epoch boundary still resumes, exactly
+    damaged = ckpts / "interrupted.ckpt"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    resumed = run_recipe("train.py", *LONG, "--run_name", "usr1", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "interrupted.ckpt: the file is damaged" in resumed.stdout
+    assert "falling back to last.ckpt" in resumed.stdout and ": exact" in resumed.stdout
+    assert (ckpts / "interrupted.ckpt.damaged").is_file()
+    assert not (ckpts / "interrupted.ckpt").exists()  # no leftover once training is complete
+    assert _status(run_dir)["status"] == "finished"
+
+
+def test_resume_line_claims_exact_only_at_an_epoch_boundary_without_workers(
+    tmp_path: Path,
+) -> None:
+    from invariance_recipes.run.checkpoints import resume_checkpoint
+
+    ckpts = tmp_path / "run/checkpoints"
+    ckpts.mkdir(parents=True)
+    torch.save({"hyper_parameters": {}, "state_dict": {}, "global_step": 20}, ckpts / "last.ckpt")
+    path, line = resume_checkpoint(tmp_path / "run", None, True, num_workers=0)
+    assert path == ckpts / "last.ckpt" and line.endswith(": exact")
+    path, line = resume_checkpoint(tmp_path / "run", None, True, num_workers=2)
+    assert "not be bit-identical" in line and "--data.num_workers 2" in line
+    assert not line.endswith(": exact")
+    torch.save(
+        {"hyper_parameters": {}, "state_dict": {}, "global_step": 25}, ckpts / "interrupted.ckpt"
+    )
+    path, line = resume_checkpoint(tmp_path / "run", None, True, num_workers=0)
+    assert path == ckpts / "interrupted.ckpt" and "not be bit-identical" in line
+    (ckpts / "interrupted.ckpt").write_bytes(b"PK\x03\x04 cut short")
+    path, line = resume_checkpoint(tmp_path / "run", None, True, num_workers=0)
+    assert path == ckpts / "last.ckpt" and "falling back to last.ckpt" in line
+    assert (ckpts / "interrupted.ckpt.damaged").is_file()
+
+
+@pytest.mark.slow
+def test_a_runs_folder_that_turns_read_only_fails_in_one_line(tmp_path: Path) -> None:
+    """``chattr +i`` denies writes even to root (``chmod`` does not), as a read-only mount."""
+    run_dir = tmp_path / "runs/ro"
+    (tmp_path / "probe").mkdir()
+    if subprocess.run(["chattr", "+i", str(tmp_path / "probe")], capture_output=True).returncode:
+        pytest.skip("chattr +i is not available here")
+    subprocess.run(["chattr", "-i", str(tmp_path / "probe")], check=True)
+    args = [*LONG, "--max_epochs", "3", "--run_name", "ro"]
+    run = Started(args, tmp_path, "ro")
+    run.wait_for((run_dir / "checkpoints/last.ckpt").is_file, "the first epoch's last.ckpt")
+    frozen = [run_dir / "checkpoints", run_dir]
+    subprocess.run(["chattr", "+i", *map(str, frozen)], check=True)
+    try:
+        assert run.proc.wait(timeout=600) == 1, run.text()[-3000:]
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, frozen)], check=True)
+    stderr = run.err.read_text()
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Operation not permitted" in errors[0], stderr[-3000:]
+    assert "--resume" in errors[0] and "Traceback" not in stderr
+    assert (run_dir / "checkpoints/last.ckpt").is_file()  # nothing lost

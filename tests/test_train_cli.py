@@ -129,6 +129,8 @@ def test_ddp_two_processes_match_single_process_evaluation(workdir: Path) -> Non
         "evaluate.py",
         "--ckpt",
         best,
+        "--on_collapse",
+        "warn",
         "--max_shifts",
         "4",
         "--logger",

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -83,6 +84,7 @@ def _env(url: str, home: Path) -> dict[str, str]:
 START_LOGGER = """
 import sys, time
 from pathlib import Path
+from typing import ClassVar
 from invariance_recipes.run.loggers import make_logger
 run_dir = Path(sys.argv[1]); run_dir.mkdir()
 start = time.monotonic()
@@ -132,3 +134,78 @@ def test_training_against_a_rejecting_server_finishes(
     assert "Traceback" not in proc.stderr
     assert read_test_metrics(tmp_path / "runs/w")["test/acc"] >= 0
     assert glob.glob(str(tmp_path / "runs/w/wandb/offline-run-*/run-*.wandb"))
+
+
+class _Records(BaseHTTPRequestHandler):
+    """Answers 200 to anything and remembers every request (a W&B server that would accept)."""
+
+    seen: ClassVar[list[str]] = []
+    url: ClassVar[str] = ""
+
+    def _record(self) -> None:
+        self.seen.append(f"{self.command} {self.path}")
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = do_PUT = _record
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_server() -> Iterator[list[str]]:
+    _Records.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Records)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Records.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield _Records.seen
+    server.shutdown()
+
+
+@pytest.mark.slow
+def test_wandb_disabled_sends_nothing_from_train_evaluate_and_compare(
+    recording_server: list[str], tmp_path: Path
+) -> None:
+    """A key and a reachable server, but WANDB_MODE=disabled: not one request, no W&B files."""
+    env = {**_env(_Records.url, tmp_path), "WANDB_MODE": "disabled"}
+    # batches of 10 learn enough in one epoch for evaluate.py to accept the model
+    trained = run_recipe(
+        "train.py", *QUICK, "--data.batch_size", "10", "--on_collapse", "fail", "--logger",
+        "wandb", "--run_name", "d", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "WANDB_MODE=disabled" in trained.stdout + trained.stderr
+    evaluated = run_recipe(
+        "evaluate.py", "--ckpt", "runs/d/checkpoints/last.ckpt", "--logger", "wandb",
+        "--max_shifts", "1", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    compared = run_recipe(
+        "compare.py", "--experiment", "small-shift", "--quick", "--variants", "baseline",
+        "--logger", "wandb", "--out", "results", "--", "--data.max_samples", "200",
+        "--trainer.max_epochs", "1", "--on_collapse", "warn", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    assert recording_server == []
+    assert not list(tmp_path.rglob("wandb")) and not list(tmp_path.rglob("wandb_id"))
+    assert (tmp_path / "results/results.md").is_file()
+
+
+@pytest.mark.slow
+def test_compare_summary_falls_back_offline_against_a_rejecting_server(
+    rejecting_server: str, tmp_path: Path
+) -> None:
+    """After all training, the comparison's closing W&B summary goes offline like a run does."""
+    proc = run_recipe(
+        "compare.py", "--experiment", "small-shift", "--quick", "--variants", "baseline",
+        "--logger", "wandb", "--out", "results", "--", "--on_collapse", "warn",
+        "--data.max_samples", "120", "--trainer.max_epochs", "1",
+        cwd=tmp_path, env=_env(rejecting_server, tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.count(WARNING) == 2, proc.stderr[-3000:]  # the run, then the summary
+    assert glob.glob(str(tmp_path / "results/wandb/offline-run-*/run-*.wandb"))

@@ -17,31 +17,40 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from invariance_recipes.common.atomic_write import atomic_write_json, atomic_write_text
+from invariance_recipes.common.file_lock import file_lock
 from invariance_recipes.compare.experiments import (
     EXPERIMENTS,
     QUICK,
     Experiment,
+    best_checkpoint,
     get_experiment,
     measure,
 )
 from invariance_recipes.compare.outcomes import (
     OUTCOMES_NPZ,
     experiment_outcomes,
+    load_outcomes,
     outcomes_of_rows,
     save_outcomes,
 )
 from invariance_recipes.compare.provenance import markdown_block, provenance
 from invariance_recipes.compare.results import (
+    README_BLOCK,
     RESULTS_CSV,
     RESULTS_MD,
     Row,
@@ -58,15 +67,22 @@ from invariance_recipes.compare.sharding import (
     parse_shard,
     select,
     shard_rows,
-    write_json_atomically,
     write_manifest,
 )
 from invariance_recipes.datamodules import DATASETS
 from invariance_recipes.lightning_modules.metrics.protocols import parse_protocols
 from invariance_recipes.lightning_modules.nets import BACKBONES, DEFAULTS
-from invariance_recipes.run.errors import RunFailed, StoppedEarly, UsageError
-from invariance_recipes.run.loggers import run_id, wandb_mode
-from invariance_recipes.run.run_folders import has_checkpoint, resolve_run_dir
+from invariance_recipes.run.checkpoints import read_checkpoint
+from invariance_recipes.run.collapse import collapse_reason
+from invariance_recipes.run.errors import (
+    EXIT_FAILED,
+    Interrupted,
+    RunFailed,
+    StoppedEarly,
+    UsageError,
+)
+from invariance_recipes.run.loggers import run_id, start_wandb, wandb_mode
+from invariance_recipes.run.run_folders import has_checkpoint, resolve_run_dir, write_status
 from invariance_recipes.run.training import TEST_METRICS, train
 
 COMPARISON_JSON = "comparison.json"  # the options a results folder was made with
@@ -140,7 +156,7 @@ def check_comparison(out: Path, options: dict[str, object]) -> None:
                 "pass another --out, or delete that folder to start over"
             )
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(path, options)  # shards of one comparison may start at once
+    atomic_write_json(path, options)  # shards of one comparison may start at once
 
 
 def common_args(
@@ -181,9 +197,8 @@ def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
         run_dir: Path | None = resolve_run_dir(runs_dir, run.name, resume=True)
     except UsageError:
         run_dir = None
-    if run_dir is not None and (run_dir / TEST_METRICS).is_file():
-        metrics = json.loads((run_dir / TEST_METRICS).read_text())
-    else:
+    metrics = finished_metrics(run_dir) if run_dir is not None else None
+    if metrics is None:
         resume = run_dir is not None and has_checkpoint(run_dir)
         run_dir, metrics = train([*run.args, *(["--resume"] if resume else [])])
     row: Row = {
@@ -194,14 +209,79 @@ def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
         "run": run.name,
     }
     measured = measure(experiment, run_dir)
-    if not (run_dir / OUTCOMES_NPZ).is_file():  # per-image outcomes for the paired tests
+    if not readable_outcomes(run_dir / OUTCOMES_NPZ):  # per-image outcomes for paired tests
         device = "cuda" if torch.cuda.is_available() else "cpu"
         save_outcomes(experiment_outcomes(experiment, run_dir, device), run_dir)
+    check_learned(run_dir, warn_only=warns_on_collapse(run.args))
     row["outcomes"] = str((run_dir / OUTCOMES_NPZ).relative_to(runs_dir.parent))
     active = active_wandb_run()
     if active is not None:  # the dashboard shows the comparison's numbers too
         active.summary.update({f"compare/{k}": v for k, v in measured.items()})
     return row | measured | metrics | {"wall_s": time.monotonic() - start}
+
+
+def measured_intact(row: Row, out: Path) -> bool:
+    """Whether the per-image outcomes a results row names are there and intact."""
+    name = row.get("outcomes", "")
+    return not name or readable_outcomes(out / name)
+
+
+def finished_metrics(run_dir: Path) -> dict[str, float] | None:
+    """The test metrics of a finished run; None when it has none or they are damaged (then
+    the run is tested again from its checkpoint)."""
+    path = run_dir / TEST_METRICS
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+        if isinstance(metrics, dict) and all(isinstance(v, float) for v in metrics.values()):
+            return metrics
+    except (ValueError, OSError):
+        pass
+    print(f"warning: {path} is damaged; testing the run again", file=sys.stderr, flush=True)
+    path.unlink(missing_ok=True)
+    return None
+
+
+def readable_outcomes(path: Path) -> bool:
+    """Whether ``path`` holds intact outcomes; a damaged file says so and is measured again."""
+    if not path.is_file():
+        return False
+    try:
+        missing = {"prediction", "acc", "images_sha256"} - load_outcomes(path).keys()
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(sorted(missing))}")
+    except ValueError as err:
+        print(f"warning: {err}; measuring it again now", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
+def warns_on_collapse(args: Sequence[str]) -> bool:
+    """Whether the training options say ``--on_collapse warn`` (the last one given wins)."""
+    value = None
+    for i, arg in enumerate(args):
+        flag, sep, given = arg.partition("=")
+        if flag == "--on_collapse":
+            value = given if sep else (args[i + 1] if i + 1 < len(args) else None)
+    return value == "warn"
+
+
+def check_learned(run_dir: Path, warn_only: bool = False) -> None:
+    """Fail a run whose model collapsed on its own test split (``collapse_reason``): its
+    consistency would read as the most shift-stable variant. Marks the run folder failed;
+    ``warn_only`` (``-- --on_collapse warn``, smoke tests of the plumbing) only warns."""
+    outcomes = load_outcomes(run_dir / OUTCOMES_NPZ)
+    num_classes = int(read_checkpoint(best_checkpoint(run_dir))["hyper_parameters"]["num_classes"])
+    counts = np.bincount(outcomes["prediction"].astype(np.int64), minlength=num_classes)
+    reason = collapse_reason(counts.tolist(), float(outcomes["acc"].mean()), num_classes)
+    if reason is not None and warn_only:
+        print(f"warning: {run_dir.name}: the model did not learn (--on_collapse warn): "
+              f"{reason}", file=sys.stderr, flush=True)  # fmt: skip
+    elif reason is not None:
+        message = f"the model did not learn: {reason}"
+        write_status(run_dir, "failed", message, EXIT_FAILED)
+        raise RunFailed(message)
 
 
 def active_wandb_run() -> Any:
@@ -216,22 +296,33 @@ def finish_wandb(failed: bool) -> None:
 
 
 def log_summary(out: Path, label: str, project: str, rows: list[Row], pngs: list[Path]) -> None:
-    """One W&B run of job type ``summary`` in the comparison's group: the table and the plots."""
+    """One W&B run of job type ``summary`` in the comparison's group: the table and the plots.
+
+    It starts like a training's W&B run: offline when the server fails, nothing at all when
+    ``WANDB_MODE=disabled``."""
+    if wandb_mode() == "disabled":
+        return
+    init = {
+        "project": project, "group": label, "job_type": "summary", "name": f"{label}-summary",
+        "id": run_id(out), "resume": "allow", "dir": str(out), "tags": ["summary"],
+    }  # fmt: skip
+    run = start_wandb(init, out)
     import wandb
 
     columns = columns_of(rows)
     data = [[None if r.get(c, "") == "" else r[c] for c in columns] for r in rows]
-    run = wandb.init(
-        project=project, group=label, job_type="summary", name=f"{label}-summary",
-        id=run_id(out), resume="allow", dir=str(out), mode=wandb_mode(), tags=["summary"],
-    )  # fmt: skip
-    run.log(
-        {
-            "results": wandb.Table(columns=columns, data=data),
-            **{f"plots/{p.stem}": wandb.Image(str(p)) for p in pngs},
-        }
-    )
-    run.finish()
+    try:
+        run.log(
+            {
+                "results": wandb.Table(columns=columns, data=data),
+                **{f"plots/{p.stem}": wandb.Image(str(p)) for p in pngs},
+            }
+        )
+        run.finish()
+    except Exception as err:  # the results are on disk already: W&B must not fail them
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        print(f"warning: W&B summary not logged ({type(err).__name__}: {reason}); the "
+              f"results are in {out}", file=sys.stderr)  # fmt: skip
 
 
 def _duration(seconds: float) -> str:
@@ -248,7 +339,8 @@ def experiment_of(args: argparse.Namespace) -> Experiment:
 
 
 def compare(args: argparse.Namespace, extra: list[str]) -> int:
-    """Run the comparison; returns the exit code (1 if a run failed, 130 if stopped)."""
+    """Run the comparison; returns the exit code (1 if a run failed, 130 or 143 if a signal
+    stopped it)."""
     experiment = experiment_of(args)
     variants = list(dict.fromkeys(args.variants or experiment.variants))
     experiment.check_variants(variants)
@@ -269,7 +361,7 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
         return run_shard(shard, runs, experiment, out, options)
     absorb_shards(out, options, names, merge=args.merge)
     if args.merge:
-        rows, stopped = read_rows(out / RESULTS_CSV), False
+        rows, stopped = read_rows(out / RESULTS_CSV), 0
         done = {row["run"] for row in rows}
         failures = [f"{name}: no row in any shard" for name in names if name not in done]
     else:
@@ -285,9 +377,13 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
             args.experiment, experiment.summary, setup, command, rows, experiment.columns(),
             outcomes_of_rows(out, rows), origin,
         )  # fmt: skip
-        (out / RESULTS_MD).write_text(md)
+        md = mark_incomplete(md, names, rows)
+        atomic_write_text(out / RESULTS_MD, md)
+        have = {row["run"] for row in rows}
+        done = sum(name in have for name in names)
+        note = f"incomplete: {done} of {len(names)} runs" if done < len(names) else ""
         pngs = write_plots(
-            out, rows, experiment.scatter(), experiment.regions, experiment.placement
+            out, rows, experiment.scatter(), experiment.regions, experiment.placement, note
         )
         if args.logger == "wandb" and not stopped:
             log_summary(out, label, args.project, rows, pngs)
@@ -296,7 +392,24 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"total time {_duration(time.monotonic() - start)}")
     if failures:
         print(f"{len(failures)} run(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
-    return 130 if stopped else 1 if failures else 0
+    return stopped or (1 if failures else 0)
+
+
+def mark_incomplete(md: str, names: list[str], rows: list[Row]) -> str:
+    """Say at the top of the report, and in the part the README copies, that runs are missing
+    (a stopped comparison, a failed run, a merge without every shard), and which."""
+    have = {row["run"] for row in rows}
+    missing = [name for name in names if name not in have]
+    if not missing:
+        return md
+    note = (
+        f"**incomplete: {len(names) - len(missing)} of {len(names)} runs**; missing: "
+        f"{', '.join(missing)}\n"
+    )
+    marker = README_BLOCK[0] + "\n"
+    if marker in md:
+        return md.replace(marker, marker + note + "\n", 1)
+    return note + "\n" + md
 
 
 def run_shard(
@@ -308,7 +421,7 @@ def run_shard(
     shard.csv(out).parent.mkdir(parents=True, exist_ok=True)
     _, failures, stopped = run_all(mine, experiment, out, shard.csv(out))
     if stopped:
-        return 130
+        return stopped
     write_manifest(out, shard, options, [run.name for run in runs])
     print(f"shard {shard.label} finished: rows in {shard.csv(out)}; merge all shards with the "
           "same command, --shard replaced by --merge")  # fmt: skip
@@ -344,14 +457,20 @@ def absorb_shards(out: Path, options: dict[str, object], names: list[str], merge
 
 def run_all(
     runs: list[Run], experiment: Experiment, out: Path, csv_path: Path | None = None
-) -> tuple[list[Row], list[str], bool]:
-    """Execute the runs not in ``csv_path`` (``results.csv``) yet, rewriting it after each one.
+) -> tuple[list[Row], list[str], int]:
+    """Execute the runs not in ``csv_path`` (``results.csv``) yet, adding each row to it.
 
-    Returns all rows, the failed runs with their reasons, and whether Ctrl-C stopped it.
+    Each run is trained under its own lock, so two processes given the same runs (two jobs of
+    one shard) never train one twice: the second waits, then takes the first one's row.
+    Returns all rows, the failed runs with their reasons, and the exit code of the signal that
+    stopped it (0 when none did).
     """
     csv_path = csv_path or out / RESULTS_CSV
+    runs_dir = out / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    order = [run.name for run in runs]
     rows = read_rows(csv_path)
-    done = {r["run"] for r in rows}
+    done = {r["run"] for r in rows if measured_intact(r, out)}  # else measured again
     todo = sum(run.name not in done for run in runs)
     failures: list[str] = []
     durations: list[float] = []
@@ -372,11 +491,22 @@ def run_all(
             flush=True,
         )
         run_start, row = time.monotonic(), None
+        waiting = partial(print, f"{where}: another process is training it; waiting", flush=True)
         try:
-            row = execute(run, experiment, out / "runs")
-        except StoppedEarly:
+            with file_lock(runs_dir / f".{run.name}.lock", on_wait=waiting):
+                rows = read_rows(csv_path)  # another process may have finished it meanwhile
+                if any(r["run"] == run.name and measured_intact(r, out) for r in rows):
+                    print(f"{where}: finished by another process, skipped", flush=True)
+                    continue
+                row = execute(run, experiment, runs_dir)
+                rows = add_row(csv_path, row, order)
+        except StoppedEarly as stop:
             print(f"{where}: stopped; rerun the same command to resume it", file=sys.stderr)
-            return rows, failures, True
+            return rows, failures, stop.exit_code
+        except Interrupted as stop:  # a signal outside training (measuring, starting)
+            print(f"{where}: stopped by {stop}; rerun the same command to resume it",
+                  file=sys.stderr)  # fmt: skip
+            return rows, failures, 128 + stop.signum
         except (Exception, SystemExit) as err:  # one failed run must not lose the others
             if not isinstance(err, (*USER_ERRORS, SystemExit)):
                 traceback.print_exc()
@@ -387,10 +517,19 @@ def run_all(
             finish_wandb(failed=row is None)
             todo -= 1
         if row is not None:
-            rows.append(row)
-            write_rows(csv_path, rows)
             durations.append(time.monotonic() - run_start)
-    return rows, failures, False
+    return rows, failures, 0
+
+
+def add_row(csv_path: Path, row: Row, order: list[str]) -> list[Row]:
+    """Add a run's row to a results CSV shared with other processes (re-read under a lock,
+    written atomically); returns every row, in plan order."""
+    with file_lock(csv_path.with_name(f".{csv_path.name}.lock")):
+        rows = [r for r in read_rows(csv_path) if r["run"] != row["run"]] + [row]
+        rank = {name: i for i, name in enumerate(order)}
+        rows.sort(key=lambda r: rank.get(r["run"], len(rank)))
+        write_rows(csv_path, rows)
+    return rows
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -467,15 +606,26 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def compare_command(argv: list[str]) -> int:
-    """``compare.py``: run a comparison, errors as one line; returns the exit code."""
+    """``compare.py``: run a comparison, errors as one line; returns the exit code (SIGTERM
+    stops it as a training stops: the run in progress saves its state, exit 143)."""
     args, extra = parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         return compare(args, extra)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted) as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
         print(
-            "\ninterrupted: results so far are in results.csv; rerun to continue", file=sys.stderr
+            f"\nstopped by {signal.Signals(signum).name}: results so far are in {RESULTS_CSV}; "
+            "rerun the same command to continue",
+            file=sys.stderr,
         )
-        return 130
+        return 128 + signum
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)

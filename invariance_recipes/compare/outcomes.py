@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from invariance_recipes.common.atomic_write import atomic_path
 from invariance_recipes.compare.experiments import Experiment, best_checkpoint
 from invariance_recipes.datamodules import TranslationDataModule
 from invariance_recipes.lightning_modules.crop_shift import center_view
@@ -112,14 +113,24 @@ def experiment_outcomes(
 def save_outcomes(outcomes: dict[str, np.ndarray], run_dir: Path) -> Path:
     """Write the outcomes to ``run_dir/outcomes.npz`` (compressed; booleans stay 1 byte)."""
     path = run_dir / OUTCOMES_NPZ
-    np.savez_compressed(path, **outcomes)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a kill never leaves half a file
+        np.savez_compressed(f, **outcomes)
     return path
 
 
 def load_outcomes(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of an outcomes file (no pickled objects allowed)."""
-    with np.load(path, allow_pickle=False) as npz:
-        return {key: npz[key] for key in npz.files}
+    """The arrays of an outcomes file (no pickled objects allowed); a damaged file is a
+    ``ValueError`` naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            outcomes = {key: npz[key] for key in npz.files}
+    except Exception as err:  # cut short, overwritten, not an npz: zipfile, OSError, ValueError
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
+        raise ValueError(
+            f"{path} is damaged ({type(err).__name__}: {reason}); delete it and rerun the "
+            "comparison: it is measured again from the run's checkpoint"
+        ) from None
+    return outcomes
 
 
 def outcomes_of_rows(out: Path, rows: Sequence[dict]) -> dict[str, dict[str, np.ndarray]]:

@@ -22,6 +22,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from invariance_recipes.common.atomic_write import atomic_path
 from invariance_recipes.compare.run_rule import FLAGS, parse_flag, split_trained
 from invariance_recipes.compare.statistics import (
     ALPHA,
@@ -81,11 +82,27 @@ def curve_accuracy(row: Row, low: int, high: int) -> float:
 
 
 def read_rows(path: Path) -> list[Row]:
-    """The rows of a results CSV (numbers as floats, ``seed`` as int); none if it is missing."""
+    """The rows of a results CSV (numbers as floats, ``seed`` as int); none if it is missing.
+
+    A damaged file (cut short, overwritten, not text) is a ``ValueError`` naming it."""
     if not path.is_file():
         return []
-    with open(path, newline="") as f:
-        return [_parse(row) for row in csv.DictReader(f)]
+    line = 1
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = []
+            for row in reader:
+                line = reader.line_num
+                if None in row or None in row.values() or "run" not in row:
+                    raise ValueError("a row has more or fewer cells than the header")
+                rows.append(_parse(row))
+            return rows
+    except (csv.Error, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(
+            f"{path} is damaged at line {line} ({str(err).splitlines()[0][:120]}); delete it "
+            "and rerun the same command: finished runs are measured again, not retrained"
+        ) from None
 
 
 def _parse(row: dict[str, str]) -> Row:
@@ -114,12 +131,10 @@ def _column_order(key: str) -> tuple[bool, bool, int, str]:
 
 def write_rows(path: Path, rows: Sequence[Row]) -> None:
     """Write the rows to a CSV file, replacing it in one step."""
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns_of(rows), restval="")
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)  # a crash while writing never leaves a truncated results.csv
 
 
 def aggregate(rows: Sequence[Row], columns: Sequence[str]) -> list[Row]:
@@ -555,9 +570,15 @@ def plot_unseen_vs_field(rows: Sequence[dict[str, Any]]) -> Any:
 
 
 def write_plots(
-    out: Path, rows: Sequence[Row], scatter: tuple[str, str], regions: Sequence[str], seen: str
+    out: Path,
+    rows: Sequence[Row],
+    scatter: tuple[str, str],
+    regions: Sequence[str],
+    seen: str,
+    note: str = "",
 ) -> list[Path]:
-    """Draw every plot of the experiment from its rows; returns the PNG files."""
+    """Draw every plot of the experiment from its rows; returns the PNG files. ``note`` is
+    written on top of every plot (a partial comparison's "incomplete: k of N runs")."""
     figures = {CURVE_PNG: plot_curves(rows), SCATTER_PNG: plot_scatter(rows, *scatter)}
     if regions:
         figures[REGIONS_PNG] = plot_regions(rows, regions, seen)
@@ -565,7 +586,10 @@ def write_plots(
         figures[RF_PLOT_PNG] = plot_unseen_vs_field(rows)
     paths = []
     for name, fig in figures.items():
-        fig.savefig(out / name, dpi=110)
+        if note:
+            fig.suptitle(note, color="firebrick", fontsize=9)
+        with atomic_path(out / name) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         paths.append(out / name)
     return paths

@@ -10,12 +10,12 @@ whose options or plan differ from the comparison being merged.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from invariance_recipes.common.atomic_write import atomic_write_json
 from invariance_recipes.compare.results import Row, read_rows
 
 SHARDS_DIR = "shards"
@@ -73,14 +73,7 @@ def write_manifest(out: Path, shard: Shard, options: dict[str, Any], plan: Seque
     path = shard.manifest(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest = {"shard": shard.label, "options": options, "plan": list(plan)}
-    write_json_atomically(path, manifest)
-
-
-def write_json_atomically(path: Path, value: Any) -> None:
-    """Write JSON in one step, so concurrent jobs never read half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    tmp.replace(path)
+    atomic_write_json(path, manifest)
 
 
 def shard_rows(out: Path, options: dict[str, Any], plan: Sequence[str]) -> tuple[list[Row], int]:

@@ -33,7 +33,8 @@ from invariance_recipes.lightning_modules.shifts import SHIFT_MODES, offset_swee
 from invariance_recipes.measure.receptive_fields import describe_checkpoint
 from invariance_recipes.run.artifacts import download_checkpoint, is_reference
 from invariance_recipes.run.checkpoints import load_checkpoint
-from invariance_recipes.run.errors import UsageError
+from invariance_recipes.run.collapse import collapse_reason
+from invariance_recipes.run.errors import EXIT_FAILED, UsageError
 from invariance_recipes.run.loggers import make_logger
 
 #: The consistency radii (max shift, pixels per axis) evaluate.py reports by default.
@@ -80,11 +81,13 @@ def evaluate_model(
         for i, max_shift in enumerate(max_shifts)
     }  # fmt: skip
     named = ProtocolReport(protocols, view_size=data.image_size, fill=data.fill_value).to(device)
+    predicted = torch.zeros(model.hparams.num_classes, dtype=torch.long)
     with evaluating(model):
         for canvas, labels in data.test_dataloader():
             canvas, labels = canvas.to(device), labels.to(device)
             x = named.view(canvas)
             logits = model(x)
+            predicted += torch.bincount(logits.argmax(dim=1), minlength=len(predicted)).cpu()
             for report in reports.values():
                 report.update(model, x, labels, logits=logits)
             named.update(model, canvas, labels, logits=logits)
@@ -92,6 +95,7 @@ def evaluate_model(
     first = values[max_shifts[0]]
     result: dict[str, Any] = {}
     result |= {key: float(first[key]) for key in ("acc", "flip_rate", "mac")}
+    result["predicted_counts"] = predicted.tolist()  # how often each class was predicted
     result["consistency"] = {
         s: {m: float(v[f"consistency_{m}"]) for m in modes} for s, v in values.items()
     }
@@ -257,6 +261,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--logger", default="wandb", choices=["wandb", "csv", "none"])
     parser.add_argument("--project", default="invariance-recipes")
     parser.add_argument(
+        "--on_collapse",
+        default="fail",
+        choices=["fail", "warn"],
+        help="a model that predicts one class or scores at chance: fail (exit 1), or warn "
+        "and report its numbers (smoke tests only)",
+    )
+    parser.add_argument(
         "--receptive_field",
         action="store_true",
         help="also report the theoretical and effective receptive fields (heat-map PNGs)",
@@ -289,6 +300,13 @@ def evaluate_command(argv: list[str]) -> int:
     except (UsageError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    num_classes = len(report["predicted_counts"])
+    collapsed = collapse_reason(report["predicted_counts"], report["acc"], num_classes)
+    if collapsed is not None and args.on_collapse == "fail":
+        print(f"error: {args.ckpt}: the model did not learn: {collapsed}", file=sys.stderr)
+        return EXIT_FAILED
+    if collapsed is not None:
+        print(f"warning: {args.ckpt}: the model did not learn: {collapsed}", file=sys.stderr)
     out = args.out or args.ckpt.resolve().parent.parent / "evaluation"
     write_report(report, out)
     log_report(report, args, out)

@@ -72,6 +72,23 @@ def readme_part(results_md: str) -> str:
     return "\n".join(table) + "\n"
 
 
+def read_results(path: Path) -> str:
+    """A results file's text; a file that is not text or holds no table is a ``ValueError``
+    naming it, so a damaged file never empties a README block."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{path} is not text (damaged?); rerun its comparison or restore it with git"
+        ) from None
+    if not readme_part(text).strip():
+        raise ValueError(
+            f"{path} holds no results table (empty or damaged); rerun its comparison or "
+            "restore it with git"
+        )
+    return text
+
+
 def render(readme: str, results_dir: Path) -> str:
     """The README with every marked block replaced by its results file's part."""
 
@@ -89,7 +106,7 @@ def render(readme: str, results_dir: Path) -> str:
                 f"README block results:{match['name']} has no {path}: run the comparison with "
                 f"--out {path.parent}, or remove the block"
             )
-        return match["open"] + readme_part(path.read_text()) + match["close"]
+        return match["open"] + readme_part(read_results(path)) + match["close"]
 
     return BLOCK.sub(block, readme)
 
@@ -113,9 +130,9 @@ def readme_tables_command(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        readme = args.readme.read_text()
+        readme = args.readme.read_text(encoding="utf-8")
         stale = stale_blocks(readme, args.results)
-    except FileNotFoundError as err:
+    except (OSError, ValueError) as err:  # missing, unreadable or damaged: one line
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not BLOCK.search(readme):

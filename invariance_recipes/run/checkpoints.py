@@ -23,10 +23,10 @@ INTERRUPTED = "interrupted.ckpt"
 
 
 def resume_checkpoint(
-    run_dir: Path | None, ckpt_path: str | None, resume: bool
+    run_dir: Path | None, ckpt_path: str | None, resume: bool, num_workers: int = 0
 ) -> tuple[Path | None, str]:
-    """The checkpoint to continue from and a line saying which state that is (an explicit
-    ``ckpt_path`` needs no run folder)."""
+    """The checkpoint to continue from and a line saying which state that is, and whether the
+    result will equal an uninterrupted run's (an explicit ``ckpt_path`` needs no run folder)."""
     if ckpt_path and ckpt_path != "last":
         path = Path(ckpt_path)
         if not path.is_file():
@@ -36,6 +36,14 @@ def resume_checkpoint(
         return None, ""
     folder = run_dir / CHECKPOINTS
     last, interrupted = folder / LAST, folder / INTERRUPTED
+    fallback = ""
+    if interrupted.is_file() and last.is_file():
+        try:
+            read_checkpoint(interrupted)
+        except UsageError as err:  # a kill while it was written: the epoch boundary is intact
+            kept = interrupted.with_name(f"{INTERRUPTED}.damaged")
+            interrupted.replace(kept)  # kept for a look, out of --resume's way
+            fallback = f"{str(err).split(';')[0]} (kept as {kept.name}); falling back to {LAST}. "
     steps = {p: _global_step(p) for p in (last, interrupted) if p.is_file()}
     if not steps:
         raise UsageError(
@@ -45,9 +53,17 @@ def resume_checkpoint(
     if interrupted in steps and steps[interrupted] > steps.get(last, -1):
         return interrupted, (
             f"resuming from {interrupted} (mid-epoch, step {steps[interrupted]}): the result "
-            "will not be bit-identical to an uninterrupted run"
+            "will not be bit-identical to an uninterrupted run (the epoch's data order and "
+            "augmentation restart instead of continuing where they stopped)"
         )
-    return last, f"resuming from {last} (end of an epoch, step {steps[last]}): exact"
+    where = f"{fallback}resuming from {last} (end of an epoch, step {steps[last]})"
+    if num_workers > 0:
+        return last, (
+            f"{where}: the result will not be bit-identical to an uninterrupted run (with "
+            f"--data.num_workers {num_workers} the loader workers start with new random seeds, "
+            "so the augmentation differs; --data.num_workers 0 resumes exactly)"
+        )
+    return last, f"{where}: exact"
 
 
 def _global_step(path: Path) -> int:

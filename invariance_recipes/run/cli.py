@@ -7,7 +7,9 @@ import difflib
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from argparse import RawDescriptionHelpFormatter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,15 +35,17 @@ from invariance_recipes.run.checkpoints import (
     check_checkpoint,
     resume_checkpoint,
 )
+from invariance_recipes.run.collapse_check import CollapseCheck
 from invariance_recipes.run.divergence import DivergenceGuard
 from invariance_recipes.run.errors import (
     EXIT_FAILED,
     EXIT_USAGE,
+    Interrupted,
     RunFailed,
     StoppedEarly,
     UsageError,
 )
-from invariance_recipes.run.graceful_stop import GracefulStop
+from invariance_recipes.run.graceful_stop import GracefulStop, handled_signals
 from invariance_recipes.run.loggers import finish_wandb, make_logger
 from invariance_recipes.run.run_folders import CHECKPOINTS, remove_unstarted, resolve_run_dir
 
@@ -126,6 +130,13 @@ class TrainCLI(LightningCLI):
             type=str | None,
             help="checkpoint to resume from; 'last' means --resume",
         )
+        parser.add_argument(
+            "--on_collapse",
+            default="fail",
+            choices=["fail", "warn"],
+            help="a tested model that predicts one class or scores at chance: fail the run "
+            "(exit 1), or warn and keep its numbers marked as collapsed (smoke tests only)",
+        )
         for key in ("num_classes", "in_channels", "image_size", "fill_value"):
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
 
@@ -146,6 +157,7 @@ class TrainCLI(LightningCLI):
         except ArgumentError as err:
             raise UsageError(f"{err}{did_you_mean(parser, str(err))} (see --help)") from None
         check_optimizer_options(self.config.model)
+        cap_workers(self.config.data)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         cfg = self.config
@@ -161,11 +173,14 @@ class TrainCLI(LightningCLI):
         logger: Any = None
         try:
             if not explicit:
-                self.ckpt_path, self.resume_note = resume_checkpoint(self.run_dir, None, resume)
+                self.ckpt_path, self.resume_note = resume_checkpoint(
+                    self.run_dir, None, resume, cfg.data.num_workers
+                )
                 if self.ckpt_path is not None:
                     check_checkpoint(self.ckpt_path, self.model)
             ckpt_dir = self.run_dir / CHECKPOINTS
             self.graceful_stop = GracefulStop(ckpt_dir / INTERRUPTED)
+            self.collapse_check = CollapseCheck()
             callbacks = [
                 ModelCheckpoint(ckpt_dir, filename="best-{epoch}", monitor="val/acc", mode="max"),
                 # Every epoch boundary, improved or not (save_last=True would write last.ckpt
@@ -175,6 +190,7 @@ class TrainCLI(LightningCLI):
                 ),
                 ShiftReportLogger(self.run_dir),
                 DivergenceGuard(),
+                self.collapse_check,
                 self.graceful_stop,
             ]
             logger = make_logger(
@@ -256,6 +272,19 @@ def check_optimizer_options(model: Any) -> None:
         raise UsageError(f"--model.momentum {model.momentum}: use a value in [0, 1)")
 
 
+def cap_workers(data: Any) -> None:
+    """More loader workers than cores only compete with training for them: use one per core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    if data.num_workers > cores:
+        print(
+            f"warning: --data.num_workers {data.num_workers}: this machine has {cores} CPU "
+            f"cores; using {cores} workers",
+            file=sys.stderr,
+        )
+        data.num_workers = cores
+
+
 def check_cpu_devices(accelerator: Any, devices: Any) -> None:
     """More CPU processes than cores only slows a run down: say so instead of starting them."""
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
@@ -288,9 +317,17 @@ def expand_short_options(parser: LightningArgumentParser, args: list[str]) -> li
 
 def run_cli(train: Callable[[Sequence[str]], Any], args: Sequence[str]) -> Any:
     """Run ``train(args)`` for a command line: bad input is one line on stderr and exit 2,
-    a failed run exit 1, a stopped one 130 (SIGINT) or 143 (SIGTERM)."""
+    a failed run exit 1, a stopped one 128 + the signal (130 SIGINT, 143 SIGTERM), also
+    when the signal comes while the run starts (its folder is removed then)."""
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, _stop_starting) for s in handled_signals()} if on_main else {}
     try:
         return train(args)
+    except Interrupted as err:  # a signal before training's own handling took over
+        name = signal.Signals(err.signum).name
+        print(f"stopped by {name} while starting; nothing to resume: start it again",
+              file=sys.stderr)  # fmt: skip
+        return 128 + err.signum
     except (UsageError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -308,6 +345,13 @@ def run_cli(train: Callable[[Sequence[str]], Any], args: Sequence[str]) -> Any:
     except StoppedEarly as stop:
         print(stop, file=sys.stderr)
         return stop.exit_code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop_starting(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

@@ -6,6 +6,8 @@
   the current batch; during training the state is saved to ``interrupted.ckpt``, never over
   the epoch-boundary ``last.ckpt``.
 - During testing any of them stops at the end of the batch; training is complete then.
+- SIGUSR1 (what SLURM sends before a time limit) outside SLURM stops like SIGTERM, with exit
+  code 138; under SLURM it stays Lightning's, which saves and requeues the job.
 
 The signal handler only records the signal; the stop happens at a batch boundary (on every
 rank at the same batch), where the model and optimizer states are consistent.
@@ -13,6 +15,7 @@ rank at the same batch), where the model and optimizer states are consistent.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -27,6 +30,12 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from invariance_recipes.run.errors import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def handled_signals() -> tuple[int, ...]:
+    """The signals a run stops on by itself: SIGUSR1 too outside SLURM (under SLURM,
+    Lightning's requeue handler takes it, and it only installs itself where none is)."""
+    return SIGNALS if "SLURM_JOB_ID" in os.environ else (*SIGNALS, signal.SIGUSR1)
 
 
 class GracefulStop(L.Callback):
@@ -45,7 +54,7 @@ class GracefulStop(L.Callback):
     def install(self) -> None:
         """Handle the signals from now on (the main thread only can)."""
         if threading.current_thread() is threading.main_thread():
-            for signum in SIGNALS:
+            for signum in handled_signals():
                 self._previous[signum] = signal.signal(signum, self._on_signal)
 
     def uninstall(self) -> None:

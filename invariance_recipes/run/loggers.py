@@ -1,7 +1,7 @@
 """Loggers for a run: W&B by default, CSV, or none.
 
-W&B never costs a run: without credentials or a reachable server it logs offline from the
-start, and when the server fails at start (a rejected key, an outage, a proxy that accepts
+W&B never costs a run: ``WANDB_MODE=disabled`` creates no W&B run and sends nothing; without
+credentials or a reachable server it logs offline from the start, and when the server fails at start (a rejected key, an outage, a proxy that accepts
 the connection and never answers) it falls back to offline within ``WANDB_INIT_TIMEOUT``
 seconds, with one warning line and the ``wandb sync`` command to upload later.
 """
@@ -24,6 +24,7 @@ WANDB_ID_FILE = "wandb_id"
 # Summaries that make runs of different variants comparable at a glance in the dashboard.
 SUMMARIES = {"val/acc": "max", "val/consistency": "last"}  # test/* keep their last value
 INIT_TIMEOUT_S = 30.0  # the longest W&B may take to start before the run goes offline
+DISABLED_NOTE = "W&B: WANDB_MODE=disabled: no W&B run, nothing is sent (--logger csv logs locally)"
 
 
 def make_logger(
@@ -41,6 +42,9 @@ def make_logger(
         return False
     if kind == "csv":
         return CSVLogger(run_dir, name="csv")  # a resumed run adds version_N, keeping the old log
+    if wandb_mode() == "disabled":
+        rank_zero_info(DISABLED_NOTE)
+        return False
     init = {
         "project": project,
         "name": name,
@@ -58,11 +62,15 @@ def make_logger(
 
 
 def start_wandb(init: dict[str, Any], run_dir: Path) -> Any:
-    """``wandb.init`` online when possible, else offline; never raises for W&B's sake."""
+    """``wandb.init`` online when possible, else offline; never raises for W&B's sake.
+    ``None`` when ``WANDB_MODE=disabled``: no run is created and nothing is sent."""
+    mode = wandb_mode()
+    if mode == "disabled":
+        return None
     import wandb
 
     sync = f"`wandb sync {run_dir}/wandb/offline-run-*`"
-    if wandb_mode() == "offline":
+    if mode == "offline":
         rank_zero_info(f"W&B: logging offline to {run_dir}/wandb; upload later with {sync}")
         return wandb.init(**init, mode="offline")
     timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", INIT_TIMEOUT_S))
@@ -102,10 +110,12 @@ def define_summaries(logger: WandbLogger) -> None:
 
 def wandb_mode() -> str:
     """``online`` when W&B has credentials and its server accepts a connection, else
-    ``offline``. An explicit ``WANDB_MODE`` wins."""
-    mode = os.environ.get("WANDB_MODE")
-    if mode:
-        return "offline" if mode in ("offline", "dryrun") else mode
+    ``offline``. An explicit ``WANDB_MODE`` wins (``disabled``: no W&B at all)."""
+    mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if mode in ("offline", "dryrun"):
+        return "offline"
+    if mode in ("disabled", "online"):
+        return mode
     import wandb
 
     url = urlparse(os.environ.get("WANDB_BASE_URL") or wandb.Settings().base_url)

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from invariance_recipes.common.atomic_write import atomic_write_json
 from invariance_recipes.run.errors import UsageError
 
 RUN_DIR_ENV = "INVARIANCE_RUN_DIR"  # hands the run folder to DDP worker processes
@@ -102,7 +103,7 @@ def remove_unstarted(run_dir: Path) -> None:
 def write_status(run_dir: Path, status: str, reason: str = "", exit_code: int = 0) -> None:
     """Record how the run ended (``finished``, ``failed`` or ``stopped``) in the run folder."""
     record = {"status": status, "reason": reason, "exit_code": exit_code}
-    (run_dir / STATUS).write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_json(run_dir / STATUS, record)
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:

@@ -7,16 +7,19 @@ trains exactly what ``train.py`` trains. The command line is in :mod:`.cli`, run
 
 from __future__ import annotations
 
-import json
+import contextlib
+import errno
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from invariance_recipes.common.atomic_write import atomic_write_json
 from invariance_recipes.run.artifacts import log_checkpoints
-from invariance_recipes.run.checkpoints import LAST
+from invariance_recipes.run.checkpoints import INTERRUPTED, LAST
 from invariance_recipes.run.cli import TrainCLI
 from invariance_recipes.run.errors import (
     EXIT_FAILED,
@@ -33,6 +36,8 @@ from invariance_recipes.run.run_folders import (
 )
 
 TEST_METRICS = "test_metrics.json"
+# What a folder that cannot take a write says: read-only, no permission, no space, no quota.
+UNWRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
@@ -46,17 +51,19 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
     trainer, model, data = cli.trainer, cli.model, cli.datamodule
     run_dir, stop = cli.run_dir, cli.graceful_stop
     assert run_dir is not None
-    if trainer.is_global_zero:
-        cli.save_config()
-        print(f"run folder: {run_dir}")
-        if cli.resume_note:
-            print(cli.resume_note)
-        if isinstance(trainer.logger, WandbLogger):
-            define_summaries(trainer.logger)
     stage = "fit"
-    stop.install()
     try:
+        stop.install()
+        if trainer.is_global_zero:
+            cli.save_config()
+            print(f"run folder: {run_dir}")
+            if cli.resume_note:
+                print(cli.resume_note)
+            if isinstance(trainer.logger, WandbLogger):
+                define_summaries(trainer.logger)
         trainer.fit(model, datamodule=data, ckpt_path=cli.ckpt_path, weights_only=True)
+        if trainer.is_global_zero:
+            remove_leftover_checkpoints(run_dir)
         if stop.stop_after_epoch:
             raise StoppedEarly(
                 f"stopped after epoch {trainer.current_epoch}; {CHECKPOINTS}/{LAST} is saved; "
@@ -68,6 +75,9 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
         results = trainer.test(
             model, datamodule=data, ckpt_path=best, verbose=False, weights_only=True
         )
+        collapsed = cli.collapse_check.reason
+        if collapsed is not None and cli.config.on_collapse == "fail":
+            raise RunFailed(f"the model did not learn: {collapsed}")
     except (Interrupted, SIGTERMException) as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGTERM
         stopped = StoppedEarly(_stopped_message(signum, stage, stop.saved, trainer), signum)
@@ -81,21 +91,43 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
     except RunFailed as err:
         _record(cli, "failed", str(err), EXIT_FAILED)
         raise
+    except OSError as err:
+        if err.errno not in UNWRITABLE:
+            _abandon(cli)
+            raise
+        doing = "testing" if stage == "test" else "training"
+        failed = RunFailed(
+            f"cannot change {err.filename or run_dir} ({err.strerror}) while {doing}; the "
+            f"checkpoints saved before are intact: make {run_dir} writable (or free space) and "
+            "continue with the same command plus --resume"
+        )
+        _record(cli, "failed", str(failed), EXIT_FAILED)
+        raise failed from None
     except BaseException:
-        finish_wandb(trainer.logger, EXIT_FAILED)
-        if cli.created_run_dir:
-            remove_unstarted(run_dir)  # a start that failed before its first checkpoint
+        _abandon(cli)
         raise
     finally:
         stop.uninstall()
     metrics = {k: float(v) for k, v in results[0].items()} if results else {}
     if trainer.is_global_zero:
-        (run_dir / TEST_METRICS).write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        write_status(run_dir, "finished")
+        atomic_write_json(run_dir / TEST_METRICS, metrics)
+        write_status(run_dir, "finished", f"collapsed: {collapsed}" if collapsed else "")
+        if collapsed:
+            print(
+                f"warning: the model did not learn (--on_collapse warn): {collapsed}",
+                file=sys.stderr,
+            )
         if isinstance(trainer.logger, WandbLogger) and cli.config.log_model != "false":
             meta = {"variant": cli.config.variant, "test_metrics": metrics}
             log_checkpoints(trainer.logger.experiment, cli.config.log_model, Path(best), meta)
     return run_dir, metrics
+
+
+def _abandon(cli: TrainCLI) -> None:
+    """An error that is no run's failure: W&B shows it failed, a start leaves no folder."""
+    finish_wandb(cli.trainer.logger, EXIT_FAILED)
+    if cli.created_run_dir and cli.run_dir is not None:
+        remove_unstarted(cli.run_dir)  # a start that failed before its first checkpoint
 
 
 def _record(
@@ -103,8 +135,17 @@ def _record(
 ) -> None:
     """Mark the run as failed or stopped in its folder and in W&B."""
     if cli.trainer.is_global_zero and cli.run_dir is not None and cli.run_dir.is_dir():
-        write_status(cli.run_dir, status, reason, exit_code)
+        # a read-only or full folder: the message still says how it ended
+        with contextlib.suppress(OSError):
+            write_status(cli.run_dir, status, reason, exit_code)
     finish_wandb(cli.trainer.logger, exit_code, preempted=preempted)
+
+
+def remove_leftover_checkpoints(run_dir: Path) -> None:
+    """Training is complete: a mid-epoch ``interrupted.ckpt`` and the ``hpc_ckpt_N.ckpt`` that
+    Lightning saves on a SLURM requeue are older than ``last.ckpt`` and never used again."""
+    for path in [run_dir / CHECKPOINTS / INTERRUPTED, *run_dir.glob("hpc_ckpt_*.ckpt")]:
+        path.unlink(missing_ok=True)
 
 
 def _stopped_message(signum: int, stage: str, saved: Path | None, trainer: object) -> str:
