@@ -30,7 +30,8 @@ CURVE_PNG = "accuracy_vs_offset.png"
 SCATTER_PNG = "accuracy_vs_consistency.png"
 REGIONS_PNG = "accuracy_per_region.png"
 KEYS = ("experiment", "variant", "setting", "seed", "run", "outcomes", "wall_s")
-TEXT = ("experiment", "variant", "setting", "run", "outcomes")
+# untrained_reason: why a run did not train (compare/convergence.py); commit: the code it started from
+TEXT = ("experiment", "variant", "setting", "run", "outcomes", "untrained_reason", "commit")
 REFERENCE = "baseline"  # the variant every other one is compared with
 ALPHA = 0.05
 README_BLOCK = ("<!-- readme -->", "<!-- /readme -->")  # what the README copies from results.md

@@ -2,10 +2,10 @@
 
 A share (accuracy, consistency) hides which images changed; McNemar's test and the paired
 bootstrap need, for every test image, whether the run got it right and whether its prediction
-agreed under each shift. Every variant trained with the same seed has the same test split, and
-the offsets are keyed by each image and the model's shift seed
-(``invariance_recipes.lightning_modules.shifts.sample_offset_pair``), so all variants see identical shifted copies
-and their outcomes pair up image by image.
+agreed under each shift. Every run has the same test split, and ShiftReport keys its offsets by
+each image and the model's shift seed, so all variants see identical shifted copies and their
+outcomes pair up image by image. A trained run is measured once (:func:`measure_run`): the
+table's columns are the means of these outcomes.
 
 Saved as ``outcomes.npz`` in the run folder (arrays aligned with ``index``, the sample's position
 in the test split), with a fingerprint of the test images so two files can be checked to pair.
@@ -13,100 +13,87 @@ in the test split), with a fingerprint of the test images so two files can be ch
 
 from __future__ import annotations
 
-import hashlib
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import fmean
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from invariance_recipes.compare.experiments import Experiment, best_checkpoint
-from invariance_recipes.datamodules import TranslationDataModule
-from invariance_recipes.lightning_modules.crop_shift import center_view
-from invariance_recipes.lightning_modules.shifts import (
-    sample_integers,
-    sample_offset_pair,
-    translate,
-)
-from invariance_recipes.run.training import load_checkpoint
+from invariance_recipes.lightning_modules.callbacks import TESTED
+from invariance_recipes.lightning_modules.classifier import InvarianceClassifier
+from invariance_recipes.measure.evaluation import evaluation_pass
+from invariance_recipes.run.checkpoints import load_checkpoint
 
 OUTCOMES_NPZ = "outcomes.npz"
+#: Per-image arrays that are not proportions of the table.
+NOT_COLUMNS = ("label", "prediction", "index", "images_sha256")
 
 
-def agreement_key(mode: str, max_shift: int) -> str:
-    """The name of a consistency outcome, as in the results columns (``consistency_zero@4``)."""
-    return f"consistency_{mode}@{max_shift}"
+def best_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint the training run tested (its best by validation accuracy), as its test
+    recorded in ``TESTED``."""
+    record = run_dir / TESTED
+    if not record.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {TESTED} (written by its test): train it again")
+    return run_dir / json.loads(record.read_text())["checkpoint"]
 
 
-@torch.no_grad()
-def record_outcomes(
-    ckpt: Path,
+@dataclass
+class Measurement:
+    """A trained run measured once: the table's columns and the per-image outcomes they are
+    the means of, and the model that was measured (for columns read from the network)."""
+
+    columns: dict[str, float]
+    outcomes: dict[str, np.ndarray]
+    model: InvarianceClassifier
+
+
+@torch.inference_mode()
+def measure_run(
+    run_dir: Path,
     *,
     max_shifts: Sequence[int],
     modes: Sequence[str],
-    test_placement: str | None = None,
-    batch_size: int = 256,
+    regions: Sequence[str] = (),
+    seen: str | None = None,
     device: str | torch.device = "cpu",
-) -> dict[str, np.ndarray]:
-    """Per test image of the checkpoint's own test split: the label, the clean prediction,
-    ``acc`` (clean prediction correct), one ``consistency_MODE@S`` per mode and max shift (the
-    predictions on two copies shifted by independent keyed offsets of up to S px agree, as in
-    Zhang 2019) and ``flip_rate`` (the prediction changes under a diagonal one-pixel step with
-    keyed signs, as in Azulay & Weiss 2019). ``test_placement`` moves the test objects to
-    another placement, as ``evaluate_checkpoint`` does.
+) -> Measurement:
+    """Load the checkpoint the run tested once and measure everything the tables need.
+
+    Per test image: ``acc``, ``flip_rate`` and one ``consistency_MODE@S`` per mode and max
+    shift, from one pass with ShiftReport's keyed offsets (Zhang 2019's random pairs, Azulay
+    & Weiss's one-pixel step); with ``regions``, ``acc@REGION`` with the test objects placed
+    there (one more pass each) and ``acc@unseen``, the regions other than ``seen`` one after
+    the other. Every proportion column is the mean of its outcome; ``mac`` is ShiftReport's,
+    and ``unseen_drop`` the seen region's accuracy minus the unseen one.
     """
-    model, data_hparams = load_checkpoint(ckpt)
-    model.to(device).eval()
-    overrides: dict[str, object] = {"batch_size": batch_size, "num_workers": 0}
-    if test_placement:
-        overrides["test_placement"] = test_placement
-    data = TranslationDataModule(**{**data_hparams, **overrides})
-    data.setup("test")
-    seed, fill = model.hparams.shift_seed, data.fill_value
-    parts: dict[str, list[Tensor]] = {}
-    digest = hashlib.sha256()
-    for canvas, y in data.test_dataloader():
-        x, y = center_view(canvas.to(device), data.image_size), y.to(device)  # what the net sees
-        digest.update(x.detach().cpu().numpy().tobytes())
-        clean = model(x).argmax(dim=1)
-        batch = {"label": y, "prediction": clean, "acc": clean == y}
-        for max_shift in max_shifts:
-            pair = sample_offset_pair(x, max_shift, seed)
-            for mode in modes:
-                first, second = model(translate(x.repeat(2, 1, 1, 1), pair, mode, fill)).chunk(2)
-                agree = first.argmax(dim=1) == second.argmax(dim=1)
-                batch[agreement_key(mode, max_shift)] = agree
-        steps = sample_integers(x, 2, -1 - seed) * 2 - 1  # ShiftReport's one-pixel steps
-        batch["flip_rate"] = model(translate(x, steps, "zero", fill)).argmax(dim=1) != clean
-        for key, value in batch.items():
-            parts.setdefault(key, []).append(value.cpu())
-    outcomes = {key: torch.cat(values).numpy() for key, values in parts.items()}
-    outcomes["index"] = np.arange(len(outcomes["label"]))
-    outcomes["images_sha256"] = np.array(digest.hexdigest())
-    return outcomes
-
-
-def experiment_outcomes(
-    experiment: Experiment, run_dir: Path, device: str | torch.device = "cpu"
-) -> dict[str, np.ndarray]:
-    """The outcomes behind every proportion column of the experiment, on the run's best
-    checkpoint: accuracy, flip rate and consistency per mode and max shift; with test regions,
-    ``acc@REGION`` per region and ``acc@unseen``, the regions never seen in training one after
-    the other (so its mean is the mean over those regions, as in the table)."""
-    ckpt = best_checkpoint(run_dir)
-    outcomes = record_outcomes(
-        ckpt, max_shifts=experiment.max_shifts, modes=experiment.modes, device=device
+    model, data_hparams = load_checkpoint(best_checkpoint(run_dir))
+    report, outcomes = evaluation_pass(
+        model, data_hparams, max_shifts=max_shifts, modes=modes, curve_max_shift=1, device=device
     )
     unseen = []
-    for region in experiment.regions:
-        there = record_outcomes(ckpt, max_shifts=(), modes=(), test_placement=region, device=device)
+    for region in regions:
+        _, there = evaluation_pass(
+            model, data_hparams, max_shifts=(), modes=(), test_placement=region, device=device
+        )
         outcomes[f"acc@{region}"] = there["acc"]
-        if region != experiment.placement:
+        if region != seen:
             unseen.append(there["acc"])
     if unseen:
         outcomes["acc@unseen"] = np.concatenate(unseen)
-    return outcomes
+    columns = {
+        key: float(values.mean()) for key, values in outcomes.items() if key not in NOT_COLUMNS
+    }
+    if "mac" in report:
+        columns["mac"] = report["mac"]
+    if unseen and seen in regions:
+        columns["unseen_drop"] = columns[f"acc@{seen}"] - fmean(
+            columns[f"acc@{r}"] for r in regions if r != seen
+        )
+    return Measurement(columns, outcomes, model)
 
 
 def save_outcomes(outcomes: dict[str, np.ndarray], run_dir: Path) -> Path:
