@@ -50,7 +50,10 @@ def test_the_choice_is_the_best_validation_accuracy_and_reaches_the_runs() -> No
                                            "x-tune-baseline-lr0.01"]  # fmt: skip
     assert found[3].arm == "baseline/shift4" and found[3].name == "x-tune-baseline-shift4-lr0.001"
     scores = {0.001: 0.80, 0.003: 0.91, 0.01: 0.91}  # a tie goes to the first in grid order
-    records = [{"values": {"lr": lr}, "best_val_acc": acc} for lr, acc in scores.items()]
+    records = [
+        {"values": {"lr": lr}, "best_val_acc": acc, "plateaued": lr != 0.003}
+        for lr, acc in scores.items()
+    ]
     assert choose(records) == {"lr": 0.003}
     assert choose([{"values": {"lr": 0.1}, "best_val_acc": None}]) is None
     document = json.loads(json.dumps(tuning_document(grid, 600, {"baseline": records})))
@@ -58,7 +61,10 @@ def test_the_choice_is_the_best_validation_accuracy_and_reaches_the_runs() -> No
     assert tuned_args(document, "blurpool", "default") == []  # not tuned: defaults
     assert tuned_args(None, "baseline", "default") == []
     table = "\n".join(tuning_markdown(document, [("baseline", "default"), ("aps", "default")]))
-    assert "| baseline | 80.0 | **91.0** | 91.0 | lr 0.003 |" in table
+    assert (
+        "| baseline | 80.0 | **91.0** | 91.0 | lr 0.003 (not plateaued in 600 steps: raise the "
+        "budget) |" in table
+    )
     assert "| aps | n/a | n/a | n/a | not tuned |" in table
     assert "600 steps" in table
 

@@ -154,5 +154,8 @@ def tuning_markdown(tuning: Mapping[str, Any] | None, arms: Sequence[tuple[str, 
             cells.append(f"**{cell}**" if point == entry["choice"] else cell)
         chosen = entry["choice"]
         text = ", ".join(f"{k} {v:g}" for k, v in chosen.items()) if chosen else "none"
+        record = next((r for r in entry["trials"] if r["values"] == chosen), None)
+        if record is not None and record["plateaued"] is False:
+            text += f" (not plateaued in {tuning['steps']} steps: raise the budget)"
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {text} |")
     return [*lines, ""]
