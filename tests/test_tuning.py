@@ -56,7 +56,8 @@ def test_the_choice_is_the_best_validation_accuracy_and_reaches_the_runs() -> No
     ]
     assert choose(records) == {"lr": 0.003}
     assert choose([{"values": {"lr": 0.1}, "best_val_acc": None}]) is None
-    document = json.loads(json.dumps(tuning_document(grid, 600, {"baseline": records})))
+    document = json.loads(json.dumps(tuning_document(grid, 600, {"baseline": records}, 3)))
+    assert document["complete"] and document["finished"] == 3
     assert tuned_args(document, "baseline", "default") == ["--model.lr", "0.003"]
     assert tuned_args(document, "blurpool", "default") == []  # not tuned: defaults
     assert tuned_args(None, "baseline", "default") == []
@@ -137,6 +138,7 @@ def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
     assert compare_command([*argv[:-3], "--tune", *argv[-3:]]) == 0
     tuning = json.loads((out / TUNING_JSON).read_text())
     assert tuning["grid"] == {"lr": [0.001, 0.003, 0.01]} and tuning["seed"] == 0
+    assert tuning["complete"] and tuning["trials"] == 3
     (arm,) = tuning["arms"].values()
     best = {}
     for record in arm["trials"]:
@@ -156,3 +158,17 @@ def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
     assert f"| lr {arm['choice']['lr']:g} |" in md
     # tuning after runs exist would mix untuned runs with tuned ones
     assert compare_command([*argv[:-3], "--tune", *argv[-3:]]) == 2
+
+
+def test_an_unfinished_tuning_stops_the_comparison(tmp_path: Path, capsys) -> None:
+    """One shard of --tune has finished, the other not: no run may train with half the choices."""
+    out = tmp_path / "out"
+    argv = ["--experiment", "small-shift", "--dataset", "digits", "--quick", "--logger",
+            "none", "--out", str(out)]  # fmt: skip
+    out.mkdir()
+    partial = tuning_document({"lr": (0.001, 0.003)}, 6, {"baseline": []}, 2)
+    (out / TUNING_JSON).write_text(json.dumps(partial))
+    assert compare_command(argv) == 2
+    err = capsys.readouterr().err
+    assert "0 of 2 tuning runs have finished; finish --tune (every shard)" in err
+    assert not (out / "runs").exists()

@@ -306,8 +306,14 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
     start = time.monotonic()
     common = common_args(args, experiment, extra, out)
     if args.tune:
-        return tune(experiment, label, variants, common, out)
-    runs = plan(experiment, label, variants, args.seeds, common, read_tuning(out))
+        return tune(experiment, label, variants, common, out, shard)
+    tuning = read_tuning(out)
+    if tuning is not None and not tuning["complete"]:
+        raise ValueError(
+            f"{out / TUNING_JSON}: {tuning['finished']} of {tuning['trials']} tuning runs have "
+            "finished; finish --tune (every shard) before the comparison's runs"
+        )
+    runs = plan(experiment, label, variants, args.seeds, common, tuning)
     names = [run.name for run in runs]
     if shard is not None:
         return run_shard(shard, runs, experiment, out, options)
@@ -378,10 +384,16 @@ def save_figure(fig: Any, path: Path) -> Path:
 
 
 def tune(
-    experiment: Experiment, label: str, variants: list[str], common: list[str], out: Path
+    experiment: Experiment,
+    label: str,
+    variants: list[str],
+    common: list[str],
+    out: Path,
+    shard: Shard | None = None,
 ) -> int:
-    """Train every arm once per grid point (seed 0, no test) and record the choices by
-    validation accuracy in ``tuning.json``, rewritten after each run; returns the exit code."""
+    """Train every arm once per grid point (seed 0, no test; with ``shard``, its slice only)
+    and record the choices by validation accuracy in ``tuning.json``, rebuilt after each run
+    from every finished tuning run, so shards share it; returns the exit code."""
     if trained := read_rows(out / RESULTS_CSV):
         raise ValueError(
             f"--tune: {out} already holds {len(trained)} run(s) trained without this tuning; "
@@ -392,17 +404,17 @@ def tune(
     found = trials(label, grid, arms)
     runs_dir = out / TUNING_DIR / "runs"
     settings = experiment.settings()
-    records: dict[str, list[dict]] = {arm_of(v, s): [] for v, s in arms}
+    mine = select(found, shard) if shard is not None else found
     failures = []
-    for i, trial in enumerate(found, 1):
-        print(f"[{i}/{len(found)}] tuning {trial.name}", flush=True)
+    for i, trial in enumerate(mine, 1):
+        print(f"[{i}/{len(mine)}] tuning {trial.name}", flush=True)
         args = (
             *common, *settings[trial.setting], *trial.args(), "--runs_dir", str(runs_dir),
             "--trainer.limit_test_batches", "0", "--variant", trial.variant,
             "--seed_everything", str(TUNING_SEED), "--run_name", trial.name,
         )  # fmt: skip
         try:
-            run_dir, _ = train_or_reuse(args, trial.name, runs_dir)
+            train_or_reuse(args, trial.name, runs_dir)
         except StoppedEarly:
             print("tuning stopped; rerun the same command to resume it", file=sys.stderr)
             return 130
@@ -412,8 +424,11 @@ def tune(
             continue
         finally:
             finish_wandb(failed=False)
-        records[trial.arm].append(trial_record(trial, run_dir))
-        document = tuning_document(grid, experiment.steps, records)
+        records: dict[str, list[dict]] = {arm_of(v, s): [] for v, s in arms}
+        for other in found:  # every finished tuning run, this shard's or another's
+            if (done := finished_run(runs_dir, other.name)) is not None:
+                records[other.arm].append(trial_record(other, done))
+        document = tuning_document(grid, experiment.steps, records, len(found))
         write_json_atomically(out / TUNING_JSON, document)
     tuning = read_tuning(out)
     print("\n".join(tuning_markdown(tuning, arms)))
@@ -421,6 +436,15 @@ def tune(
     if failures:
         print(f"{len(failures)} run(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
     return 1 if failures else 0
+
+
+def finished_run(runs_dir: Path, name: str) -> Path | None:
+    """The folder of a run whose training finished, if any."""
+    try:
+        run_dir = resolve_run_dir(runs_dir, name, resume=True)
+    except UsageError:
+        return None
+    return run_dir if (run_dir / TEST_METRICS).is_file() else None
 
 
 def run_shard(
@@ -574,7 +598,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         action="store_true",
         help="train nothing: fold the finished shards into results.csv, the table and plots",
     )
-    jobs.add_argument(
+    parser.add_argument(
         "--tune",
         action="store_true",
         help="train every arm once per point of the experiment's grid (seed 0) and record "
@@ -590,6 +614,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args.dataset = args.dataset or EXPERIMENTS[args.experiment].dataset
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: pass at least 1")
+    if args.tune and args.merge:
+        parser.error("--tune trains the tuning runs; --merge trains nothing: pass one of them")
     return args, extra
 
 

@@ -89,13 +89,18 @@ def tuning_document(
     grid: Mapping[str, Sequence[float]],
     steps: int,
     records: Mapping[str, Sequence[Mapping[str, Any]]],
+    planned: int,
 ) -> dict[str, Any]:
-    """The content of ``tuning.json``: the grid, the seed, the budget and per arm every trial
-    and the choice."""
+    """The content of ``tuning.json``: the grid, the seed, the budget, whether all ``planned``
+    trials have finished, and per arm every finished trial and the choice."""
+    finished = sum(len(found) for found in records.values())
     return {
         "grid": {key: list(values) for key, values in grid.items()},
         "seed": TUNING_SEED,
         "steps": steps,
+        "trials": planned,
+        "finished": finished,
+        "complete": finished == planned,
         "selected_on": "best validation accuracy of the learning curve (never the test split)",
         "arms": {
             arm: {"trials": list(found), "choice": choose(found)} for arm, found in records.items()
