@@ -11,7 +11,14 @@ import pytest
 import yaml
 from invariance_recipes.lightning_modules.callbacks import CURVE_CSV, TESTED, read_curve
 
-from invariance_recipes.compare.comparison import common_args, compare_command, parse_args, plan
+from invariance_recipes.compare.comparison import (
+    STARTING_DIR,
+    common_args,
+    compare_command,
+    parse_args,
+    plan,
+    train_or_reuse,
+)
 from invariance_recipes.compare.experiments import EXPERIMENTS, get_experiment
 from invariance_recipes.compare.provenance import (
     STARTED_JSON,
@@ -172,3 +179,22 @@ def test_an_unfinished_tuning_stops_the_comparison(tmp_path: Path, capsys) -> No
     err = capsys.readouterr().err
     assert "0 of 2 tuning runs have finished; finish --tune (every shard)" in err
     assert not (out / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_commit_it_started_from(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    args = ("--data.dataset", "digits", "--data.max_samples", "40", "--data.batch_size", "20",
+            "--trainer.max_steps", "2", "--logger", "none", "--model.protocols", "[]",
+            "--runs_dir", str(runs_dir), "--run_name", "r")  # fmt: skip
+    run_dir, _ = train_or_reuse(args, "r", runs_dir)
+    started = json.loads((run_dir / STARTED_JSON).read_text())
+    assert started == json.loads((runs_dir / STARTING_DIR / "r.json").read_text())
+    # as if it had crashed after its first epoch, started at another commit
+    (run_dir / STARTED_JSON).unlink()
+    (run_dir / "test_metrics.json").unlink()
+    first = {"commit": "c" * 40, "dirty": False}
+    (runs_dir / STARTING_DIR / "r.json").write_text(json.dumps(first))
+    resumed, _ = train_or_reuse((*args, "--trainer.max_steps", "4"), "r", runs_dir)
+    assert resumed == run_dir  # resumed, not started again
+    assert json.loads((run_dir / STARTED_JSON).read_text()) == first

@@ -100,6 +100,8 @@ from invariance_recipes.run.training import (
 )
 
 COMPARISON_JSON = "comparison.json"  # the options a results folder was made with
+STARTING_DIR = ".started"  # per run name: the code a run started from, until its folder exists
+UNKNOWN_CODE = {"commit": None, "dirty": True}
 # Options compare.py sets for every run itself; passing them after "--" would break its
 # bookkeeping (run names, folders, W&B groups) or the scaling of the presets.
 RESERVED = (
@@ -212,8 +214,9 @@ def plan(
 
 def train_or_reuse(args: tuple[str, ...], name: str, runs_dir: Path) -> tuple[Path, dict]:
     """Train a run, resume it, or reuse its finished training; returns its folder and test
-    metrics. The folder records the code the run started from (``started.json``)."""
-    start = code_state()
+    metrics. The folder records the code the run started from (``started.json``): measured
+    before a fresh start and kept under the run's name until its folder exists, so a run
+    resumed after a crash or a preemption keeps the commit it started from."""
     try:  # the latest folder of this run name, if any
         run_dir: Path | None = resolve_run_dir(runs_dir, name, resume=True)
     except UsageError:
@@ -221,8 +224,13 @@ def train_or_reuse(args: tuple[str, ...], name: str, runs_dir: Path) -> tuple[Pa
     if run_dir is not None and (run_dir / TEST_METRICS).is_file():
         return run_dir, json.loads((run_dir / TEST_METRICS).read_text())
     resume = run_dir is not None and has_checkpoint(run_dir)
-    if resume and run_dir is not None:  # a run that crashed before recording: unknown code
-        record_start(run_dir, {"commit": None, "dirty": True})
+    pending = runs_dir / STARTING_DIR / f"{name}.json"
+    if resume:  # recorded at its first start (unknown if that predates the record)
+        start = json.loads(pending.read_text()) if pending.is_file() else UNKNOWN_CODE
+    else:
+        start = code_state()
+        pending.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(pending, start)
     run_dir, metrics = train([*args, *(["--resume"] if resume else [])])
     record_start(run_dir, start)
     return run_dir, metrics
@@ -236,7 +244,7 @@ def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
     measured, outcomes = measure(experiment, run_dir)
     path = save_outcomes(outcomes, run_dir)
     num_classes = DATASETS[experiment.dataset].num_classes or int(outcomes["label"].max()) + 1
-    started = record_start(run_dir, {"commit": None, "dirty": True})
+    started = record_start(run_dir, UNKNOWN_CODE)  # a run trained before runs recorded it
     row: Row = {
         "experiment": experiment.name,
         "variant": run.variant,
