@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 #: The file in the run folder that records which checkpoint the test used and what it measured.
 TESTED = "tested.json"
+#: The run's learning curve: one row per epoch (see `LearningCurve`).
+CURVE_CSV = "curve.csv"
+CURVE_COLUMNS = ("step", "epoch", "val_acc", "train_loss")
 EXAMPLE_COLUMNS = 7  # offsets shown per example row
 EXAMPLE_ROWS = 6
 
@@ -90,6 +93,67 @@ class ShiftReportLogger(L.Callback):
                 }
             )
         plt.close("all")
+
+
+class LearningCurve(L.Callback):
+    """Write ``curve.csv`` in ``out_dir``: per training epoch the optimizer step reached, the
+    epoch, the validation accuracy and the epoch's mean training loss, as Lightning reduced and
+    logged them (``val/acc``, ``train/loss_epoch``), whatever logger the run uses.
+
+    This is what the comparisons' plateau rule reads. A resumed run keeps the rows up to the
+    step its checkpoint holds and continues after them, so the file is the curve of one
+    uninterrupted run.
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.path = Path(out_dir) / CURVE_CSV
+        self._validated_epoch: int | None = None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:  # a budget in steps may end an epoch unvalidated
+            self._validated_epoch = trainer.current_epoch
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        # the restored step (current_epoch is not restored yet when this hook runs)
+        kept = [r for r in read_curve(self.path) if r["step"] <= trainer.global_step]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w", newline="") as f:
+            writer = csv.DictWriter(f, CURVE_COLUMNS)
+            writer.writeheader()
+            writer.writerows(kept)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        validated = self._validated_epoch == trainer.current_epoch and "val/acc" in metrics
+        if not trainer.is_global_zero or not validated:
+            return
+        loss = metrics.get("train/loss_epoch")
+        row = {
+            "step": trainer.global_step,
+            "epoch": trainer.current_epoch,
+            "val_acc": float(metrics["val/acc"]),
+            "train_loss": "" if loss is None else float(loss),
+        }
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, CURVE_COLUMNS).writerow(row)
+
+
+def read_curve(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``curve.csv`` (numbers parsed; none if the file is missing)."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [
+            {
+                "step": int(r["step"]),
+                "epoch": int(r["epoch"]),
+                "val_acc": float(r["val_acc"]),
+                "train_loss": float(r["train_loss"]) if r["train_loss"] else float("nan"),
+            }
+            for r in csv.DictReader(f)
+        ]
 
 
 def record_test(trainer: L.Trainer, out_dir: Path) -> None:

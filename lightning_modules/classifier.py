@@ -221,7 +221,14 @@ class InvarianceClassifier(L.LightningModule):
         if hp.scheduler == "none":
             return optimizer
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        steps_per_epoch = total / max(1, self.trainer.max_epochs or 1)
+        # from the loader, not max_epochs: a budget in steps (--trainer.max_steps) has none,
+        # and then Lightning has not sized the loader yet
+        if not math.isfinite(self.trainer.num_training_batches):
+            self.trainer.fit_loop.setup_data()
+        batches = self.trainer.num_training_batches
+        steps_per_epoch = (
+            batches / self.trainer.accumulate_grad_batches if math.isfinite(batches) else total
+        )
         warmup = min(total - 1, round(hp.warmup_epochs * steps_per_epoch))
         return {
             "optimizer": optimizer,

@@ -23,12 +23,11 @@ from invariance_recipes.compare.comparison import common_args, compare_command, 
 from invariance_recipes.compare.experiments import (
     EXPERIMENTS,
     QUADRANTS,
-    best_checkpoint,
     get_experiment,
     measure,
 )
-from invariance_recipes.compare.outcomes import load_outcomes
 from invariance_recipes.compare.results import aggregate, header, markdown, read_rows, write_plots
+from invariance_recipes.measure.outcomes import best_checkpoint, load_outcomes
 from invariance_recipes.run.checkpoints import load_checkpoint
 from invariance_recipes.run.cli import TrainCLI
 from recipe_runs import is_share_of, recipe_env, run_recipe
@@ -63,7 +62,11 @@ def comparison(
     """Two variants, one seed, W&B offline."""
     out = tmp_path_factory.mktemp("compare") / "results"
     proc = run_recipe(
-        "compare.py", *compare_args(out, FIRST, "wandb"), cwd=out.parent, env=recipe_env()
+        "compare.py",
+        *compare_args(out, FIRST, "wandb"),
+        cwd=out.parent,
+        env=recipe_env(),
+        timeout=900,
     )
     return out, proc
 
@@ -93,7 +96,7 @@ def test_quick_comparison_writes_csv_markdown_and_plots(comparison) -> None:
 
     config = yaml.safe_load((out / f"runs/{LABEL}-baseline-seed0/config.yaml").read_text())
     assert config["data"]["max_samples"] == 120  # after '--', it wins over --quick's 300
-    assert config["trainer"]["max_epochs"] == 2  # --quick's budget
+    assert config["trainer"]["max_steps"] == 6  # --quick's budget
     assert config["experiment"] == LABEL
 
     md = (out / "results.md").read_text()
@@ -108,7 +111,19 @@ def test_quick_comparison_writes_csv_markdown_and_plots(comparison) -> None:
         assert cells[3].split(" [")[0] == f"{100 * row['acc']:.1f}"
         assert cells[5].split(" [")[0] == f"{100 * row['consistency_zero@2']:.1f}"
 
-    for name in ("accuracy_vs_offset.png", "accuracy_vs_consistency.png"):
+    # every run's learning curve, the rules and the runs' code in results.md
+    for row in rows:
+        curve = (out / "runs" / row["run"] / "curve.csv").read_text().splitlines()
+        assert curve[0] == "step,epoch,val_acc,train_loss" and len(curve) >= 2
+        assert row["plateaued"] in (0.0, 1.0) and row["trained"] in (0.0, 1.0)
+        assert row["trained"] == (row["untrained_reason"] == "")
+        assert len(row["commit"]) == 40 and row["dirty"] in (0.0, 1.0)
+    assert "## Convergence" in md and "Plateau rule:" in md and "Did-not-train rule" in md
+    assert "Step budget: 6 optimizer steps for every arm." in md
+    assert "## Tuning" in md and "Not tuned" in md
+    assert "- runs' code: " in md
+
+    for name in ("accuracy_vs_offset.png", "accuracy_vs_consistency.png", "learning_curves.png"):
         with Image.open(out / name) as image:
             assert image.format == "PNG"
             assert image.width >= 400 and image.height >= 300
@@ -241,12 +256,25 @@ def test_bad_input_is_one_clear_line(args, message, comparison, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_unseen_position_measures_every_quadrant(comparison) -> None:
-    """Accuracy per quadrant against a plain loop over the test images placed there."""
+def test_unseen_position_measures_every_quadrant(comparison, monkeypatch) -> None:
+    """Accuracy per quadrant against a plain loop over the test images placed there, from one
+    load of the checkpoint for the whole measurement, every column the mean of its outcomes."""
     out, proc = comparison
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = out / f"runs/{LABEL}-baseline-seed0"
-    row = measure(get_experiment("unseen-position"), run_dir)
+    loads, real_load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    row, outcomes = measure(get_experiment("unseen-position"), run_dir)
+    monkeypatch.undo()
+    assert loads == [best_checkpoint(run_dir)]  # one load: the clean pass and all four regions
+    for column in (
+        "acc",
+        "flip_rate",
+        "consistency_zero@4",
+        "acc@unseen",
+        *(f"acc@{q}" for q in QUADRANTS),
+    ):
+        assert row[column] == pytest.approx(outcomes[column].mean()), column
     model, hparams = load_checkpoint(best_checkpoint(run_dir))
     for quadrant in QUADRANTS:
         data = TranslationDataModule(**{**hparams, "test_placement": quadrant})
@@ -280,7 +308,8 @@ def test_every_experiment_trains_what_its_preset_says(name: str, tmp_path: Path)
         assert data.hparams.policy == (experiment.policy or "light")
         if experiment.train_shifts:
             assert f"shift{int(data.translation.max_shift)}" == run.setting
-        assert cli.trainer.max_epochs == experiment.epochs
+        assert cli.trainer.max_steps == experiment.steps  # the same budget for every arm
+        assert data.hparams.batch_size == experiment.batch_size
         assert hp.curve_max_shift == experiment.curve_max_shift
         assert cli.run_dir == tmp_path / "runs" / run.name
 

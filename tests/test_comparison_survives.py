@@ -16,8 +16,8 @@ import pytest
 
 from invariance_recipes.compare.comparison import compare_command, mark_incomplete
 from invariance_recipes.compare.experiments import EXPERIMENTS
-from invariance_recipes.compare.outcomes import load_outcomes
 from invariance_recipes.compare.results import README_BLOCK, read_rows
+from invariance_recipes.measure.outcomes import load_outcomes
 from recipe_runs import ROOT, recipe_env
 
 RUN = "small-shift-quick-baseline-seed0"

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy.stats import t as student_t
 
-from invariance_recipes.compare.outcomes import save_outcomes
 from invariance_recipes.compare.results import RESULTS_CSV, RESULTS_MD, read_rows, write_rows
+from invariance_recipes.measure.outcomes import save_outcomes
 from invariance_recipes.publish.findings import (
     FINDINGS,
     Results,

@@ -9,7 +9,13 @@ appended when used): ``results.csv`` (one row per run, written after each run),
 resumes interrupted ones, so a failed or stopped comparison continues where it ended.
 
 ``--shard I/N`` trains only the I-th of N disjoint slices of the runs (one job of a SLURM
-array) into ``shards/``; ``--merge`` (or a plain rerun) folds all shards into the results.
+array) into ``shards/``; ``--merge`` (or a plain rerun) folds all shards into the results, and
+refuses runs that did not start from one clean commit unless ``--allow-mixed-code``.
+
+``--tune`` first trains every arm once per point of the experiment's grid (seed 0) and records
+the choice by validation accuracy in ``tuning.json``, which the comparison's runs then read
+(``invariance_recipes.compare.tuning``). Each run writes its learning curve (``curve.csv``);
+whether it trained is judged by ``invariance_recipes.compare.convergence``.
 """
 
 from __future__ import annotations
@@ -28,27 +34,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from invariance_recipes.common.atomic_write import atomic_write_json, atomic_write_text
 from invariance_recipes.common.file_lock import file_lock
+from invariance_recipes.compare.convergence import (
+    LEARNING_CURVES_PNG,
+    convergence_markdown,
+    plot_learning_curves,
+    training_columns,
+)
 from invariance_recipes.compare.experiments import (
     EXPERIMENTS,
     QUICK,
     Experiment,
-    best_checkpoint,
     get_experiment,
     measure,
 )
-from invariance_recipes.compare.outcomes import (
-    OUTCOMES_NPZ,
-    experiment_outcomes,
-    load_outcomes,
-    outcomes_of_rows,
-    save_outcomes,
+from invariance_recipes.compare.provenance import (
+    code_markdown,
+    code_state,
+    markdown_block,
+    mixed_code,
+    provenance,
+    record_start,
 )
-from invariance_recipes.compare.provenance import markdown_block, provenance
 from invariance_recipes.compare.results import (
     README_BLOCK,
     RESULTS_CSV,
@@ -69,10 +79,26 @@ from invariance_recipes.compare.sharding import (
     shard_rows,
     write_manifest,
 )
+from invariance_recipes.compare.tuning import (
+    TUNING_DIR,
+    TUNING_JSON,
+    TUNING_SEED,
+    arm_of,
+    read_tuning,
+    trial_record,
+    trials,
+    tuned_args,
+    tuning_document,
+    tuning_markdown,
+)
 from invariance_recipes.datamodules import DATASETS
 from invariance_recipes.lightning_modules.metrics.protocols import parse_protocols
 from invariance_recipes.lightning_modules.nets import BACKBONES, DEFAULTS
-from invariance_recipes.run.checkpoints import read_checkpoint
+from invariance_recipes.measure.outcomes import (
+    load_outcomes,
+    outcomes_of_rows,
+    save_outcomes,
+)
 from invariance_recipes.run.collapse import collapse_reason
 from invariance_recipes.run.errors import (
     EXIT_FAILED,
@@ -86,6 +112,8 @@ from invariance_recipes.run.run_folders import has_checkpoint, resolve_run_dir, 
 from invariance_recipes.run.training import TEST_METRICS, train
 
 COMPARISON_JSON = "comparison.json"  # the options a results folder was made with
+STARTING_DIR = ".started"  # per run name: the code a run started from, until its folder exists
+UNKNOWN_CODE = {"commit": None, "dirty": True}
 # Options compare.py sets for every run itself; passing them after "--" would break its
 # bookkeeping (run names, folders, W&B groups) or the scaling of the presets.
 RESERVED = (
@@ -132,7 +160,7 @@ def command_of(args: argparse.Namespace, experiment: Experiment, extra: list[str
         parts += ["--variants", *args.variants]
     if args.seeds != 1:
         parts += ["--seeds", str(args.seeds)]
-    if args.dataset != experiment.dataset:
+    if args.dataset != EXPERIMENTS[args.experiment].dataset:
         parts += ["--dataset", args.dataset]
     if args.backbone != "small-cnn":
         parts += ["--backbone", args.backbone]
@@ -173,47 +201,78 @@ def common_args(
 
 
 def plan(
-    experiment: Experiment, label: str, variants: list[str], seeds: int, common: list[str]
+    experiment: Experiment,
+    label: str,
+    variants: list[str],
+    seeds: int,
+    common: list[str],
+    tuning: dict[str, Any] | None = None,
 ) -> list[Run]:
-    """Every (setting, variant, seed) of the comparison, settings outermost.
+    """Every (setting, variant, seed) of the comparison, settings outermost; each arm with
+    the options ``tuning`` chose for it (options after ``--`` still win).
 
     Run names are fixed by these four, so a rerun finds its runs again.
     """
     runs = []
     for setting, setting_args in experiment.settings().items():
         for variant in variants:
+            tuned = tuned_args(tuning, variant, setting)
             for seed in range(seeds):
                 parts = [label, variant, *([] if setting == "default" else [setting])]
                 name = "-".join([*parts, f"seed{seed}"])
                 args = ("--variant", variant, "--seed_everything", str(seed), "--run_name", name)
-                runs.append(Run(variant, setting, seed, name, (*common, *setting_args, *args)))
+                runs.append(
+                    Run(variant, setting, seed, name, (*tuned, *common, *setting_args, *args))
+                )
     return runs
 
 
-def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
-    """Train a run (or resume it, or reuse its finished training) and measure it."""
-    start = time.monotonic()
+def train_or_reuse(args: tuple[str, ...], name: str, runs_dir: Path) -> tuple[Path, dict]:
+    """Train a run, resume it, or reuse its finished training; returns its folder and test
+    metrics. The folder records the code the run started from (``started.json``): measured
+    before a fresh start and kept under the run's name until its folder exists, so a run
+    resumed after a crash or a preemption keeps the commit it started from."""
     try:  # the latest folder of this run name, if any
-        run_dir: Path | None = resolve_run_dir(runs_dir, run.name, resume=True)
+        run_dir: Path | None = resolve_run_dir(runs_dir, name, resume=True)
     except UsageError:
         run_dir = None
     metrics = finished_metrics(run_dir) if run_dir is not None else None
-    if metrics is None:
-        resume = run_dir is not None and has_checkpoint(run_dir)
-        run_dir, metrics = train([*run.args, *(["--resume"] if resume else [])])
+    if metrics is not None:
+        return run_dir, metrics
+    resume = run_dir is not None and has_checkpoint(run_dir)
+    pending = runs_dir / STARTING_DIR / f"{name}.json"
+    if resume:  # recorded at its first start (unknown if that predates the record)
+        start = json.loads(pending.read_text()) if pending.is_file() else UNKNOWN_CODE
+    else:
+        start = code_state()
+        pending.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(pending, start)
+    run_dir, metrics = train([*args, *(["--resume"] if resume else [])])
+    record_start(run_dir, start)
+    return run_dir, metrics
+
+
+def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
+    """Train a run (or resume it, or reuse its finished training) and measure it once: the
+    table's columns, the per-image outcomes for the paired tests, and whether it trained."""
+    start = time.monotonic()
+    run_dir, metrics = train_or_reuse(run.args, run.name, runs_dir)
+    measured, outcomes = measure(experiment, run_dir)
+    path = save_outcomes(outcomes, run_dir)
+    num_classes = DATASETS[experiment.dataset].num_classes or int(outcomes["label"].max()) + 1
+    check_learned(run_dir, outcomes, num_classes, warn_only=warns_on_collapse(run.args))
+    started = record_start(run_dir, UNKNOWN_CODE)  # a run trained before runs recorded it
     row: Row = {
         "experiment": experiment.name,
         "variant": run.variant,
         "setting": run.setting,
         "seed": run.seed,
         "run": run.name,
+        "outcomes": str(path.relative_to(runs_dir.parent)),
+        "commit": started["commit"] or "unknown",
+        "dirty": float(started["dirty"]),
     }
-    measured = measure(experiment, run_dir)
-    if not readable_outcomes(run_dir / OUTCOMES_NPZ):  # per-image outcomes for paired tests
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        save_outcomes(experiment_outcomes(experiment, run_dir, device), run_dir)
-    check_learned(run_dir, warn_only=warns_on_collapse(run.args))
-    row["outcomes"] = str((run_dir / OUTCOMES_NPZ).relative_to(runs_dir.parent))
+    row |= training_columns(run_dir, outcomes["label"], outcomes["prediction"], num_classes)
     active = active_wandb_run()
     if active is not None:  # the dashboard shows the comparison's numbers too
         active.summary.update({f"compare/{k}": v for k, v in measured.items()})
@@ -267,12 +326,12 @@ def warns_on_collapse(args: Sequence[str]) -> bool:
     return value == "warn"
 
 
-def check_learned(run_dir: Path, warn_only: bool = False) -> None:
+def check_learned(
+    run_dir: Path, outcomes: dict[str, np.ndarray], num_classes: int, warn_only: bool = False
+) -> None:
     """Fail a run whose model collapsed on its own test split (``collapse_reason``): its
     consistency would read as the most shift-stable variant. Marks the run folder failed;
     ``warn_only`` (``-- --on_collapse warn``, smoke tests of the plumbing) only warns."""
-    outcomes = load_outcomes(run_dir / OUTCOMES_NPZ)
-    num_classes = int(read_checkpoint(best_checkpoint(run_dir))["hyper_parameters"]["num_classes"])
     counts = np.bincount(outcomes["prediction"].astype(np.int64), minlength=num_classes)
     reason = collapse_reason(counts.tolist(), float(outcomes["acc"].mean()), num_classes)
     if reason is not None and warn_only:
@@ -355,7 +414,16 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
     }  # fmt: skip
     check_comparison(out, options)
     start = time.monotonic()
-    runs = plan(experiment, label, variants, args.seeds, common_args(args, experiment, extra, out))
+    common = common_args(args, experiment, extra, out)
+    if args.tune:
+        return tune(experiment, label, variants, common, out, shard)
+    tuning = read_tuning(out)
+    if tuning is not None and not tuning["complete"]:
+        raise ValueError(
+            f"{out / TUNING_JSON}: {tuning['finished']} of {tuning['trials']} tuning runs have "
+            "finished; finish --tune (every shard) before the comparison's runs"
+        )
+    runs = plan(experiment, label, variants, args.seeds, common, tuning)
     names = [run.name for run in runs]
     if shard is not None:
         return run_shard(shard, runs, experiment, out, options)
@@ -364,6 +432,13 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
         rows, stopped = read_rows(out / RESULTS_CSV), 0
         done = {row["run"] for row in rows}
         failures = [f"{name}: no row in any shard" for name in names if name not in done]
+        problem = mixed_code(rows)
+        if rows and problem and not args.allow_mixed_code:
+            raise ValueError(
+                f"--merge: the runs do not come from one clean commit ({problem}), so the "
+                "table would not repeat from one commit; rerun them at one committed state, "
+                "or pass --allow-mixed-code to merge anyway (results.md will say so)"
+            )
     else:
         rows, failures, stopped = run_all(runs, experiment, out)
     if rows:
@@ -372,10 +447,16 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
         setup = f"{args.dataset}, {experiment.describe()}" + (" (--quick)" if args.quick else "")
         exact = shlex.join(["python", "recipes/compare.py", *args.argv])
         run_s = sum(float(r["wall_s"]) for r in rows)
-        origin = markdown_block(provenance(exact, time.monotonic() - start, run_s))
+        code = code_markdown(rows, args.allow_mixed_code)
+        origin = markdown_block(provenance(exact, time.monotonic() - start, run_s, code))
+        arms = list(dict.fromkeys((r["variant"], r["setting"]) for r in rows))
+        sections = [
+            *convergence_markdown(rows, budget_of(experiment, extra, args.quick)),
+            *tuning_markdown(read_tuning(out), arms),
+        ]
         md = markdown(
             args.experiment, experiment.summary, setup, command, rows, experiment.columns(),
-            outcomes_of_rows(out, rows), origin,
+            outcomes_of_rows(out, rows), "\n".join(sections) + "\n" + origin,
         )  # fmt: skip
         md = mark_incomplete(md, names, rows)
         atomic_write_text(out / RESULTS_MD, md)
@@ -385,6 +466,7 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
         pngs = write_plots(
             out, rows, experiment.scatter(), experiment.regions, experiment.placement, note
         )
+        pngs.append(save_figure(plot_learning_curves(out, rows), out / LEARNING_CURVES_PNG))
         if args.logger == "wandb" and not stopped:
             log_summary(out, label, args.project, rows, pngs)
         print(md)
@@ -410,6 +492,90 @@ def mark_incomplete(md: str, names: list[str], rows: list[Row]) -> str:
     if marker in md:
         return md.replace(marker, marker + note + "\n", 1)
     return note + "\n" + md
+
+
+def budget_of(experiment: Experiment, extra: list[str], quick: bool) -> str:
+    """The step budget in words, as the runs got it (--quick and options after '--' win)."""
+    options = [*experiment.train_args(), *(QUICK if quick else ()), *extra]
+    steps = [options[i + 1] for i, a in enumerate(options[:-1]) if a == "--trainer.max_steps"]
+    epochs = [options[i + 1] for i, a in enumerate(options[:-1]) if a == "--trainer.max_epochs"]
+    text = f"{steps[-1]} optimizer steps for every arm"
+    if epochs and epochs[-1] != "-1":
+        text += f", or {epochs[-1]} epochs if fewer (set after '--')"
+    return text
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write a figure as PNG and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def tune(
+    experiment: Experiment,
+    label: str,
+    variants: list[str],
+    common: list[str],
+    out: Path,
+    shard: Shard | None = None,
+) -> int:
+    """Train every arm once per grid point (seed 0, no test; with ``shard``, its slice only)
+    and record the choices by validation accuracy in ``tuning.json``, rebuilt after each run
+    from every finished tuning run, so shards share it; returns the exit code."""
+    if trained := read_rows(out / RESULTS_CSV):
+        raise ValueError(
+            f"--tune: {out} already holds {len(trained)} run(s) trained without this tuning; "
+            "tune first, in a fresh --out (or delete that folder to start over)"
+        )
+    arms = [(variant, setting) for setting in experiment.settings() for variant in variants]
+    grid = experiment.tuning_grid
+    found = trials(label, grid, arms)
+    runs_dir = out / TUNING_DIR / "runs"
+    settings = experiment.settings()
+    mine = select(found, shard) if shard is not None else found
+    failures = []
+    for i, trial in enumerate(mine, 1):
+        print(f"[{i}/{len(mine)}] tuning {trial.name}", flush=True)
+        args = (
+            *common, *settings[trial.setting], *trial.args(), "--runs_dir", str(runs_dir),
+            "--trainer.limit_test_batches", "0", "--variant", trial.variant,
+            "--seed_everything", str(TUNING_SEED), "--run_name", trial.name,
+        )  # fmt: skip
+        try:
+            train_or_reuse(args, trial.name, runs_dir)
+        except StoppedEarly:
+            print("tuning stopped; rerun the same command to resume it", file=sys.stderr)
+            return 130
+        except USER_ERRORS as err:
+            failures.append(f"{trial.name}: {err}")
+            print(f"error: {trial.name} failed: {err}", file=sys.stderr, flush=True)
+            continue
+        finally:
+            finish_wandb(failed=False)
+        records: dict[str, list[dict]] = {arm_of(v, s): [] for v, s in arms}
+        for other in found:  # every finished tuning run, this shard's or another's
+            if (done := finished_run(runs_dir, other.name)) is not None:
+                records[other.arm].append(trial_record(other, done))
+        document = tuning_document(grid, experiment.steps, records, len(found))
+        atomic_write_json(out / TUNING_JSON, document)
+    tuning = read_tuning(out)
+    print("\n".join(tuning_markdown(tuning, arms)))
+    print(f"choices in {out / TUNING_JSON}; the comparison's runs read them from there")
+    if failures:
+        print(f"{len(failures)} run(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+    return 1 if failures else 0
+
+
+def finished_run(runs_dir: Path, name: str) -> Path | None:
+    """The folder of a run whose training finished, if any."""
+    try:
+        run_dir = resolve_run_dir(runs_dir, name, resume=True)
+    except UsageError:
+        return None
+    return run_dir if (run_dir / TEST_METRICS).is_file() else None
 
 
 def run_shard(
@@ -597,11 +763,24 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         action="store_true",
         help="train nothing: fold the finished shards into results.csv, the table and plots",
     )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="train every arm once per point of the experiment's grid (seed 0) and record "
+        "the choice by validation accuracy in tuning.json, which the comparison then reads",
+    )
+    parser.add_argument(
+        "--allow-mixed-code",
+        action="store_true",
+        help="let --merge fold runs from different commits or a dirty tree (results.md says so)",
+    )
     args = parser.parse_args(ours)
     args.argv = list(argv)  # the exact command, for the provenance
     args.dataset = args.dataset or EXPERIMENTS[args.experiment].dataset
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: pass at least 1")
+    if args.tune and args.merge:
+        parser.error("--tune trains the tuning runs; --merge trains nothing: pass one of them")
     return args, extra
 
 

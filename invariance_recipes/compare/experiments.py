@@ -1,7 +1,8 @@
 """The comparison experiments: one table of named presets, and how one run of them is measured.
 
-Each experiment fixes the data, the training budget and the evaluation; ``compare.py`` trains
-every selected variant under it with the same seeds. Sizes are written for the embedded digits
+Each experiment fixes the data, the training budget (optimizer steps, the same for every arm),
+the tuning grid and the evaluation; ``compare.py`` trains the variants it lists, and no others
+unless asked, under it with the same seeds. Sizes are written for the embedded digits
 (16-px objects) and scale with the object side of the chosen dataset (CIFAR-10's 32-px images:
 every canvas, shift and offset doubles), so a GPU run of a preset asks the same question.
 """
@@ -12,27 +13,32 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from statistics import fmean
 from types import MappingProxyType
 
+import numpy as np
 import torch
 
 from invariance_recipes.compare.results import Row, curve_accuracy
 from invariance_recipes.datamodules import DATASETS, digits_m
 from invariance_recipes.datamodules.translation import DIGITS_OBJECT_SIZE
-from invariance_recipes.lightning_modules.callbacks import TESTED
 from invariance_recipes.lightning_modules.metrics.protocols import protocol_columns
 from invariance_recipes.lightning_modules.metrics.report import REPORTED_MODES
 from invariance_recipes.lightning_modules.shifts import CONSISTENCY_MAX_SHIFT
 from invariance_recipes.lightning_modules.variants import VARIANTS
-from invariance_recipes.measure.evaluation import MAX_SHIFTS, evaluate_model
+from invariance_recipes.measure.evaluation import MAX_SHIFTS, consistency_key
+from invariance_recipes.measure.outcomes import measure_run
 from invariance_recipes.measure.receptive_fields import RF_COLUMN, field_columns
-from invariance_recipes.run.checkpoints import load_checkpoint
 
 REFERENCE_OBJECT = DIGITS_OBJECT_SIZE  # the object side the presets are written for
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
+#: The dataset of every published comparison: this one line moves all four experiments (to
+#: ``syndigits`` once it is registered). ``None``: each keeps the dataset named in its entry.
+COMPARISON_DATASET: str | None = None
+#: The tuning grid every arm of every experiment gets (``compare.py --tune``): the model
+#: option and its values. Batch size is not in it: it stays the same for every arm.
+TUNING_GRID: Mapping[str, tuple[float, ...]] = MappingProxyType({"lr": (1e-3, 3e-3, 1e-2)})
 # --quick: a smoke test of the whole pipeline in a few minutes, not numbers to report.
-QUICK = ("--trainer.max_epochs", "2", "--data.max_samples", "300", "--data.batch_size", "50")
+QUICK = ("--trainer.max_steps", "6", "--data.max_samples", "300", "--data.batch_size", "50")
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,9 @@ class Experiment:
     Args:
         name: the ``--experiment`` name; also the W&B group and the results folder.
         summary: the question it answers, with its reference.
-        variants: the variants compared by default.
+        variants: the variants compared by default, listed by name: the arms the experiment's
+            claims need plus the baseline. A variant added to the registry joins no
+            experiment until it is listed here.
         excluded: variants that cannot take part, with the reason (shown on request).
         dataset: the dataset ``compare.py`` uses unless ``--dataset`` says otherwise.
         canvas: canvas side; the object sits on it at ``placement``.
@@ -51,7 +59,11 @@ class Experiment:
         placement: where training (and own-test) objects sit.
         policy: translation augmentation of every variant; ``None`` keeps each variant's own.
         train_shifts: the augmentation ranges swept (``--data.max_shift``); empty: no sweep.
-        epochs: training epochs (the CPU budget on the digits).
+        steps: the step budget, in optimizer steps, of every arm (``--trainer.max_steps``): the
+            largest any arm needs to plateau. Training never stops below it to save time; cut
+            arms, image or dataset size instead.
+        batch_size: the batch of every arm (so the same steps see the same images).
+        tuning_grid: model options and the values ``--tune`` tries for every arm.
         max_shifts: max offsets of the consistency pairs reported.
         modes: shift modes of the consistency reported.
         curve_max_shift: the accuracy-vs-offset curve sweeps the diagonal up to this offset.
@@ -68,13 +80,15 @@ class Experiment:
     summary: str
     variants: tuple[str, ...]
     excluded: Mapping[str, str] = field(default_factory=dict)
-    dataset: str = "digits"
+    dataset: str = COMPARISON_DATASET or "digits"
     canvas: int = 32
     view_size: int | None = None
     placement: str = "center"
     policy: str | None = None
     train_shifts: tuple[int, ...] = ()
-    epochs: int = 10
+    steps: int = 600
+    batch_size: int = 128
+    tuning_grid: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: TUNING_GRID)
     max_shifts: tuple[int, ...] = MAX_SHIFTS
     modes: tuple[str, ...] = REPORTED_MODES
     curve_max_shift: int = 8
@@ -111,7 +125,7 @@ class Experiment:
         view = f" seen through its centre {self.view_size}-px view" if self.view_size else ""
         return (
             f"objects placed {self.placement} on a {self.canvas}-px canvas{view}, "
-            f"{augmentation}, {self.epochs} epochs"
+            f"{augmentation}, {self.steps} optimizer steps of {self.batch_size} images for every arm"
         )
 
     def settings(self) -> dict[str, list[str]]:
@@ -127,7 +141,8 @@ class Experiment:
         args = [
             "--data.canvas_size", str(self.canvas),
             "--data.placement", self.placement,
-            "--trainer.max_epochs", str(self.epochs),
+            "--trainer.max_steps", str(self.steps), "--trainer.max_epochs", "-1",
+            "--data.batch_size", str(self.batch_size),
             "--model.curve_max_shift", str(self.curve_max_shift),
             "--model.consistency_max_shift", str(self.consistency_max_shift),
         ]  # fmt: skip
@@ -142,7 +157,7 @@ class Experiment:
         if self.regions:
             fields = [RF_COLUMN] if self.networks else []
             return [*fields, *(f"acc@{r}" for r in self.regions), "acc@unseen", "unseen_drop"]
-        consistency = [f"consistency_{m}@{s}" for m in self.modes for s in self.max_shifts]
+        consistency = [consistency_key(m, s) for m in self.modes for s in self.max_shifts]
         ranges = ["acc_in_range", "acc_beyond_range"] if self.train_shifts else []
         return ["acc", *ranges, "flip_rate", *consistency, *self.protocol_columns()]
 
@@ -164,7 +179,7 @@ class Experiment:
     def scatter(self) -> tuple[str, str]:
         """(x, y) columns of the accuracy-vs-consistency plot."""
         return (
-            f"consistency_zero@{self.consistency_max_shift}",
+            consistency_key("zero", self.consistency_max_shift),
             "acc@unseen" if self.regions else "acc",
         )
 
@@ -202,9 +217,6 @@ _ONE_QUADRANT: dict = {
     "canvas": 48,
     "placement": "top-left",
     "policy": "none",
-    # 5 epochs, not 8, so that every arm of the comparisons and the receptive-field sweep,
-    # 3 seeds each, fit in about 2 hours of a 2-core CPU
-    "epochs": 5,
     "max_shifts": (4,),
     "modes": ("zero",),
     "regions": QUADRANTS,
@@ -217,9 +229,18 @@ _EXPERIMENTS = (
         "accuracy and consistency under small shifts by the protocols of Zhang (ICML 2019), "
         "Chaman & Dokmanic (CVPR 2021), Michaeli et al. (CVPR 2023) and Azulay & Weiss (JMLR "
         "2019)",
-        variants=tuple(v for v in VARIANTS if v != "pyramid-pooling"),
+        # the anti-aliasing, APS, LPS and AFC claims' arms, plus global pooling, which the
+        # circular variants build on
+        variants=(
+            "baseline",
+            "global-pooling",
+            "blurpool",
+            "aps-circular",
+            "lps-circular",
+            "alias-free",
+        ),
         excluded={"pyramid-pooling": "it is a control of the receptive-field experiment"},
-        dataset="digits-m",
+        dataset=COMPARISON_DATASET or "digits-m",
         canvas=48,
         view_size=32,  # Zhang's crops: a 32-px view moves by up to 8 px over real content
         max_shifts=(2, 4, 8),
@@ -229,30 +250,21 @@ _EXPERIMENTS = (
         name="unseen-position",
         summary="objects only in the top-left quadrant and no augmentation, tested in every "
         "quadrant: does the network recognise them where it never saw them?",
-        variants=(
-            "baseline",
-            "global-pooling",
-            "fc-head",
-            "blurpool",
-            "aps",
-            "aps-circular",
-            "alias-free",
-        ),
+        variants=("baseline", "global-pooling", "fc-head"),  # the pooling claim's arms
         **_ONE_QUADRANT,
     ),
     Experiment(
         name="augmentation-sweep",
         summary="translation augmentation of increasing range, tested inside and beyond the "
         "trained range (Azulay & Weiss, JMLR 2019)",
-        variants=("baseline", "global-pooling", "blurpool"),
+        variants=("baseline", "global-pooling"),  # the augmentation claim's arms
         excluded={
             "aug-heavy": "the sweep sets the augmentation range itself, which leaves aug-heavy "
             "identical to baseline"
         },
         canvas=48,
-        epochs=6,  # for the 2-hour budget of all comparisons, as the one-quadrant ones
         policy="heavy",  # every image shifted (zero fill), by up to the swept --data.max_shift
-        train_shifts=(0, 4, 8),  # 2 px as well took more than the CPU budget left
+        train_shifts=(0, 4),  # the claim compares 4 px with none; 8 px cut for the budget
         max_shifts=(2, 4, 8, 12),
         modes=("zero",),
         curve_max_shift=16,
@@ -262,8 +274,9 @@ _EXPERIMENTS = (
         name="receptive-field",
         summary="objects only in the top-left quadrant, small CNNs whose last receptive field "
         "grows from a fifth of the canvas to beyond it: does a field covering the image "
-        "rescue the flatten head on unseen positions? (GAP and SPP heads as controls)",
-        variants=("baseline", "global-pooling", "pyramid-pooling"),
+        "rescue the flatten head on unseen positions? (GAP and SPP heads as controls with "
+        "--variants)",
+        variants=("baseline",),  # the claim reads the flatten head at every field size
         **_ONE_QUADRANT,
         networks=RECEPTIVE_FIELD_NETWORKS,
     ),
@@ -284,52 +297,26 @@ def get_experiment(name: str, dataset: str | None = None) -> Experiment:
     if native is None:
         choices = ", ".join(d for d, info in DATASETS.items() if info.native_size)
         raise ValueError(f"--dataset {dataset}: presets need a known image size; choose {choices}")
+    preset = replace(EXPERIMENTS[name], dataset=dataset)
     if dataset == "digits-m":  # 16-px digits on a photo canvas the presets' canvases cannot cut
-        scaled = EXPERIMENTS[name].scaled(digits_m.DIGIT_SIZE)
+        scaled = preset.scaled(digits_m.DIGIT_SIZE)
         return replace(scaled, canvas=max(scaled.canvas, native))
     object_size = DIGITS_OBJECT_SIZE if dataset == "digits" else native
-    return EXPERIMENTS[name].scaled(object_size)
+    return preset.scaled(object_size)
 
 
-def best_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint the training run tested (its best), as its test recorded in ``TESTED``."""
-    record = run_dir / TESTED
-    if not record.is_file():
-        raise FileNotFoundError(f"{run_dir} has no {TESTED} (written by its test): train it again")
-    return run_dir / json.loads(record.read_text())["checkpoint"]
-
-
-def measure(experiment: Experiment, run_dir: Path) -> dict[str, float]:
-    """The experiment's metrics of a trained run, measured on the checkpoint its test used.
-
-    The checkpoint is loaded once; the radii and modes share one pass over the test set, and
-    each region one more. The accuracy-vs-offset curve is already in the run's test metrics, so
-    the evaluations here ask for the smallest sweep.
-    """
-    model, data_hparams = load_checkpoint(best_checkpoint(run_dir))
+def measure(
+    experiment: Experiment, run_dir: Path
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The experiment's columns of a trained run and the per-image outcomes they are the means
+    of, from one load of the checkpoint its test used (:func:`measure_run`); with networks, the
+    receptive field of the network measured."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    with torch.inference_mode():
-        report = evaluate_model(
-            model, data_hparams, max_shifts=experiment.max_shifts, modes=experiment.modes,
-            curve_max_shift=1, device=device,
-        )  # fmt: skip
-        regions = {
-            region: evaluate_model(
-                model, data_hparams, max_shifts=(1,), modes=("zero",), curve_max_shift=1,
-                test_placement=region, device=device,
-            )["acc"]
-            for region in experiment.regions
-        }  # fmt: skip
-    row = {key: report[key] for key in ("acc", "flip_rate", "mac")}
-    row |= {
-        f"consistency_{mode}@{shift}": value
-        for shift, by_mode in report["consistency"].items()
-        for mode, value in by_mode.items()
-    }
-    if regions:
-        unseen = fmean(acc for region, acc in regions.items() if region != experiment.placement)
-        row |= {f"acc@{region}": acc for region, acc in regions.items()}
-        row |= {"acc@unseen": unseen, "unseen_drop": regions[experiment.placement] - unseen}
+    measured = measure_run(
+        run_dir, max_shifts=experiment.max_shifts, modes=experiment.modes,
+        regions=experiment.regions, seen=experiment.placement, device=device,
+    )  # fmt: skip
+    columns = dict(measured.columns)
     if experiment.networks:
-        row |= field_columns(model)
-    return row
+        columns |= field_columns(measured.model)
+    return columns, measured.outcomes

@@ -44,7 +44,8 @@ SCATTER_PNG = "accuracy_vs_consistency.png"
 REGIONS_PNG = "accuracy_per_region.png"
 RF_PLOT_PNG = "unseen_accuracy_vs_receptive_field.png"
 KEYS = ("experiment", "variant", "setting", "seed", "run", "outcomes", "wall_s")
-TEXT = ("experiment", "variant", "setting", "run", "outcomes")
+# untrained_reason: why a run did not train (compare/convergence.py); commit: the code it started from
+TEXT = ("experiment", "variant", "setting", "run", "outcomes", "untrained_reason", "commit")
 REFERENCE = "baseline"  # the variant every other one is compared with
 README_BLOCK = ("<!-- readme -->", "<!-- /readme -->")  # what the README copies from results.md
 # What a reader needs to read each kind of column, keyed by a column-name prefix.
@@ -237,7 +238,7 @@ def markdown(
     and the provenance.
 
     Args:
-        outcomes: per-image outcomes by run name (``invariance_recipes.compare.outcomes``); without
+        outcomes: per-image outcomes by run name (``invariance_recipes.measure.outcomes``); without
             them the intervals count seeds only and the paired tests are left out, with a note.
         provenance: the provenance section (``invariance_recipes.compare.provenance``).
     """

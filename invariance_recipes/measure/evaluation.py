@@ -14,14 +14,17 @@ training does. The model, the data and every measure go through one pass over th
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor
 
 from invariance_recipes.datamodules import TranslationDataModule
 from invariance_recipes.lightning_modules.callbacks import write_curve
@@ -48,7 +51,21 @@ def evaluate_checkpoint(ckpt: Path, **options: Any) -> dict[str, Any]:
     return {"checkpoint": str(ckpt), **evaluate_model(model, data_hparams, **options)}
 
 
+def consistency_key(mode: str, max_shift: int) -> str:
+    """The one name of a consistency measurement: ``consistency_zero@4`` is the zero-fill
+    consistency of two shifts of up to 4 px, as column, outcome and logged key."""
+    return f"consistency_{mode}@{max_shift}"
+
+
 def evaluate_model(
+    model: InvarianceClassifier, data_hparams: dict[str, Any], **options: Any
+) -> dict[str, Any]:
+    """The full shift report of a loaded model on the test split its data options give;
+    ``options`` are :func:`evaluation_pass`'s."""
+    return evaluation_pass(model, data_hparams, **options)[0]
+
+
+def evaluation_pass(
     model: InvarianceClassifier,
     data_hparams: dict[str, Any],
     *,
@@ -59,11 +76,16 @@ def evaluate_model(
     protocols: Sequence[str] = (),
     batch_size: int = 256,
     device: str | torch.device = "cpu",
-) -> dict[str, Any]:
-    """The full shift report of a loaded model on the test split its data options give.
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One pass over the test set: the shift report, and the per-image outcomes behind it.
 
-    One pass over the test set updates a `ShiftReport` per radius (the curve, accuracy, flip rate
-    and MAC come from the first) and one `ProtocolReport` with every named protocol.
+    A `ShiftReport` per radius (the curve, accuracy, flip rate and MAC come from the first)
+    and one `ProtocolReport` with every named protocol see each batch once. The outcomes are
+    what the reports counted, image by image (ShiftReport's own keyed offsets): ``label``,
+    ``prediction``, ``acc``, ``flip_rate`` and one :func:`consistency_key` per mode and radius,
+    with ``index`` (position in the test split) and ``images_sha256`` (a fingerprint of the
+    images the network saw, so two runs' outcomes can be checked to pair). Without
+    ``max_shifts`` only the clean predictions are taken.
     """
     model.to(device)
     overrides: dict[str, Any] = {"batch_size": batch_size, "num_workers": 0}
@@ -81,30 +103,45 @@ def evaluate_model(
         for i, max_shift in enumerate(max_shifts)
     }  # fmt: skip
     named = ProtocolReport(protocols, view_size=data.image_size, fill=data.fill_value).to(device)
-    predicted = torch.zeros(model.hparams.num_classes, dtype=torch.long)
+    parts: dict[str, list[Tensor]] = {}
+    digest = hashlib.sha256()
     with evaluating(model):
         for canvas, labels in data.test_dataloader():
             canvas, labels = canvas.to(device), labels.to(device)
             x = named.view(canvas)
+            digest.update(x.detach().cpu().numpy().tobytes())
             logits = model(x)
-            predicted += torch.bincount(logits.argmax(dim=1), minlength=len(predicted)).cpu()
-            for report in reports.values():
-                report.update(model, x, labels, logits=logits)
+            batch = {"label": labels, "prediction": logits.argmax(dim=1)}
+            batch["acc"] = batch["prediction"] == labels
+            for i, (max_shift, report) in enumerate(reports.items()):
+                measured = report.update(model, x, labels, logits=logits)
+                if i == 0:
+                    batch["flip_rate"] = measured["flip_rate"]
+                for mode in modes:
+                    batch[consistency_key(mode, max_shift)] = measured[f"consistency_{mode}"]
             named.update(model, canvas, labels, logits=logits)
-    values = {max_shift: report.compute() for max_shift, report in reports.items()}
-    first = values[max_shifts[0]]
-    result: dict[str, Any] = {}
-    result |= {key: float(first[key]) for key in ("acc", "flip_rate", "mac")}
-    result["predicted_counts"] = predicted.tolist()  # how often each class was predicted
-    result["consistency"] = {
-        s: {m: float(v[f"consistency_{m}"]) for m in modes} for s, v in values.items()
-    }
-    result["curve"] = [
-        (dy, dx, a)
-        for (dy, dx), a in zip(sweep.tolist(), first["acc_vs_shift"].tolist(), strict=True)
-    ]
+            for key, value in batch.items():
+                parts.setdefault(key, []).append(value.cpu())
+    outcomes = {key: torch.cat(values).numpy() for key, values in parts.items()}
+    outcomes["index"] = np.arange(len(outcomes["label"]))
+    outcomes["images_sha256"] = np.array(digest.hexdigest())
+    result: dict[str, Any] = {"acc": float(outcomes["acc"].mean())}
+    if reports:
+        values = {max_shift: report.compute() for max_shift, report in reports.items()}
+        first = values[max_shifts[0]]
+        result |= {key: float(first[key]) for key in ("acc", "flip_rate", "mac")}
+        result["consistency"] = {
+            s: {m: float(v[f"consistency_{m}"]) for m in modes} for s, v in values.items()
+        }
+        result["curve"] = [
+            (dy, dx, a)
+            for (dy, dx), a in zip(sweep.tolist(), first["acc_vs_shift"].tolist(), strict=True)
+        ]
+    # how often each class was predicted: what the collapse rule reads
+    counts = np.bincount(outcomes["prediction"], minlength=model.hparams.num_classes)
+    result["predicted_counts"] = counts.tolist()
     result["protocols"] = protocol_results(named) if protocols else {}
-    return result
+    return result, outcomes
 
 
 def protocol_results(report: ProtocolReport) -> dict[str, dict[str, Any]]:
@@ -192,7 +229,7 @@ def log_report(report: dict[str, Any], args: argparse.Namespace, out: Path) -> N
     if not logger:
         return
     scalars = {
-        f"eval/consistency_{mode}@{shift}": value
+        f"eval/{consistency_key(mode, shift)}": value
         for shift, by_mode in report["consistency"].items()
         for mode, value in by_mode.items()
     }

@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 
-from invariance_recipes.compare.outcomes import outcomes_of_rows
 from invariance_recipes.compare.provenance import markdown_block, provenance
 from invariance_recipes.compare.results import (
     README_BLOCK,
@@ -58,6 +57,7 @@ from invariance_recipes.compare.statistics import (
     outcome_matrix,
     wilson_interval,
 )
+from invariance_recipes.measure.outcomes import outcomes_of_rows
 
 FINDINGS_DIR = "findings"  # docs/results/findings/results.md
 COMMIT = re.compile(r"^- commit: (\S+)(.*)$", re.MULTILINE)

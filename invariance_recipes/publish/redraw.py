@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from invariance_recipes.compare.experiments import get_experiment
-from invariance_recipes.compare.outcomes import outcomes_of_rows
 from invariance_recipes.compare.provenance import commit
 from invariance_recipes.compare.results import RESULTS_CSV, RESULTS_MD, markdown, read_rows
+from invariance_recipes.measure.outcomes import outcomes_of_rows
 
 OPTIONS_JSON = "comparison.json"  # the comparison's options, written by compare.py
 SETUP = re.compile(r"^Setup: (?P<setup>.*)\. Command: `(?P<command>.*)`$", re.MULTILINE)

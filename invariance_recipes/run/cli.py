@@ -26,7 +26,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from invariance_recipes.datamodules import TranslationDataModule
 from invariance_recipes.lightning_modules import InvarianceClassifier
-from invariance_recipes.lightning_modules.callbacks import ShiftReportLogger
+from invariance_recipes.lightning_modules.callbacks import LearningCurve, ShiftReportLogger
 from invariance_recipes.lightning_modules.variants import VARIANTS, describe_variants, get_variant
 from invariance_recipes.run.artifacts import LOG_MODEL
 from invariance_recipes.run.checkpoints import (
@@ -189,6 +189,7 @@ class TrainCLI(LightningCLI):
                     ckpt_dir, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False
                 ),
                 ShiftReportLogger(self.run_dir),
+                LearningCurve(self.run_dir),
                 DivergenceGuard(),
                 self.collapse_check,
                 self.graceful_stop,

@@ -116,10 +116,15 @@ class ShiftReport(nn.Module):
         x: Tensor,
         y: Tensor,
         logits: Tensor | None = None,
-    ) -> None:
+    ) -> dict[str, Tensor]:
         """Measure one batch: images x [B, C, H, W], labels y [B], optional clean logits [B, C].
 
         Reads nothing back from the device, so it does not stall an accelerator.
+
+        Returns:
+            The per-image outcomes behind the proportions, booleans [B] on the device:
+            "acc", "consistency_<mode>" (the two copies agree) and "flip_rate" (the one-pixel
+            step changes the prediction), so paired tests see exactly what the metrics counted.
         """
         if x.ndim != 4 or y.shape != x.shape[:1]:
             raise ValueError(
@@ -129,7 +134,7 @@ class ShiftReport(nn.Module):
         check_max_shift(self.max_shift, (x.shape[-2], x.shape[-1]))
         batch = len(x)
         if batch == 0:
-            return
+            return {}
         logits = model(x) if logits is None else logits
         pairs, steps = self.draw_offsets(x)
         copies = [translate(x.repeat(2, 1, 1, 1), pairs[m], m, self.fill) for m in self.modes]
@@ -139,7 +144,12 @@ class ShiftReport(nn.Module):
             self.metrics[f"consistency_{mode}"].update(outputs[2 * i], outputs[2 * i + 1])
         self.metrics["flip_rate"].update(logits, outputs[-1])
         self.metrics["mac"].update(logits, outputs[-1])
-        self.metrics["acc"].update((logits.argmax(dim=1) == y).float())
+        clean = logits.argmax(dim=1)
+        self.metrics["acc"].update((clean == y).float())
+        outcomes = {"acc": clean == y, "flip_rate": outputs[-1].argmax(dim=1) != clean}
+        for i, mode in enumerate(self.modes):
+            agree = outputs[2 * i].argmax(dim=1) == outputs[2 * i + 1].argmax(dim=1)
+            outcomes[f"consistency_{mode}"] = agree
 
         sweep = self.curve.offsets
         swept = translate(
@@ -149,6 +159,7 @@ class ShiftReport(nn.Module):
             self.fill,
         )
         self.curve.update(model(swept).unflatten(0, (len(sweep), batch)), y)
+        return outcomes
 
     def compute(self) -> dict[str, Tensor]:
         """The scalar metrics by name, and "acc_vs_shift": accuracy per sweep offset [K]."""

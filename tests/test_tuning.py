@@ -1,0 +1,200 @@
+"""Tuning on validation only, and the runs' code: the grid and the choice by hand, a real
+``--tune`` whose choice the comparison's runs then train with, and a merge that refuses runs
+from mixed or uncommitted code unless told otherwise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from invariance_recipes.lightning_modules.callbacks import CURVE_CSV, TESTED, read_curve
+
+from invariance_recipes.compare.comparison import (
+    STARTING_DIR,
+    common_args,
+    compare_command,
+    parse_args,
+    plan,
+    train_or_reuse,
+)
+from invariance_recipes.compare.experiments import EXPERIMENTS, get_experiment
+from invariance_recipes.compare.provenance import (
+    STARTED_JSON,
+    code_markdown,
+    mixed_code,
+    record_start,
+)
+from invariance_recipes.compare.results import write_rows
+from invariance_recipes.compare.sharding import Shard, write_manifest
+from invariance_recipes.compare.tuning import (
+    TUNING_JSON,
+    choose,
+    grid_points,
+    trials,
+    tuned_args,
+    tuning_document,
+    tuning_markdown,
+)
+
+
+def test_every_experiment_tunes_the_same_learning_rates_and_no_batch_size() -> None:
+    for experiment in EXPERIMENTS.values():
+        assert set(experiment.tuning_grid) == {"lr"}
+        assert {1e-3, 3e-3, 1e-2} <= set(experiment.tuning_grid["lr"])
+    # the grid is every combination, in order
+    assert grid_points({"lr": (1, 2), "weight_decay": (0, 5)}) == [
+        {"lr": 1, "weight_decay": 0}, {"lr": 1, "weight_decay": 5},
+        {"lr": 2, "weight_decay": 0}, {"lr": 2, "weight_decay": 5},
+    ]  # fmt: skip
+
+
+def test_the_choice_is_the_best_validation_accuracy_and_reaches_the_runs() -> None:
+    grid = {"lr": (0.001, 0.003, 0.01)}
+    found = trials("x", grid, [("baseline", "default"), ("baseline", "shift4")])
+    assert [t.name for t in found[:3]] == ["x-tune-baseline-lr0.001", "x-tune-baseline-lr0.003",
+                                           "x-tune-baseline-lr0.01"]  # fmt: skip
+    assert found[3].arm == "baseline/shift4" and found[3].name == "x-tune-baseline-shift4-lr0.001"
+    scores = {0.001: 0.80, 0.003: 0.91, 0.01: 0.91}  # a tie goes to the first in grid order
+    records = [
+        {"values": {"lr": lr}, "best_val_acc": acc, "plateaued": lr != 0.003}
+        for lr, acc in scores.items()
+    ]
+    assert choose(records) == {"lr": 0.003}
+    assert choose([{"values": {"lr": 0.1}, "best_val_acc": None}]) is None
+    document = json.loads(json.dumps(tuning_document(grid, 600, {"baseline": records}, 3)))
+    assert document["complete"] and document["finished"] == 3
+    assert tuned_args(document, "baseline", "default") == ["--model.lr", "0.003"]
+    assert tuned_args(document, "blurpool", "default") == []  # not tuned: defaults
+    assert tuned_args(None, "baseline", "default") == []
+    table = "\n".join(tuning_markdown(document, [("baseline", "default"), ("aps", "default")]))
+    assert (
+        "| baseline | 80.0 | **91.0** | 91.0 | lr 0.003 (not plateaued in 600 steps: raise the "
+        "budget) |" in table
+    )
+    assert "| aps | n/a | n/a | n/a | not tuned |" in table
+    assert "600 steps" in table
+
+    args, _ = parse_args(["--experiment", "small-shift", "--logger", "none"])
+    experiment = get_experiment("small-shift")
+    common = common_args(args, experiment, ["--model.lr", "0.5"], Path("out"))
+    runs = plan(experiment, "x", ["baseline", "blurpool"], 1, common, document)
+    base, blur = runs
+    assert base.args[:2] == ("--model.lr", "0.003")
+    assert "--model.lr" not in blur.args[:2]
+    # an option after '--' still wins: it comes later
+    assert base.args.index("0.5") > base.args.index("0.003")
+
+
+def test_runs_code_is_recorded_once_and_mixed_code_is_named(tmp_path: Path) -> None:
+    first = {"commit": "a" * 40, "dirty": False}
+    assert record_start(tmp_path, first) == first
+    # a resume at another commit keeps the commit the run started from
+    assert record_start(tmp_path, {"commit": "b" * 40, "dirty": True}) == first
+    assert json.loads((tmp_path / STARTED_JSON).read_text()) == first
+
+    clean = [{"run": f"r{i}", "commit": "a" * 40, "dirty": 0.0} for i in range(3)]
+    assert mixed_code(clean) is None
+    assert code_markdown(clean, False) == f"all 3 runs started from commit {'a' * 40}, clean"
+    mixed = [*clean, {"run": "r3", "commit": "b" * 40, "dirty": 1.0}]
+    assert mixed_code(mixed) == (
+        "runs from 2 commits (aaaaaaaaaaaa, bbbbbbbbbbbb); 1 run(s) from a dirty tree or "
+        "unknown code (r3, ...)"
+    )
+    assert code_markdown(mixed, True).startswith("NOT ONE CLEAN COMMIT (merged with --allow-")
+
+
+def test_merge_refuses_runs_from_mixed_code_unless_allowed(tmp_path: Path, capsys) -> None:
+    """A finished shard whose runs started from two commits, one dirty."""
+    out = tmp_path / "out"
+    argv = ["--experiment", "unseen-position", "--quick", "--variants", "baseline",
+            "--seeds", "2", "--logger", "none", "--out", str(out)]  # fmt: skip
+    args, _ = parse_args(argv)
+    experiment = get_experiment(args.experiment, args.dataset)
+    runs = plan(experiment, "unseen-position-quick", ["baseline"], 2, [])
+    options = {"experiment": args.experiment, "dataset": args.dataset, "backbone": args.backbone,
+               "quick": True, "training_options": []}  # fmt: skip
+    rows = [
+        {"experiment": experiment.name, "variant": "baseline", "setting": "default",
+         "seed": seed, "run": run.name, "wall_s": 1.0, "commit": commit, "dirty": dirty,
+         "consistency_zero@4": 0.5, "acc": 0.9, "acc@unseen": 0.3, "unseen_drop": 0.6,
+         **{f"acc@{q}": 0.5 for q in experiment.regions}}
+        for (seed, run), commit, dirty in zip(enumerate(runs), ("a" * 40, "b" * 40), (0.0, 1.0), strict=True)
+    ]  # fmt: skip
+    shard = Shard(0, 1)
+    (out / "shards").mkdir(parents=True)
+    write_rows(shard.csv(out), rows)
+    write_manifest(out, shard, options, [run.name for run in runs])
+    assert compare_command([*argv, "--merge"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --merge: the runs do not come from one clean commit (runs from")
+    assert "--allow-mixed-code" in err and err.count("\n") == 1
+    assert compare_command([*argv, "--merge", "--allow-mixed-code"]) == 0
+    md = (out / "results.md").read_text()
+    assert "- runs' code: NOT ONE CLEAN COMMIT (merged with --allow-mixed-code): runs from 2" in md
+
+
+@pytest.mark.slow
+def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "results"
+    argv = ["--experiment", "small-shift", "--dataset", "digits", "--quick", "--variants",
+            "baseline", "--logger", "none", "--out", str(out), "--", "--data.max_samples", "60"]  # fmt: skip
+    assert compare_command([*argv[:-3], "--tune", *argv[-3:]]) == 0
+    tuning = json.loads((out / TUNING_JSON).read_text())
+    assert tuning["grid"] == {"lr": [0.001, 0.003, 0.01]} and tuning["seed"] == 0
+    assert tuning["complete"] and tuning["trials"] == 3
+    (arm,) = tuning["arms"].values()
+    best = {}
+    for record in arm["trials"]:
+        run_dir = out / "tuning" / "runs" / record["run"]
+        curve = read_curve(run_dir / CURVE_CSV)
+        assert record["best_val_acc"] == max(r["val_acc"] for r in curve)  # validation only
+        assert not (run_dir / TESTED).exists()  # the tuning runs never test
+        best[record["values"]["lr"]] = record["best_val_acc"]
+    assert arm["choice"] == {"lr": max(best, key=lambda lr: (best[lr], -lr))}
+    assert [r["values"]["lr"] for r in arm["trials"]] == [0.001, 0.003, 0.01]
+
+    assert compare_command(argv) == 0
+    run_dir = out / "runs" / "small-shift-digits-quick-baseline-seed0"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["model"]["lr"] == arm["choice"]["lr"]
+    md = (out / "results.md").read_text()
+    assert f"| lr {arm['choice']['lr']:g} |" in md
+    # tuning after runs exist would mix untuned runs with tuned ones
+    assert compare_command([*argv[:-3], "--tune", *argv[-3:]]) == 2
+
+
+def test_an_unfinished_tuning_stops_the_comparison(tmp_path: Path, capsys) -> None:
+    """One shard of --tune has finished, the other not: no run may train with half the choices."""
+    out = tmp_path / "out"
+    argv = ["--experiment", "small-shift", "--dataset", "digits", "--quick", "--logger",
+            "none", "--out", str(out)]  # fmt: skip
+    out.mkdir()
+    partial = tuning_document({"lr": (0.001, 0.003)}, 6, {"baseline": []}, 2)
+    (out / TUNING_JSON).write_text(json.dumps(partial))
+    assert compare_command(argv) == 2
+    err = capsys.readouterr().err
+    assert "0 of 2 tuning runs have finished; finish --tune (every shard)" in err
+    assert not (out / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_commit_it_started_from(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    args = ("--data.dataset", "digits", "--data.max_samples", "40", "--data.batch_size", "20",
+            "--trainer.max_steps", "2", "--logger", "none", "--model.protocols", "[]",
+            "--runs_dir", str(runs_dir), "--run_name", "r")  # fmt: skip
+    run_dir, _ = train_or_reuse(args, "r", runs_dir)
+    started = json.loads((run_dir / STARTED_JSON).read_text())
+    assert started == json.loads((runs_dir / STARTING_DIR / "r.json").read_text())
+    # as if it had crashed after its first epoch, started at another commit
+    (run_dir / STARTED_JSON).unlink()
+    (run_dir / "test_metrics.json").unlink()
+    first = {"commit": "c" * 40, "dirty": False}
+    (runs_dir / STARTING_DIR / "r.json").write_text(json.dumps(first))
+    resumed, _ = train_or_reuse((*args, "--trainer.max_steps", "4"), "r", runs_dir)
+    assert resumed == run_dir  # resumed, not started again
+    assert json.loads((run_dir / STARTED_JSON).read_text()) == first
