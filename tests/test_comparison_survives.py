@@ -42,7 +42,7 @@ def test_damaged_shard_csv_fails_the_merge_in_one_line(tmp_path: Path, capsys) -
     out = tmp_path / "out"
     options = {
         "experiment": "small-shift", "dataset": EXPERIMENTS["small-shift"].dataset,
-        "backbone": "small-cnn", "quick": True, "training_options": [],
+        "backbone": "small-cnn", "quick": True, "training_options": [], "protocols": None,
     }  # fmt: skip
     (out / "shards").mkdir(parents=True)
     (out / "shards/shard-0-of-1.json").write_text(

@@ -19,15 +19,10 @@ def test_readme_tables_equal_the_results_files(capsys) -> None:
     assert readme_tables_command(argv) == 0, capsys.readouterr().err
 
 
-@pytest.fixture
-def copy(tmp_path: Path) -> tuple[Path, Path]:
-    shutil.copytree(ROOT / "docs/results", tmp_path / "results")
-    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
-    return tmp_path / "README.md", tmp_path / "results"
-
-
-def test_a_changed_results_file_makes_the_check_fail_and_the_rewrite_follows(copy, capsys) -> None:
-    readme, results = copy
+def test_a_changed_results_file_makes_the_check_fail_and_the_rewrite_follows(
+    readme_and_results, capsys
+) -> None:
+    readme, results = readme_and_results
     md = results / "unseen-position/results.md"
     text = md.read_text()
     row = next(line for line in text.splitlines() if line.startswith("| baseline | "))
@@ -44,8 +39,8 @@ def test_a_changed_results_file_makes_the_check_fail_and_the_rewrite_follows(cop
     assert readme_tables_command(["--check", *argv]) == 0
 
 
-def test_a_block_without_results_file_is_a_usage_error(copy, capsys) -> None:
-    readme, results = copy
+def test_a_block_without_results_file_is_a_usage_error(readme_and_results, capsys) -> None:
+    readme, results = readme_and_results
     shutil.rmtree(results / "small-shift")
     assert (
         readme_tables_command(["--check", "--readme", str(readme), "--results", str(results)]) == 2
@@ -67,13 +62,13 @@ def test_the_readme_part_of_a_new_results_file_is_its_marked_block() -> None:
     assert "Setup:" not in part
 
 
-def test_registry_blocks_follow_the_registries(copy, capsys) -> None:
+def test_registry_blocks_follow_the_registries(readme_and_results, capsys) -> None:
     """Every variant and network choice reaches the README through its registry block, and a
     hand edit of a generated row makes the check fail."""
     from invariance_recipes.lightning_modules.nets import DOWNSAMPLERS, HEADS
     from invariance_recipes.lightning_modules.variants import VARIANTS, preset_flags
 
-    readme, results = copy
+    readme, results = readme_and_results
     text = readme.read_text()
     for variant in VARIANTS.values():
         if variant.defaults():
@@ -92,9 +87,9 @@ def test_registry_blocks_follow_the_registries(copy, capsys) -> None:
 
 @pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n\x00\xff\xfe\x00"])
 def test_an_empty_or_binary_results_file_is_refused_and_the_readme_kept(
-    content: bytes, copy, capsys
+    content: bytes, readme_and_results, capsys
 ) -> None:
-    readme, results = copy
+    readme, results = readme_and_results
     (results / "small-shift/results.md").write_bytes(content)
     before = readme.read_text()
     assert readme_tables_command(["--readme", str(readme), "--results", str(results)]) == 2

@@ -29,11 +29,6 @@ LONG = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("reliability")
-
-
 class Started:
     """A recipe started in the background; its output goes to files polled by the test."""
 

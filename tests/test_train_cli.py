@@ -31,11 +31,6 @@ SCALARS = (*SHARES, "test/mac")
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("runs")
-
-
-@pytest.fixture(scope="module")
 def variant_runs(workdir: Path) -> dict[str, subprocess.CompletedProcess[str]]:
     """Every variant, one quick epoch each; blurpool logs to W&B, which must go offline
     by itself (no credentials in a fresh HOME, no WANDB_MODE)."""

@@ -114,7 +114,7 @@ def test_merge_refuses_runs_from_mixed_code_unless_allowed(tmp_path: Path, capsy
     experiment = get_experiment(args.experiment, args.dataset)
     runs = plan(experiment, "unseen-position-quick", ["baseline"], 2, [])
     options = {"experiment": args.experiment, "dataset": args.dataset, "backbone": args.backbone,
-               "quick": True, "training_options": []}  # fmt: skip
+               "quick": True, "training_options": [], "protocols": None}  # fmt: skip
     rows = [
         {"experiment": experiment.name, "variant": "baseline", "setting": "default",
          "seed": seed, "run": run.name, "wall_s": 1.0, "commit": commit, "dirty": dirty,

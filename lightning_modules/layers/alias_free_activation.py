@@ -52,6 +52,15 @@ class AliasFreeActivation(nn.Module):
     Args:
         channels: channels of the input (one set of coefficients each).
         nonlinearity: ``poly`` or ``relu``.
+    Shape:
+        - Input: ``[N, channels, H, W]``.
+        - Output: the same shape.
+
+    Examples:
+        >>> import torch
+        >>> act = AliasFreeActivation(3)
+        >>> act(torch.randn(2, 3, 8, 8)).shape
+        torch.Size([2, 3, 8, 8])
     """
 
     def __init__(

@@ -60,6 +60,18 @@ class BlurPool2d(nn.Module):
             (commutes exactly with circular shifts by multiples of ``stride``).
         device, dtype: where and in which precision the filter is made (the factory arguments
             every torch layer takes, and that timm's ``aa_layer`` passes).
+    Shape:
+        - Input: ``[N, C, H, W]``.
+        - Output: ``[N, C, ceil(H / stride), ceil(W / stride)]``.
+
+    Examples:
+        >>> import torch
+        >>> pool = BlurPool2d(3, filt_size=4, stride=2)
+        >>> pool(torch.randn(2, 3, 9, 9)).shape
+        torch.Size([2, 3, 5, 5])
+        >>> flat = torch.full((1, 3, 8, 8), 0.5)  # the taps sum to 1: a flat image stays flat
+        >>> torch.equal(pool(flat), torch.full((1, 3, 4, 4), 0.5))
+        True
     """
 
     def __init__(

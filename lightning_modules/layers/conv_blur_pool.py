@@ -37,6 +37,15 @@ class ConvBlurPool2d(nn.Sequential):
         padding_mode: convolution padding, ``zeros``, ``reflect``, ``replicate`` or
             ``circular``; the blur pads the matching way (``reflect`` for ``zeros``).
         norm: BatchNorm after the convolution (the convolution then has no bias).
+    Shape:
+        - Input: ``[N, in_channels, H, W]``.
+        - Output: ``[N, out_channels, ceil(H / stride), ceil(W / stride)]``.
+
+    Examples:
+        >>> import torch
+        >>> block = ConvBlurPool2d(3, 8, kernel_size=3, stride=2, filt_size=4)
+        >>> block(torch.randn(2, 3, 8, 8)).shape
+        torch.Size([2, 8, 4, 4])
     """
 
     def __init__(

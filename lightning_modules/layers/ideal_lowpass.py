@@ -98,6 +98,15 @@ class IdealLowPassDownsample2d(nn.Module):
 
     Args:
         stride: subsampling factor.
+    Shape:
+        - Input: ``[N, C, H, W]`` with ``H`` and ``W`` multiples of ``stride``.
+        - Output: ``[N, C, H / stride, W / stride]``.
+
+    Examples:
+        >>> import torch
+        >>> down = IdealLowPassDownsample2d(stride=2)
+        >>> down(torch.randn(2, 3, 8, 8)).shape
+        torch.Size([2, 3, 4, 4])
     """
 
     def __init__(

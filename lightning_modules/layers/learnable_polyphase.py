@@ -105,6 +105,15 @@ class LearnablePolyphaseDownsample2d(nn.Module):
         mixture: ``gumbel`` or ``softmax``, the training-time weights.
         tau: temperature of the mixture.
         pad_type: padding of the blur and of odd sizes, see :class:`BlurPool2d`.
+    Shape:
+        - Input: ``[N, C, H, W]`` with ``H`` and ``W`` multiples of ``stride``.
+        - Output: ``[N, C, H / stride, W / stride]``.
+
+    Examples:
+        >>> import torch
+        >>> lps = LearnablePolyphaseDownsample2d(4).eval()  # evaluation keeps one phase
+        >>> lps(torch.randn(2, 4, 8, 8)).shape
+        torch.Size([2, 4, 4, 4])
     """
 
     def __init__(

@@ -34,6 +34,15 @@ class MaxBlurPool2d(nn.Module):
         filt_size: binomial taps of the blur, 1..7.
         stride: subsampling factor.
         pad_type: blur padding, see :class:`BlurPool2d`.
+    Shape:
+        - Input: ``[N, C, H, W]``.
+        - Output: ``[N, C, ceil(H / stride), ceil(W / stride)]``.
+
+    Examples:
+        >>> import torch
+        >>> pool = MaxBlurPool2d(3, max_pool_size=2, filt_size=4, stride=2)
+        >>> pool(torch.randn(2, 3, 8, 8)).shape
+        torch.Size([2, 3, 4, 4])
     """
 
     def __init__(

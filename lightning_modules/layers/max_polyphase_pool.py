@@ -28,6 +28,15 @@ class MaxPolyphasePool2d(nn.Module):
         filt_size: binomial taps of the stride-1 blur before the selection, 1 (none) .. 7.
         norm: selection norm, see :class:`PolyphaseDownsample2d`.
         pad_type: padding of the blur and of odd sizes, see :class:`BlurPool2d`.
+    Shape:
+        - Input: ``[N, C, H, W]`` with ``H`` and ``W`` multiples of ``stride``.
+        - Output: ``[N, C, H / stride, W / stride]``.
+
+    Examples:
+        >>> import torch
+        >>> pool = MaxPolyphasePool2d(3, max_pool_size=2, stride=2)
+        >>> pool(torch.randn(2, 3, 8, 8)).shape
+        torch.Size([2, 3, 4, 4])
     """
 
     def __init__(

@@ -103,6 +103,19 @@ class PolyphaseDownsample2d(nn.Module):
         filt_size: binomial taps of the stride-1 blur, 1 (none) .. 7.
         norm: ``l2`` (paper default), ``l1`` or ``linf``.
         pad_type: padding of the blur and of odd sizes, see :class:`BlurPool2d`.
+    Shape:
+        - Input: ``[N, C, H, W]`` with ``H`` and ``W`` multiples of ``stride``.
+        - Output: ``[N, C, H / stride, W / stride]``.
+
+    Examples:
+        >>> import torch
+        >>> aps = PolyphaseDownsample2d(1, stride=2)
+        >>> x = torch.randn(1, 1, 8, 8)
+        >>> aps(x).shape
+        torch.Size([1, 1, 4, 4])
+        >>> # a one-pixel circular shift moves the kept phase, never its content
+        >>> torch.equal(aps(x).norm(), aps(x.roll(1, dims=-1)).norm())
+        True
     """
 
     def __init__(

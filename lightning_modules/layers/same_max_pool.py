@@ -23,6 +23,14 @@ class SameMaxPool2d(nn.Module):
     Args:
         kernel_size: window side; 1 is the identity.
         circular: wrap windows around the borders instead of clipping them.
+    Shape:
+        - Input: ``[N, C, H, W]``.
+        - Output: the same shape (stride 1).
+
+    Examples:
+        >>> import torch
+        >>> SameMaxPool2d(2)(torch.randn(2, 3, 7, 7)).shape
+        torch.Size([2, 3, 7, 7])
     """
 
     def __init__(

@@ -25,6 +25,15 @@ class SpatialPyramidPool2d(nn.Module):
     Args:
         levels: grid sides, coarse to fine (He et al. use 1, 2, 4 with more levels).
         mode: ``max`` (the paper's) or ``avg``.
+    Shape:
+        - Input: ``[N, C, H, W]`` with ``H, W >=`` the finest grid.
+        - Output: ``[N, C * sum(g * g for g in levels)]``, whatever ``H`` and ``W`` are.
+
+    Examples:
+        >>> import torch
+        >>> spp = SpatialPyramidPool2d(levels=(1, 2, 4))
+        >>> spp(torch.randn(2, 8, 9, 13)).shape
+        torch.Size([2, 168])
     """
 
     def __init__(

@@ -25,6 +25,13 @@ class AccuracyVsShift(Metric):
     Args:
         offsets: K integer offsets (dy, dx), as a [K, 2] tensor or a sequence of pairs.
         kwargs: forwarded to `torchmetrics.Metric`.
+    Examples:
+        >>> import torch
+        >>> metric = AccuracyVsShift(offsets=[(0, 0), (0, 1)])
+        >>> preds = torch.tensor([[1, 0, 1], [1, 1, 1]])  # [K offsets, B images] classes
+        >>> metric.update(preds, torch.tensor([1, 0, 1]))
+        >>> metric.compute()
+        tensor([1.0000, 0.6667])
     """
 
     is_differentiable = False

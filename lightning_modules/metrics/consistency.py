@@ -27,6 +27,12 @@ class ShiftConsistency(Metric):
         max_shift: the largest |dy| and |dx| used to make the copies, in pixels.
         mode: how the copies were shifted, one of `invariance_recipes.lightning_modules.shifts.SHIFT_MODES`.
         kwargs: forwarded to `torchmetrics.Metric`.
+    Examples:
+        >>> import torch
+        >>> metric = ShiftConsistency(max_shift=4)
+        >>> metric.update(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 2]))
+        >>> metric.compute()
+        tensor(0.7500)
     """
 
     is_differentiable = False

@@ -21,6 +21,12 @@ class FlipRate(Metric):
     compares frames one pixel apart along both axes; `ShiftReport` follows it with a diagonal
     one-pixel step whose signs are drawn per sample. Pass the predictions on the original and the
     shifted images to `update`.
+    Examples:
+        >>> import torch
+        >>> metric = FlipRate()
+        >>> metric.update(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 2]))
+        >>> metric.compute()
+        tensor(0.2500)
     """
 
     is_differentiable = False

@@ -24,6 +24,14 @@ class MeanAbsoluteChange(Metric):
         probabilities: the inputs are already probabilities; by default they are logits and go
             through a softmax.
         kwargs: forwarded to `torchmetrics.Metric`.
+    Examples:
+        >>> import torch
+        >>> metric = MeanAbsoluteChange(probabilities=True)
+        >>> probs = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+        >>> shifted = torch.tensor([[0.7, 0.3], [0.2, 0.8]])
+        >>> metric.update(probs, shifted)  # top-1 probability: 0.9 -> 0.7 and 0.8 -> 0.8
+        >>> round(float(metric.compute()), 4)
+        0.1
     """
 
     is_differentiable = False

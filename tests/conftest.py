@@ -1,0 +1,26 @@
+"""Fixtures shared by the test files. The quick option sets for real recipe runs are in
+``recipe_runs.py`` (``QUICK``), beside the helpers that start the recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """One working folder per test module, for recipe runs its tests share (runs/, results/)."""
+    return tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+
+
+@pytest.fixture
+def readme_and_results(tmp_path: Path) -> tuple[Path, Path]:
+    """Copies of the README and docs/results to edit: the generated-block tests change them."""
+    import shutil
+
+    from recipe_runs import ROOT
+
+    shutil.copytree(ROOT / "docs/results", tmp_path / "results")
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    return tmp_path / "README.md", tmp_path / "results"
