@@ -18,6 +18,7 @@ from invariance_recipes.lightning_modules.layers.ideal_lowpass import (
     ideal_upsample,
     without_nyquist,
 )
+from invariance_recipes.lightning_modules.shifts import translate
 
 from test_layers import NUMPY_PAD, reference_blur
 
@@ -142,3 +143,21 @@ def test_ideal_lowpass_gives_the_same_values_for_an_input_stored_transposed() ->
     assert not transposed.is_contiguous()
     for op in (ideal_downsample, ideal_upsample):
         torch.testing.assert_close(op(transposed, 2), op(x, 2), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("height", "width"), [(8, 8), (7, 6), (6, 9)])
+def test_fourier_translate_in_one_real_transform_equals_the_per_axis_complex_shift(
+    height: int, width: int
+) -> None:
+    # The replaced computation: per axis a complex FFT, the phase ramp, the inverse, the real
+    # part (which keeps cos(pi d) of an even axis's Nyquist term).
+    torch.manual_seed(4)
+    x = torch.randn(3, 2, height, width, dtype=torch.float64)
+    offsets = torch.tensor([[0.5, -1.25], [2.0, 0.3], [-0.75, 3.5]], dtype=torch.float64)
+    expected = x
+    for dim, shift in ((-2, offsets[:, 0]), (-1, offsets[:, 1])):
+        frequencies = torch.fft.fftfreq(x.shape[dim], dtype=torch.float64)
+        ramp = torch.exp(-2j * torch.pi * shift[:, None] * frequencies[None, :])
+        ramp = ramp[:, None, :, None] if dim == -2 else ramp[:, None, None, :]
+        expected = torch.fft.ifft(torch.fft.fft(expected, dim=dim) * ramp, dim=dim).real
+    torch.testing.assert_close(translate(x, offsets, "fourier"), expected, rtol=0, atol=1e-12)
