@@ -30,6 +30,9 @@ class NetOptions:
     mlp_hidden: tuple[int, ...] = (256,)
     dropout: float = field(default=0.5, metadata={"architecture": False})
     filt_size: int = 4
+    # The LPS scoring network's hidden channels are the input's divided by this: 1 is the
+    # authors' CIFAR setting, 8 their ImageNet ``logits_channels`` (64 -> 8, ..., 512 -> 64).
+    lps_hidden_divisor: int = 1
 
 
 DEFAULTS = NetOptions()

@@ -44,11 +44,19 @@ class DownsamplingBasicBlock(BasicBlock):
     Args:
         inplanes, planes: input and output channels.
         kind: a ``downsample`` option other than ``strided`` (torchvision's own block).
-        padding_mode, filt_size: see :func:`invariance_recipes.lightning_modules.nets.build_net`.
+        padding_mode, filt_size, lps_hidden_divisor: see
+            :func:`invariance_recipes.lightning_modules.nets.build_net`.
     """
 
     def __init__(
-        self, inplanes: int, planes: int, *, kind: str, padding_mode: str, filt_size: int
+        self,
+        inplanes: int,
+        planes: int,
+        *,
+        kind: str,
+        padding_mode: str,
+        filt_size: int,
+        lps_hidden_divisor: int = DEFAULTS.lps_hidden_divisor,
     ) -> None:
         spec = get_downsampler(kind)
         shortcut_conv = nn.Sequential(
@@ -56,7 +64,9 @@ class DownsamplingBasicBlock(BasicBlock):
         )
         super().__init__(inplanes, planes, downsample=shortcut_conv, norm_layer=spec.norm)
         options = {"padding_mode": padding_mode, "filt_size": filt_size}
-        self.step = create_downsample(kind, planes, in_block=True, **options)
+        self.step = create_downsample(
+            kind, planes, in_block=True, lps_hidden_divisor=lps_hidden_divisor, **options
+        )
         self.shortcut = create_shortcut(kind, inplanes, **options)
         self.relu = create_activation(kind, planes)
         self.shares_phase = spec.shares_phase
@@ -101,6 +111,7 @@ class CifarResNet18(ResNet):
         head: str = DEFAULTS.head,
         padding_mode: str = DEFAULTS.padding_mode,
         filt_size: int = DEFAULTS.filt_size,
+        lps_hidden_divisor: int = DEFAULTS.lps_hidden_divisor,
         mlp_hidden: Sequence[int] = DEFAULTS.mlp_hidden,
         dropout: float = DEFAULTS.dropout,
     ) -> None:
@@ -109,6 +120,7 @@ class CifarResNet18(ResNet):
         strided = get_downsampler(downsample).step is None
         check_choice("padding_mode", padding_mode, PADDING_MODES)
         check_filt_size(filt_size)
+        check_positive("lps_hidden_divisor", lps_hidden_divisor)
         if image_size < self.total_stride:
             raise ValueError(
                 f"image_size={image_size} is smaller than resnet18's total stride "
@@ -136,6 +148,7 @@ class CifarResNet18(ResNet):
                     kind=downsample,
                     padding_mode=padding_mode,
                     filt_size=filt_size,
+                    lps_hidden_divisor=lps_hidden_divisor,
                 )
                 new_convs += [m for m in layer[0].modules() if isinstance(m, nn.Conv2d)]
         for conv in new_convs:  # torchvision's ResNet initialization

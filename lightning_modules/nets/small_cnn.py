@@ -52,7 +52,7 @@ class SmallCNN(nn.Module):
         image_size: side of the training images (sizes the flattening heads).
         widths: channels of each stage.
         blocks_per_stage: conv-BN-ReLU blocks per stage.
-        downsample, head, padding_mode, filt_size, mlp_hidden, dropout: see
+        downsample, head, padding_mode, filt_size, lps_hidden_divisor, mlp_hidden, dropout: see
             :func:`invariance_recipes.lightning_modules.nets.build_net`.
     """
 
@@ -68,6 +68,7 @@ class SmallCNN(nn.Module):
         head: str = DEFAULTS.head,
         padding_mode: str = DEFAULTS.padding_mode,
         filt_size: int = DEFAULTS.filt_size,
+        lps_hidden_divisor: int = DEFAULTS.lps_hidden_divisor,
         mlp_hidden: Sequence[int] = DEFAULTS.mlp_hidden,
         dropout: float = DEFAULTS.dropout,
     ) -> None:
@@ -78,6 +79,7 @@ class SmallCNN(nn.Module):
         strided = get_downsampler(downsample).step is None
         check_choice("padding_mode", padding_mode, PADDING_MODES)
         check_filt_size(filt_size)
+        check_positive("lps_hidden_divisor", lps_hidden_divisor)
         if not widths or any(
             isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths
         ):
@@ -112,7 +114,11 @@ class SmallCNN(nn.Module):
             ]
             if not strided:
                 step = create_downsample(
-                    downsample, width, padding_mode=padding_mode, filt_size=filt_size
+                    downsample,
+                    width,
+                    padding_mode=padding_mode,
+                    filt_size=filt_size,
+                    lps_hidden_divisor=lps_hidden_divisor,
                 )
                 blocks.append(step)
             stages.append(nn.Sequential(*blocks))
