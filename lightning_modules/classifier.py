@@ -44,7 +44,7 @@ class InvarianceClassifier(L.LightningModule):
     Args:
         num_classes, in_channels, image_size: taken from the DataModule (linked by the CLI).
         backbone, downsample, head, padding_mode, widths, blocks_per_stage, mlp_hidden,
-            dropout, filt_size: network options, see :func:`invariance_recipes.lightning_modules.nets.build_net`.
+            dropout, filt_size, lps_hidden_divisor: network options, see :func:`invariance_recipes.lightning_modules.nets.build_net`.
         optimizer: ``adamw`` or ``sgd`` (with Nesterov momentum).
         lr, weight_decay, momentum: optimizer settings.
         scheduler: ``cosine``, ``onecycle``, ``step`` or ``none``; stepped every batch.
@@ -85,6 +85,7 @@ class InvarianceClassifier(L.LightningModule):
         mlp_hidden: Sequence[int] = DEFAULTS.mlp_hidden,
         dropout: float = DEFAULTS.dropout,
         filt_size: int = DEFAULTS.filt_size,
+        lps_hidden_divisor: int = DEFAULTS.lps_hidden_divisor,
         optimizer: str = "adamw",
         lr: float = 3e-3,
         weight_decay: float = 5e-4,

@@ -48,16 +48,23 @@ def fourier_translate(x: Tensor, offsets: Tensor | tuple[float, float]) -> Tenso
         )
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     offsets = offsets.to(compute)
-    shifted = x.to(compute)
-    # One axis at a time: the shift is separable, and the real part of each 1-D inverse keeps
-    # cos(pi d) of that axis's Nyquist term, so the corner term gets cos(pi dy) cos(pi dx), as
+    height, width = x.shape[-2:]
+    # The shift is separable: one real 2-D transform, the product of the two axes' ramps, and
+    # back. Each axis's Nyquist term keeps only the real part of its factor, cos(pi d): the
+    # value that taking the real part after each axis's own inverse gives, and the Hermitian
+    # symmetry that irfft2 assumes holds, so the corner term gets cos(pi dy) cos(pi dx), as
     # the separable ideal interpolator of subpixel_shift gives.
-    for dim, shift in ((-2, offsets[:, 0]), (-1, offsets[:, 1])):
-        size = x.shape[dim]
-        frequencies = torch.fft.fftfreq(size, device=x.device, dtype=compute)  # [-1/2, 1/2)
-        phase = -2 * torch.pi * shift[:, None] * frequencies[None, :]  # [B, size]
-        ramp = torch.polar(torch.ones_like(phase), phase)
-        ramp = ramp[:, None, :, None] if dim == -2 else ramp[:, None, None, :]
-        spectrum = torch.fft.fft(shifted, dim=dim)
-        shifted = torch.fft.ifft(spectrum * ramp, dim=dim).real
+    rows = _ramp(offsets[:, 0], torch.fft.fftfreq(height, device=x.device, dtype=compute))
+    cols = _ramp(offsets[:, 1], torch.fft.rfftfreq(width, device=x.device, dtype=compute))
+    spectrum = torch.fft.rfft2(x.to(compute))
+    shifted = torch.fft.irfft2(
+        spectrum * (rows[:, :, None] * cols[:, None, :])[:, None], s=(height, width)
+    )
     return shifted.to(x.dtype)
+
+
+def _ramp(shift: Tensor, frequencies: Tensor) -> Tensor:
+    """``exp(-2 pi i shift f)`` per sample ``[B, len(frequencies)]``, real at ``|f| = 1/2``."""
+    phase = -2 * torch.pi * shift[:, None] * frequencies[None, :]
+    sine = torch.where(frequencies.abs() == 0.5, 0.0, torch.sin(phase))
+    return torch.complex(torch.cos(phase), sine)

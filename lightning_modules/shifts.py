@@ -74,50 +74,25 @@ def translate(
     if x.ndim != 4:
         raise ValueError(f"x must be a batch of images [B, C, H, W], got shape {tuple(x.shape)}")
     b, c, h, w = x.shape
-    offsets, reach = _as_offsets(offsets, b, h, w)
+    offsets = _as_offsets(offsets, b, h, w)
     values = _fill_values(fill, x) if mode == "zero" else None
     if x.numel() == 0:
         return x.clone()
     dy, dx = offsets.to(x.device, non_blocking=True).unbind(1)
-    # Offsets already on an accelerator are not read back: widen by the largest legal shift.
-    left, right = (w - 1, w - 1) if reach is None else reach
-    width = w + left + right
-    # 1. One copy of x with the columns the shifts reveal on each side and, for "zero", one
-    #    row of fill per channel after it: every output row is then a contiguous run of it.
-    size = b * c * h * width
-    flat = x.new_empty(size + (c * w if values is not None else 0))
-    torch.cat(_widen(x, left, right, mode, values), dim=3, out=flat[:size].view(b, c, h, width))
-    # 2. The start of every output row's run, and one row-wise index_select.
+    # One gather per plane from a [B, 1, H * W] source index shared by the channels (an
+    # expanded view): a single read and write of x, with no padded copy.
     rows = torch.arange(h, device=x.device) - dy[:, None]  # source row per output row [B, H]
-    planes = torch.arange(b * c, device=x.device).view(b, c, 1) * (h * width)
+    cols = torch.arange(w, device=x.device) - dx[:, None]  # source column [B, W]
     if values is None:
-        rows = _wrap(rows, h, mode)
+        rows, cols = _wrap(rows, h, mode), _wrap(cols, w, mode)
     else:
-        flat[size:].view(c, w).copy_(values.view(c, 1).expand(c, w))
-    starts = planes + (rows * width + (left - dx)[:, None])[:, None, :]
-    if values is not None:  # rows shifted in from outside read a fill row
-        fill_rows = (size + w * torch.arange(c, device=x.device)).view(1, c, 1)
-        starts = torch.where(((rows >= 0) & (rows < h))[:, None, :], starts, fill_rows)
-    runs = flat.as_strided((flat.numel() - w + 1, w), (1, 1))
-    return runs.index_select(0, starts.view(-1)).view(b, c, h, w)
-
-
-def _widen(
-    x: Tensor, left: int, right: int, mode: str, values: Tensor | None
-) -> tuple[Tensor, ...]:
-    """The column blocks that, concatenated, pad x by `left` and `right` columns in `mode`.
-
-    All are contiguous: `torch.cat` copies contiguous blocks several times faster.
-    """
-    b, c, h, w = x.shape
-    if values is not None:
-        block = values.view(1, c, 1, 1)
-        before, after = block.expand(b, c, h, left), block.expand(b, c, h, right)
-    elif mode == "circular":
-        before, after = x[..., w - left :], x[..., :right]
-    else:  # reflect without repeating the edge column
-        before, after = x[..., 1 : left + 1].flip(-1), x[..., w - 1 - right : w - 1].flip(-1)
-    return tuple(part.contiguous() for part in (before, x, after) if part.shape[-1])
+        inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+        rows, cols = rows.clamp(0, h - 1), cols.clamp(0, w - 1)
+    index = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, h * w).expand(b, c, h * w)
+    out = x.reshape(b, c, h * w).gather(2, index).view(b, c, h, w)
+    if values is not None:  # pixels shifted in from outside take the fill
+        torch.where(inside[:, None], out, values.view(1, c, 1, 1), out=out)
+    return out
 
 
 def random_offsets(
@@ -234,11 +209,9 @@ def offset_sweep(max_shift: int, kind: str = "diagonal") -> Tensor:
     raise ValueError(f"kind={kind!r} is not a sweep kind; choose one of {SWEEP_KINDS}")
 
 
-def _as_offsets(
-    offsets: Tensor | tuple[int, int], b: int, h: int, w: int
-) -> tuple[Tensor, tuple[int, int] | None]:
-    """Validate offsets; return them as int64 [B, 2] on their own device, and for CPU offsets
-    the columns they reveal on the left and right (None for offsets on an accelerator)."""
+def _as_offsets(offsets: Tensor | tuple[int, int], b: int, h: int, w: int) -> Tensor:
+    """Validate offsets; return them as int64 [B, 2] on their own device (CPU offsets are
+    checked against the image size; accelerator offsets are not read back)."""
     if not isinstance(offsets, Tensor):
         if not all(isinstance(o, Integral) and not isinstance(o, bool) for o in offsets):
             raise ValueError(
@@ -259,10 +232,8 @@ def _as_offsets(
             f"{tuple(offsets.shape)}"
         )
     offsets = offsets.long()
-    if offsets.device.type != "cpu":  # reading accelerator offsets would stall it
-        return offsets, None
-    if b == 0:
-        return offsets, (0, 0)
+    if offsets.device.type != "cpu" or b == 0:  # reading accelerator offsets would stall it
+        return offsets
     (low_dy, low_dx), (high_dy, high_dx) = (t.tolist() for t in offsets.aminmax(dim=0))
     largest_dy, largest_dx = max(-low_dy, high_dy), max(-low_dx, high_dx)
     if largest_dy >= h or largest_dx >= w:
@@ -270,7 +241,7 @@ def _as_offsets(
             f"offsets up to |dy|={largest_dy}, |dx|={largest_dx} do not fit images of size "
             f"{h}x{w}: every shift (max_shift) must be smaller than the image size"
         )
-    return offsets, (max(high_dx, 0), max(-low_dx, 0))
+    return offsets
 
 
 def _wrap(index: Tensor, size: int, mode: str) -> Tensor:

@@ -342,3 +342,23 @@ def test_bad_inputs_raise_clear_errors(backbone: str) -> None:
     assert gap.eval()(torch.randn(1, 3, 48, 40)).shape == (1, 10)
     with pytest.raises(ValueError, match="smaller than the network's total stride 8"):
         gap(torch.randn(2, 3, 4, 32))
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_lps_hidden_divisor_narrows_every_scoring_net(backbone: str) -> None:
+    # The authors' ImageNet logits_channels: hidden = channels / 8 at every LPS layer.
+    net = build_net(
+        backbone,
+        in_channels=1,
+        num_classes=10,
+        image_size=16,
+        downsample="lps",
+        lps_hidden_divisor=8,
+    )
+    scorers = [m for m in net.modules() if isinstance(m, PolyphaseScoringNet)]
+    assert len(scorers) == 3
+    for scorer in scorers:
+        assert scorer.conv1.out_channels == max(1, scorer.conv1.in_channels // 8)
+    forward_backward(net, 1, 16)
+    with pytest.raises(ValueError, match="lps_hidden_divisor"):
+        build_net(backbone, in_channels=1, num_classes=10, image_size=16, lps_hidden_divisor=0)

@@ -38,6 +38,11 @@ from invariance_recipes.lightning_modules.shifts import CONSISTENCY_MAX_SHIFT
 from invariance_recipes.lightning_modules.variants import VARIANTS, get_variant
 
 VARIANT = "blurpool"  # the model of the validation and training rows
+# Variants timed with a model option changed too: row name -> (variant, model options).
+VARIANT_OPTIONS = {
+    f"{name} (lps_hidden_divisor=8)": (name, {"lps_hidden_divisor": 8})
+    for name in ("lps", "lps-circular")
+}
 # Backbone -> the input of its channels-last timing (ResNet-18 at the CIFAR shape).
 LAYOUT_INPUTS = {"small-cnn": (1, 32), "resnet18": (3, 32)}
 
@@ -263,7 +268,11 @@ def variant_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Ro
         step = functools.partial(_plain_step, model, optimizer)
         return _timed_batches(itertools.repeat((x, y), batches), cfg.skip, device, step)
 
-    models = {name: _model(data, name).to(device).train() for name in VARIANTS}
+    arms = {name: (name, {}) for name in VARIANTS} | VARIANT_OPTIONS
+    models = {
+        name: _model(data, variant, **options).to(device).train()
+        for name, (variant, options) in arms.items()
+    }
     timings = alternate(
         {name: functools.partial(step_time, model) for name, model in models.items()},
         cfg.run_rounds,
@@ -274,7 +283,7 @@ def variant_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Ro
         f"{cfg.layout_batches} AdamW steps"
     )
     rows = []
-    for name in VARIANTS:
+    for name in arms:
         rate = cfg.batch_size / timings.median(name)
         note = f"{rate:,.0f} images/s: {split / rate:.3g} s per epoch of {split:,} images"
         rows.append(compare(timings, "variants", setting, name, VARIANT, math.inf, note))

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from invariance_recipes.lightning_modules import InvarianceClassifier
-from invariance_recipes.lightning_modules.nets import ARCHITECTURE_KEYS
+from invariance_recipes.lightning_modules.nets import ARCHITECTURE_KEYS, DEFAULTS
 from invariance_recipes.run.errors import UsageError
 from invariance_recipes.run.run_folders import CHECKPOINTS
 
@@ -106,6 +106,8 @@ def _others(path: Path) -> str:
 def check_checkpoint(path: Path, model: InvarianceClassifier) -> None:
     """Fail early, in one line, on a corrupt checkpoint or one of a different architecture."""
     saved = read_checkpoint(path)["hyper_parameters"]
+    # A key added after the checkpoint was written reads as its default.
+    saved = {k: getattr(DEFAULTS, k, None) for k in ARCHITECTURE_KEYS} | saved
     diff = {
         k: (saved.get(k), model.hparams[k])
         for k in ARCHITECTURE_KEYS

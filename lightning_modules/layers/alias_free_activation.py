@@ -9,6 +9,7 @@ import torch
 from invariance_recipes.lightning_modules.layers.ideal_lowpass import (
     ideal_downsample,
     ideal_upsample,
+    without_nyquist,
 )
 from torch import Tensor, nn
 
@@ -93,7 +94,14 @@ class AliasFreeActivation(nn.Module):
                 f"AliasFreeActivation(channels={self.channels}) got an input of shape "
                 f"{tuple(x.shape)}: pass a [batch, {self.channels}, height, width] tensor"
             )
-        return ideal_downsample(self.activate(ideal_upsample(x, 2)), 2)
+        if self.nonlinearity == "relu":
+            return ideal_downsample(self.activate(ideal_upsample(x, 2)), 2)
+        # D(U(a + b x + c x^2)) = a + b D(U(x)) + c D(U(x)^2) (D and U linear, D(U(1)) = 1),
+        # and D(U(x)) is x without its Nyquist rows and columns: only the square runs on the
+        # 2x grid, and the affine part costs a pass over the coarse map.
+        a, b, c = (coef.view(1, -1, 1, 1).to(x.dtype) for coef in self.coefficients.unbind(1))
+        squared = ideal_downsample(ideal_upsample(x, 2).square(), 2)
+        return torch.addcmul(a + b * without_nyquist(x), c, squared)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, nonlinearity={self.nonlinearity!r}"

@@ -41,20 +41,62 @@ def _upsample_matrix(size: int, factor: int, device: torch.device, dtype: torch.
         return (_lowpass_rows(sparse, size / 2, 0.5) * factor).to(device, dtype)
 
 
+def _interpolation_matrix(
+    size: int, factor: int, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    """``[size, size * (factor - 1)]``: the columns of :func:`_upsample_matrix` between the
+    samples (column ``j * (factor - 1) + r - 1`` is fine position ``j * factor + r``). The
+    columns at the samples are the identity, as the interpolation passes through them."""
+    full = _upsample_matrix(size, factor, device, dtype)
+    return full.view(size, size, factor)[:, :, 1:].reshape(size, size * (factor - 1))
+
+
 downsample_matrix = lru_cache(maxsize=256)(_downsample_matrix)
 upsample_matrix = lru_cache(maxsize=256)(_upsample_matrix)
+interpolation_matrix = lru_cache(maxsize=256)(_interpolation_matrix)
+_UNCACHED = {
+    downsample_matrix: _downsample_matrix,
+    upsample_matrix: _upsample_matrix,
+    interpolation_matrix: _interpolation_matrix,
+}
+
+
+def _matrix(build, size: int, factor: int, x: Tensor) -> Tensor:
+    # torch.compile traces the construction instead (it folds it into constants).
+    if torch.compiler.is_compiling():
+        build = _UNCACHED[build]
+    return build(size, factor, x.device, x.dtype)
 
 
 def _separable(x: Tensor, build, factor: int) -> Tensor:
     """Apply a per-axis linear map (``build(size, factor, device, dtype)``) to both axes."""
     h, w = x.shape[-2:]
-    # torch.compile traces the construction instead (it folds it into constants).
-    if torch.compiler.is_compiling():
-        build = {downsample_matrix: _downsample_matrix, upsample_matrix: _upsample_matrix}[build]
-    rows = build(h, factor, x.device, x.dtype)
-    cols = build(w, factor, x.device, x.dtype)
-    # Both products as single matrix products over all planes (no batched small ones).
-    return ((x @ cols).mT @ rows).mT
+    rows, cols = _matrix(build, h, factor, x), _matrix(build, w, factor, x)
+    # Each axis is one matrix product over all planes; the other axis must then be the last
+    # dimension, which takes one transposing copy. The result is left transposed in memory
+    # (the last two dimensions swapped), and an input stored that way starts with its rows,
+    # so an upsampling followed by a downsampling copies twice in all, not four times.
+    if x.mT.is_contiguous() and not x.is_contiguous():
+        return (x.mT @ rows).mT.contiguous() @ cols
+    return ((x @ cols).mT.contiguous() @ rows).mT
+
+
+def without_nyquist(x: Tensor) -> Tensor:
+    """``x`` with the Nyquist frequency (``k = n / 2``) of each even-sized spatial axis removed:
+    what ``ideal_downsample(ideal_upsample(x, f), f)`` returns, at the cost of two passes.
+
+    The Nyquist component of a length-``n`` axis is ``s * mean(s * x)`` with ``s = (-1)^i``.
+    """
+    for dim in (-1, -2):
+        size = x.shape[dim]
+        if size % 2 == 0:
+            shape = [1] * x.ndim
+            shape[dim] = size
+            sign = torch.ones(size, device=x.device, dtype=x.dtype)
+            sign[1::2] = -1
+            sign = sign.view(shape)
+            x = x - sign * (x * sign).mean(dim=dim, keepdim=True)
+    return x
 
 
 def ideal_downsample(x: Tensor, stride: int = 2) -> Tensor:
@@ -75,7 +117,23 @@ def ideal_upsample(x: Tensor, factor: int = 2) -> Tensor:
     is removed; the original Nyquist bin (even sizes) is split evenly between ``+-n/2``, so a
     real input stays real and the result passes through the original samples.
     """
-    return _separable(x, upsample_matrix, factor)
+    if factor == 1:
+        return x
+    # Per axis, the samples are copied and only the positions between them are products (half
+    # the multiply-adds of the full matrix); the copy into the interleaved layout is also the
+    # transposing copy that the second axis needs (see _separable).
+    h, w = x.shape[-2:]
+    fine = _interleave(x, x @ _matrix(interpolation_matrix, w, factor, x), factor)
+    return _interleave(fine, fine @ _matrix(interpolation_matrix, h, factor, x), factor)
+
+
+def _interleave(samples: Tensor, between: Tensor, factor: int) -> Tensor:
+    """``[..., a, b]`` samples and ``[..., a, b * (factor - 1)]`` values between them ->
+    ``[..., b * factor, a]``: the fine axis, transposed to the front of the last two (one
+    copy, written in that layout)."""
+    *batch, a, b = samples.shape
+    parts = (samples.mT.unsqueeze(-2), between.view(*batch, a, b, factor - 1).movedim(-3, -1))
+    return torch.cat(parts, dim=-2).view(*batch, b * factor, a)
 
 
 class IdealLowPassDownsample2d(nn.Module):

@@ -49,11 +49,19 @@ class PolyphaseScoringNet(nn.Module):
         b, p = parts.shape[:2]
         x = parts.flatten(0, 1)
         x = F.relu(self.conv1(pad2d(x, (1, 1, 1, 1), "circular")))
-        # The mean over conv2's output channels is linear, so it is taken over its weights
-        # first: the same function and gradients, at 1/hidden of conv2's cost.
-        weight = self.conv2.weight.mean(dim=0, keepdim=True)
-        x = F.conv2d(pad2d(x, (1, 1, 1, 1), "circular"), weight, self.conv2.bias.mean().view(1))
-        return x.mean(dim=(1, 2, 3)).view(b, p)
+        return self.logits(x.mean(dim=(2, 3))).view(b, p)
+
+    def logits(self, hidden_means: Tensor) -> Tensor:
+        """``[N, hidden]`` spatial means of the hidden map -> ``[N]`` logits.
+
+        conv2 pads circularly, so each of its taps sees every pixel of the hidden map once,
+        and the mean of its output over channels and space is the hidden map's channel means
+        dotted with conv2's weights summed over taps and averaged over output channels (plus
+        the mean bias): the same function and gradients as running conv2 and averaging, without
+        the convolution and its padding.
+        """
+        weight = self.conv2.weight.mean(dim=0).sum(dim=(1, 2))
+        return hidden_means @ weight.to(hidden_means.dtype) + self.conv2.bias.mean()
 
 
 def mix_phases(parts: Tensor, weights: Tensor, hard: bool) -> Tensor:

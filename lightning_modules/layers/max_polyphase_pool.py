@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from invariance_recipes.lightning_modules.layers.checks import renamed_argument
 from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES
-from invariance_recipes.lightning_modules.layers.polyphase import PolyphaseDownsample2d
+from invariance_recipes.lightning_modules.layers.polyphase import (
+    PolyphaseDownsample2d,
+    needs_kept_phase_only,
+    phase_window,
+)
 from invariance_recipes.lightning_modules.layers.same_max_pool import SameMaxPool2d
 from torch import Tensor, nn
 
@@ -64,11 +69,25 @@ class MaxPolyphasePool2d(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.aps(self.pool(x))
+        return self.forward_with_phase(x)[0]
 
     def forward_with_phase(self, x: Tensor, phase: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(output, phase)``; see :meth:`PolyphaseDownsample2d.forward_with_phase`."""
-        return self.aps.forward_with_phase(self.pool(x), phase)
+        """``(output, phase)``; see :meth:`PolyphaseDownsample2d.forward_with_phase`.
+
+        Under autograd without a blur only the kept phase of the max-pool is computed (see
+        :func:`needs_kept_phase_only`): a stride-``stride`` max-pool of the padded input
+        moved by the phase gives the same maxima as the dense pool at that phase.
+        """
+        stride = self.aps.stride
+        if self.aps.blur.filt_size > 1 or not needs_kept_phase_only(x, stride):
+            return self.aps.forward_with_phase(self.pool(x), phase)
+        if phase is None:
+            with torch.no_grad():
+                phase = self.aps.forward_with_phase(self.pool(x))[1]
+        k = self.pool.kernel_size
+        height, width = x.shape[-2] - stride + k, x.shape[-1] - stride + k
+        window = phase_window(self.pool.pad(x), phase, stride, height, width)
+        return F.max_pool2d(window, k, stride), phase
 
     def extra_repr(self) -> str:
         return f"max_pool_size={self.pool.kernel_size}, stride={self.aps.stride}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 from invariance_recipes.lightning_modules.layers.checks import check_stride
 from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, pad2d
@@ -70,6 +71,37 @@ def take_phase(x: Tensor, phase: Tensor, stride: int = 2) -> Tensor:
     batch = torch.arange(x.shape[0], device=x.device)
     # Advanced indices on dims 0, 3 and 5 broadcast to the front: [B, C, H/s, W/s].
     return parts[batch, :, :, phase // stride, :, phase % stride]
+
+
+def phase_window(x: Tensor, phase: Tensor, stride: int, height: int, width: int) -> Tensor:
+    """Per sample, the window ``x[b, :, py : py + height, px : px + width]`` with
+    ``(py, px) = divmod(phase[b], stride)``: the map moved so that the chosen phase is at the
+    grid's origin, where a stride-``stride`` operation computes only that phase.
+
+    One gather over the flattened planes (static shapes, so it also traces; its backward is a
+    scatter-add), measured faster than advanced indexing or grouping the batch by phase.
+    """
+    b, c, rows, cols = x.shape
+    start = (phase // stride) * cols + phase % stride
+    offsets = (
+        torch.arange(height, device=x.device)[:, None] * cols
+        + torch.arange(width, device=x.device)[None, :]
+    )
+    index = (start.view(b, 1) + offsets.view(1, -1)).view(b, 1, -1).expand(b, c, height * width)
+    return x.reshape(b, c, rows * cols).gather(2, index).view(b, c, height, width)
+
+
+def needs_kept_phase_only(x: Tensor, stride: int) -> bool:
+    """Whether a layer that ends in APS should compute only the kept phase under autograd.
+
+    The phase is then chosen on the dense map computed without autograd (a fast path, see
+    :func:`~invariance_recipes.lightning_modules.layers.same_max_pool.takes_shift_path`), and
+    the differentiable part runs once per output pixel instead of once per input pixel, with
+    an identical output. Without autograd the dense map is needed anyway. Sizes that are not
+    multiples of the stride keep the general path (they are padded after the dense map).
+    """
+    needs_grad = torch.is_grad_enabled() and x.requires_grad
+    return needs_grad and x.ndim == 4 and x.shape[-2] % stride == 0 and x.shape[-1] % stride == 0
 
 
 def aps_downsample(x: Tensor, stride: int = 2, norm: str = "l2") -> Tensor:
@@ -146,6 +178,12 @@ class PolyphaseDownsample2d(nn.Module):
         With ``phase=None`` the phases are chosen on this input, otherwise the given ones
         (from an input of the same size) are used.
         """
+        if self.blur.filt_size > 1 and needs_kept_phase_only(x, self.stride):
+            self.blur.check_input(x)
+            if phase is None:
+                with torch.no_grad():
+                    phase = select_phase(self.blur(x), self.stride, self.norm)
+            return self._blur_kept_phase(x, phase), phase
         x = self.blur(x)
         extra_h, extra_w = -x.shape[-2] % self.stride, -x.shape[-1] % self.stride
         if extra_h or extra_w:
@@ -153,6 +191,15 @@ class PolyphaseDownsample2d(nn.Module):
         if phase is None:
             phase = select_phase(x, self.stride, self.norm)
         return take_phase(x, phase, self.stride), phase
+
+    def _blur_kept_phase(self, x: Tensor, phase: Tensor) -> Tensor:
+        """The stride-1 blur at the kept phase only: a stride-``stride`` depthwise convolution
+        of the padded input moved by the phase (the same taps over the same pixels)."""
+        taps, s = self.blur.filt_size, self.stride
+        padded = pad2d(x, self.blur.padding, self.pad_type)
+        window = phase_window(padded, phase, s, x.shape[-2] - s + taps, x.shape[-1] - s + taps)
+        weight = self.blur.filt.to(x.dtype)
+        return F.conv2d(window, weight, stride=s, groups=self.blur.channels)
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, norm={self.norm!r}"

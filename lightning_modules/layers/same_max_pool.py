@@ -57,8 +57,12 @@ class SameMaxPool2d(nn.Module):
             for dim in (-1, -2):
                 x = window_max(x, dim, before, after, self.circular)
             return x
-        x = pad2d(x, self.padding, "circular" if self.circular else "replicate")
-        return F.max_pool2d(x, self.kernel_size, stride=1)
+        return F.max_pool2d(self.pad(x), self.kernel_size, stride=1)
+
+    def pad(self, x: Tensor) -> Tensor:
+        """``x`` padded as the windows see it: wrapped, or edges replicated (a replicated
+        edge never changes a window's max)."""
+        return pad2d(x, self.padding, "circular" if self.circular else "replicate")
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, circular={self.circular}"

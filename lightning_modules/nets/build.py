@@ -78,6 +78,9 @@ def build_net(
             - ``mlp_hidden``, ``dropout``: hidden widths and dropout of the ``mlp`` head;
             - ``filt_size``: binomial taps of every blur (1..7); for ``aps`` the stride-1 blur
               before the selection, where 1 gives plain APS.
+            - ``lps_hidden_divisor``: for ``lps``, the scoring network's hidden channels are
+              the input's divided by this (1: the authors' CIFAR setting; 8: their ImageNet
+              one, about 8x cheaper to score).
     """
     if isinstance(options, str):
         options = replace(DEFAULTS, backbone=options)

@@ -26,7 +26,8 @@ The shortcut is the linear part of the main path's step on the same sampling gri
 ``aps`` and ``lps`` the phase chosen on the main path), which keeps a ResNet with APS or LPS
 exactly invariant to circular shifts. ``alias-free`` also replaces every ReLU by an
 alias-free activation (:attr:`Downsampler.activation`). ``filt_size`` sets the BlurPool taps
-and, for ``aps`` and ``lps``, the stride-1 blur before the selection (1: none).
+and, for ``aps`` and ``lps``, the stride-1 blur before the selection (1: none);
+``lps_hidden_divisor`` narrows LPS's scoring network.
 """
 
 from __future__ import annotations
@@ -47,20 +48,48 @@ from invariance_recipes.lightning_modules.layers import (
     PolyphaseFollower2d,
 )
 from invariance_recipes.lightning_modules.layers.conv_blur_pool import BLUR_PAD_TYPES
-from invariance_recipes.lightning_modules.nets.options import NetOptions
+from invariance_recipes.lightning_modules.nets.options import DEFAULTS, NetOptions
 from torch import nn
 
 from invariance_recipes.common.checks import check_choice
 
-# (channels, blur pad type, filt_size) -> layer
-LayerFactory = Callable[[int, str, int], nn.Module]
+
+@dataclass(frozen=True)
+class StepOptions:
+    """What a downsampling layer is built with besides its channels.
+
+    Args:
+        pad_type: padding of its blurs and poolings (see :data:`BLUR_PAD_TYPES`).
+        filt_size: binomial taps of its blur (1: none).
+        lps_hidden_divisor: the LPS scoring network has ``channels // lps_hidden_divisor``
+            hidden channels (at least 1).
+    """
+
+    pad_type: str
+    filt_size: int
+    lps_hidden_divisor: int = DEFAULTS.lps_hidden_divisor
+
+    @classmethod
+    def of(cls, options: NetOptions) -> StepOptions:
+        """The step options a network's options imply (blurs pad as :data:`BLUR_PAD_TYPES`
+        says for its convolutions' padding)."""
+        return cls(
+            BLUR_PAD_TYPES[options.padding_mode], options.filt_size, options.lps_hidden_divisor
+        )
+
+    def lps_hidden(self, channels: int) -> int:
+        return max(1, channels // self.lps_hidden_divisor)
+
+
+# (channels, options) -> layer
+LayerFactory = Callable[[int, StepOptions], nn.Module]
 # channels -> the nonlinearity after a convolution and its normalization
 ActivationFactory = Callable[[int], nn.Module]
 # channels -> the normalization after each convolution
 NormFactory = Callable[[int], nn.Module]
 
 
-def _identity(channels: int, pad_type: str, filt_size: int) -> nn.Module:
+def _identity(channels: int, options: StepOptions) -> nn.Module:
     return nn.Identity()
 
 
@@ -115,23 +144,41 @@ class Downsampler:
     onnx: bool = True
 
 
-def _blur(channels: int, pad_type: str, filt_size: int) -> nn.Module:
-    return BlurPool2d(channels, filt_size, 2, pad_type)
+def _blur(channels: int, options: StepOptions) -> nn.Module:
+    return BlurPool2d(channels, options.filt_size, 2, options.pad_type)
 
 
-def _avg(channels: int, pad_type: str, filt_size: int) -> nn.Module:
+def _avg(channels: int, options: StepOptions) -> nn.Module:
     return nn.AvgPool2d(2, ceil_mode=True)
 
 
-def _aps(channels: int, pad_type: str, filt_size: int) -> nn.Module:
-    return PolyphaseDownsample2d(channels, 2, filt_size, "l2", pad_type)
+def _aps(channels: int, options: StepOptions) -> nn.Module:
+    return PolyphaseDownsample2d(channels, 2, options.filt_size, "l2", options.pad_type)
 
 
-def _lps(channels: int, pad_type: str, filt_size: int) -> nn.Module:
-    return LearnablePolyphaseDownsample2d(channels, 2, filt_size, pad_type=pad_type)
+def _max_aps(channels: int, options: StepOptions) -> nn.Module:
+    return MaxPolyphasePool2d(channels, 2, 2, options.filt_size, "l2", options.pad_type)
 
 
-def _ideal(channels: int, pad_type: str, filt_size: int) -> nn.Module:
+def _lps(channels: int, options: StepOptions) -> nn.Module:
+    hidden = options.lps_hidden(channels)
+    return LearnablePolyphaseDownsample2d(
+        channels, 2, options.filt_size, hidden, pad_type=options.pad_type
+    )
+
+
+def _max_lps(channels: int, options: StepOptions) -> nn.Module:
+    hidden = options.lps_hidden(channels)
+    return MaxLearnablePolyphasePool2d(
+        channels, 2, 2, options.filt_size, hidden, pad_type=options.pad_type
+    )
+
+
+def _lps_shortcut(channels: int, options: StepOptions) -> nn.Module:
+    return PolyphaseFollower2d(channels, 2, options.filt_size, options.pad_type)
+
+
+def _ideal(channels: int, options: StepOptions) -> nn.Module:
     return IdealLowPassDownsample2d(2)
 
 
@@ -139,13 +186,13 @@ DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
     {
         "max": Downsampler(
             "MaxPool(2)",
-            step=lambda c, pad, k: nn.MaxPool2d(2, ceil_mode=True),
+            step=lambda c, options: nn.MaxPool2d(2, ceil_mode=True),
             shortcut_stride=2,
         ),
         "blur": Downsampler(
             "MaxPool(2, stride 1) + BlurPool(stride 2); in ResNet blocks Zhang's anti-aliased "
             "BasicBlock, BlurPool before conv2 and the shortcut (Zhang, ICML 2019)",
-            step=lambda c, pad, k: MaxBlurPool2d(c, 2, k, 2, pad),
+            step=lambda c, o: MaxBlurPool2d(c, 2, o.filt_size, 2, o.pad_type),
             block_step=_blur,
             shortcut=_blur,
         ),
@@ -159,7 +206,7 @@ DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
         "aps": Downsampler(
             "MaxPool(2, stride 1) + adaptive polyphase sampling; in ResNet blocks APS alone, "
             "its phase shared with the shortcut (Chaman & Dokmanic, CVPR 2021)",
-            step=lambda c, pad, k: MaxPolyphasePool2d(c, 2, 2, k, "l2", pad),
+            step=_max_aps,
             block_step=_aps,
             shortcut=_aps,
             shares_phase=True,
@@ -167,9 +214,9 @@ DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
         "lps": Downsampler(
             "MaxPool(2, stride 1) + learnable polyphase sampling; in ResNet blocks LPS alone, "
             "its weights shared with the shortcut (Rojas-Gomez et al., NeurIPS 2022)",
-            step=lambda c, pad, k: MaxLearnablePolyphasePool2d(c, 2, 2, k, pad_type=pad),
+            step=_max_lps,
             block_step=_lps,
-            shortcut=lambda c, pad, k: PolyphaseFollower2d(c, 2, k, pad),
+            shortcut=_lps_shortcut,
             shares_phase=True,
         ),
         "alias-free": Downsampler(
@@ -201,14 +248,13 @@ def create_downsample(channels: int, options: NetOptions, *, in_block: bool = Fa
         raise ValueError(
             f"downsample={options.downsample!r} has no separate step: the convolution has stride 2"
         )
-    return step(channels, BLUR_PAD_TYPES[options.padding_mode], options.filt_size)
+    return step(channels, StepOptions.of(options))
 
 
 def create_shortcut(channels: int, options: NetOptions) -> nn.Module:
     """The spatial part of a residual shortcut for ``options.downsample`` (before its 1x1
     conv)."""
-    spec = get_downsampler(options.downsample)
-    return spec.shortcut(channels, BLUR_PAD_TYPES[options.padding_mode], options.filt_size)
+    return get_downsampler(options.downsample).shortcut(channels, StepOptions.of(options))
 
 
 def create_norm(name: str, channels: int) -> nn.Module:

@@ -48,11 +48,15 @@ class NetOptions:
     mlp_hidden: tuple[int, ...] = (256,)
     dropout: float = field(default=0.5, metadata={"architecture": False})
     filt_size: int = 4
+    # The LPS scoring network's hidden channels are the input's divided by this: 1 is the
+    # authors' CIFAR setting, 8 their ImageNet ``logits_channels`` (64 -> 8, ..., 512 -> 64).
+    lps_hidden_divisor: int = 1
 
     def __post_init__(self) -> None:
         check_choice("padding_mode", self.padding_mode, PADDING_MODES)
         check_filt_size(self.filt_size)
         check_positive("blocks_per_stage", self.blocks_per_stage)
+        check_positive("lps_hidden_divisor", self.lps_hidden_divisor)
         # lists from a YAML config or the command line become the tuples the fields hold
         object.__setattr__(self, "widths", _positive_ints("widths", self.widths, "(32, 64, 128)"))
         object.__setattr__(
