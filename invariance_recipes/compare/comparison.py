@@ -634,7 +634,6 @@ def run_all(
     csv_path = csv_path or out / RESULTS_CSV
     runs_dir = out / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    order = [run.name for run in runs]
     rows = read_rows(csv_path)
     done = {r["run"] for r in rows if measured_intact(r, out)}  # else measured again
     todo = sum(run.name not in done for run in runs)
@@ -665,7 +664,7 @@ def run_all(
                     print(f"{where}: finished by another process, skipped", flush=True)
                     continue
                 row = execute(run, experiment, runs_dir)
-                rows = add_row(csv_path, row, order)
+                rows = add_row(csv_path, row)
         except StoppedEarly as stop:
             print(f"{where}: stopped; rerun the same command to resume it", file=sys.stderr)
             return rows, failures, stop.exit_code
@@ -687,13 +686,16 @@ def run_all(
     return rows, failures, 0
 
 
-def add_row(csv_path: Path, row: Row, order: list[str]) -> list[Row]:
+def add_row(csv_path: Path, row: Row) -> list[Row]:
     """Add a run's row to a results CSV shared with other processes (re-read under a lock,
-    written atomically); returns every row, in plan order."""
+    written atomically): appended, or in place of the run's older row; returns every row."""
     with file_lock(csv_path.with_name(f".{csv_path.name}.lock")):
-        rows = [r for r in read_rows(csv_path) if r["run"] != row["run"]] + [row]
-        rank = {name: i for i, name in enumerate(order)}
-        rows.sort(key=lambda r: rank.get(r["run"], len(rank)))
+        rows = read_rows(csv_path)
+        same = [i for i, r in enumerate(rows) if r["run"] == row["run"]]
+        if same:
+            rows[same[0]] = row
+        else:
+            rows.append(row)
         write_rows(csv_path, rows)
     return rows
 
