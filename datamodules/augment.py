@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
-from invariance_recipes.datamodules.placement import place
 
 from invariance_recipes.common.checks import check_choice
 from invariance_recipes.common.shift_modes import SHIFT_MODES
+from invariance_recipes.datamodules.placement import place
 
 #: Shift mode -> the OpenCV border mode that fills the pixels a shift vacates, in the order of
 #: ``invariance_recipes.common.shift_modes.SHIFT_MODES``.

@@ -26,8 +26,6 @@ from types import MappingProxyType
 from typing import Any, ClassVar, overload
 
 import numpy as np
-from invariance_recipes.datamodules import digits_m, syndigits
-from invariance_recipes.datamodules.safe_pickle import load_data_pickle
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -36,6 +34,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, pil_loader
 from torchvision.datasets.vision import VisionDataset
 
 from invariance_recipes.common.checks import check_choice
+from invariance_recipes.datamodules import digits_m, syndigits
+from invariance_recipes.datamodules.safe_pickle import load_data_pickle
 
 
 @dataclass(frozen=True)

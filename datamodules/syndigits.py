@@ -117,9 +117,14 @@ def _glyph(font: int, digit: int, stroke: int) -> np.ndarray:
     image = Image.new("L", (side, side))
     text = str(digit)
     ImageDraw.Draw(image).text(
-        (side // 2, side // 2), text, font=face, fill=255, anchor="mm", stroke_width=stroke,
+        (side // 2, side // 2),
+        text,
+        font=face,
+        fill=255,
+        anchor="mm",
+        stroke_width=stroke,
         stroke_fill=255,
-    )  # fmt: skip
+    )
     mask = np.asarray(image)
     rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     return np.ascontiguousarray(mask[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1])

@@ -13,6 +13,10 @@ from collections.abc import Sized
 import numpy as np
 import torch
 import torch.distributed as dist
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+
 from invariance_recipes.datamodules.augment import (
     CanvasTransform,
     check_view_margin,
@@ -29,9 +33,6 @@ from invariance_recipes.datamodules.sources import (
     load_splits,
     render_cache,
 )
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 # sklearn's 8x8 digits are too small for two stride-2 stages plus a free margin: upsampled to 16
 # on a 32-px canvas they leave 8 px on every side to shift into.

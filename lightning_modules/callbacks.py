@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
-from invariance_recipes.lightning_modules.metrics import AccuracyVsShift
-from invariance_recipes.lightning_modules.shifts import translate
 from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
+
+from invariance_recipes.lightning_modules.metrics import AccuracyVsShift
+from invariance_recipes.lightning_modules.shifts import translate
 
 if TYPE_CHECKING:
     from invariance_recipes.lightning_modules.classifier import InvarianceClassifier

@@ -16,6 +16,9 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
 from invariance_recipes.lightning_modules.metrics import (
     ProtocolReport,
     ShiftConsistency,
@@ -31,8 +34,6 @@ from invariance_recipes.lightning_modules.shifts import (
     sample_offset_pair,
     translate,
 )
-from torch import Tensor
-from torchmetrics.classification import MulticlassAccuracy
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("cosine", "onecycle", "step", "none")

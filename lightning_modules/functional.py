@@ -21,10 +21,11 @@ comes with the core install.
 from __future__ import annotations
 
 import torch
+from torch import Tensor
+
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 from invariance_recipes.lightning_modules.layers.max_blur_pool import MaxBlurPool2d
 from invariance_recipes.lightning_modules.layers.polyphase import aps_downsample
-from torch import Tensor
 
 __all__ = [
     "aps_downsample",

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from numbers import Integral
 
 import torch
-from invariance_recipes.lightning_modules.fourier_shift import fourier_translate
 from torch import Tensor
 
 from invariance_recipes.common.checks import check_choice
 from invariance_recipes.common.shift_modes import SHIFT_MODES
+from invariance_recipes.lightning_modules.fourier_shift import fourier_translate
 
 # Radius (pixels per axis) of the consistency pairs that training and the test report measure
 # by default: the one name and value of that quantity.

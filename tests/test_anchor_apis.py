@@ -8,6 +8,8 @@ import inspect
 
 import pytest
 import torch
+from torch import nn
+
 from invariance_recipes.lightning_modules import layers
 from invariance_recipes.lightning_modules.layers import (
     AliasFreeActivation,
@@ -24,7 +26,6 @@ from invariance_recipes.lightning_modules.layers import (
     SameMaxPool2d,
     SpatialPyramidPool2d,
 )
-from torch import nn
 
 #: every public layer, built with its required arguments and the factory ones
 BUILD = {

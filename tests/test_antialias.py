@@ -6,10 +6,11 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from invariance_recipes.lightning_modules.layers import BlurPool2d
-from invariance_recipes.lightning_modules.nets import antialias, build_net
 from torch import nn
 from torchvision import models
+
+from invariance_recipes.lightning_modules.layers import BlurPool2d
+from invariance_recipes.lightning_modules.nets import antialias, build_net
 
 STRIDED_TYPES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 FAMILIES = {
@@ -45,8 +46,12 @@ def converted(request: pytest.FixtureRequest) -> tuple[nn.Module, nn.Module, lis
 
 
 # Zhang's released models keep their stem convolution strided (pool_only=True).
-STEMS = {"resnet18": {"conv1"}, "vgg11": set(), "densenet121": {"features.conv0"},
-         "mobilenet_v2": {"features.0.0"}}  # fmt: skip
+STEMS = {
+    "resnet18": {"conv1"},
+    "vgg11": set(),
+    "densenet121": {"features.conv0"},
+    "mobilenet_v2": {"features.0.0"},
+}
 # BlurPool layers in Zhang's pool_only models (antialiased_cnns: resnet.py, densenet.py,
 # mobilenet.py, vgg.py), counted from their code.
 ZHANG_BLURS = {"resnet18": 7, "vgg11": 5, "densenet121": 4, "mobilenet_v2": 4}

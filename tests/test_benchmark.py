@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from invariance_recipes.lightning_modules.layers.blur_paths import choose_path
-from invariance_recipes.lightning_modules.variants import VARIANTS
 
 from invariance_recipes.benchmarks.cli import parse_args, run
 from invariance_recipes.benchmarks.rows import COLUMNS, QUICK
 from invariance_recipes.benchmarks.timing import Timings, alternate, interleaved
 from invariance_recipes.benchmarks.training import VARIANT, VARIANT_OPTIONS
+from invariance_recipes.lightning_modules.layers.blur_paths import choose_path
+from invariance_recipes.lightning_modules.variants import VARIANTS
 from recipe_runs import run_recipe
 
 SECTIONS = {
@@ -182,8 +182,11 @@ def test_alternate_rotates_the_order_every_round() -> None:
 
     timings = alternate({name: lambda name=name: measure(name) for name in "abc"}, rounds=4)
     assert "".join(calls) == "abc" + "bca" + "cab" + "abc"
-    assert timings.seconds == {"a": [1.0, 6.0, 8.0, 10.0], "b": [2.0, 4.0, 9.0, 11.0],
-                               "c": [3.0, 5.0, 7.0, 12.0]}  # fmt: skip
+    assert timings.seconds == {
+        "a": [1.0, 6.0, 8.0, 10.0],
+        "b": [2.0, 4.0, 9.0, 11.0],
+        "c": [3.0, 5.0, 7.0, 12.0],
+    }
 
 
 def test_ratio_is_the_median_and_quartiles_of_the_paired_per_round_ratios() -> None:

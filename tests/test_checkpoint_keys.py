@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from invariance_recipes.lightning_modules import InvarianceClassifier
 
+from invariance_recipes.lightning_modules import InvarianceClassifier
 from invariance_recipes.run.checkpoints import check_checkpoint
 from invariance_recipes.run.errors import UsageError
 

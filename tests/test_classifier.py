@@ -11,10 +11,11 @@ import random
 import numpy as np
 import pytest
 import torch
-from invariance_recipes.lightning_modules import InvarianceClassifier
-from invariance_recipes.lightning_modules.classifier import OPTIMIZERS, SCHEDULERS
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from torch.utils.data import DataLoader, TensorDataset
+
+from invariance_recipes.lightning_modules import InvarianceClassifier
+from invariance_recipes.lightning_modules.classifier import OPTIMIZERS, SCHEDULERS
 
 BATCHES_PER_EPOCH = 4
 BATCH = 8

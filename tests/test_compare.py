@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from invariance_recipes.datamodules import TranslationDataModule
-from invariance_recipes.lightning_modules.crop_shift import center_view
 from PIL import Image
 
 from invariance_recipes.compare.comparison import common_args, compare_command, parse_args, plan
@@ -27,6 +25,8 @@ from invariance_recipes.compare.experiments import (
     measure,
 )
 from invariance_recipes.compare.results import aggregate, header, markdown, read_rows, write_plots
+from invariance_recipes.datamodules import TranslationDataModule
+from invariance_recipes.lightning_modules.crop_shift import center_view
 from invariance_recipes.measure.outcomes import best_checkpoint, load_outcomes
 from invariance_recipes.run.checkpoints import load_checkpoint
 from invariance_recipes.run.cli import TrainCLI

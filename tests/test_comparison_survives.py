@@ -77,10 +77,21 @@ def test_partial_report_says_incomplete_and_what_is_missing() -> None:
 def _start(out: Path, tag: str, *more: str) -> subprocess.Popen[str]:
     log = (out.parent / f"{tag}.log").open("w")
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "recipes/compare.py"), *COMPARE, "--out", str(out), *more,
-         *TRAINING],
-        cwd=out.parent, env=recipe_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "recipes/compare.py"),
+            *COMPARE,
+            "--out",
+            str(out),
+            *more,
+            *TRAINING,
+        ],
+        cwd=out.parent,
+        env=recipe_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -102,10 +113,22 @@ def test_two_jobs_of_one_shard_train_each_run_once(tmp_path: Path) -> None:
     good = load_outcomes(outcomes)
     outcomes.write_bytes(outcomes.read_bytes()[:100])
     again = subprocess.run(
-        [sys.executable, str(ROOT / "recipes/compare.py"), *COMPARE, "--out", str(out),
-         "--shard", "0/1", *TRAINING],
-        cwd=tmp_path, env=recipe_env(), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "recipes/compare.py"),
+            *COMPARE,
+            "--out",
+            str(out),
+            "--shard",
+            "0/1",
+            *TRAINING,
+        ],
+        cwd=tmp_path,
+        env=recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"{outcomes} is damaged" in again.stderr and "measuring it again" in again.stderr
     assert "Traceback" not in again.stderr and "training: press Ctrl-C" not in again.stdout

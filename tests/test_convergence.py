@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from invariance_recipes.lightning_modules.callbacks import CURVE_CSV, read_curve
 
 from invariance_recipes.compare.convergence import (
     PLATEAU_RULE,
@@ -20,6 +19,7 @@ from invariance_recipes.compare.convergence import (
     plateau,
     training_columns,
 )
+from invariance_recipes.lightning_modules.callbacks import CURVE_CSV, read_curve
 from invariance_recipes.run.training import TrainCLI
 
 
@@ -154,9 +154,8 @@ def test_learning_curve_matches_lightnings_csv_log_and_survives_a_resume(tmp_pat
 
 def test_experiments_list_their_variants_so_a_new_one_joins_none(monkeypatch) -> None:
     """Registering a variant changes no experiment's default arms."""
-    from invariance_recipes.lightning_modules import variants
-
     from invariance_recipes.compare import experiments
+    from invariance_recipes.lightning_modules import variants
 
     before = {name: e.variants for name, e in experiments.EXPERIMENTS.items()}
     extended = dict(variants.VARIANTS)

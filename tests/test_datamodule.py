@@ -13,6 +13,13 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from lightning.pytorch import LightningModule, Trainer, seed_everything
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch import nn
+from torch.utils.data import SequentialSampler
+
+from formats import write_cifar10, write_image_folder
+from invariance_recipes.common.shift_modes import SHIFT_MODES
 from invariance_recipes.datamodules import (
     DATASETS,
     PLACEMENTS,
@@ -22,13 +29,6 @@ from invariance_recipes.datamodules import (
     TranslationDataModule,
 )
 from invariance_recipes.datamodules.translation import EpochShuffle
-from lightning.pytorch import LightningModule, Trainer, seed_everything
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch import nn
-from torch.utils.data import SequentialSampler
-
-from formats import write_cifar10, write_image_folder
-from invariance_recipes.common.shift_modes import SHIFT_MODES
 
 REPO = Path(__file__).resolve().parents[1]
 

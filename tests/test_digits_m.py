@@ -7,6 +7,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from sklearn.datasets import load_sample_images
+
+from invariance_recipes.compare.experiments import get_experiment
 from invariance_recipes.datamodules import TranslationDataModule
 from invariance_recipes.datamodules.digits_m import (
     CANVAS_SIZE,
@@ -16,10 +20,6 @@ from invariance_recipes.datamodules.digits_m import (
 )
 from invariance_recipes.datamodules.sources import load_splits
 from invariance_recipes.lightning_modules.shifts import translate
-from PIL import Image
-from sklearn.datasets import load_sample_images
-
-from invariance_recipes.compare.experiments import get_experiment
 
 SPLITS = ("train", "val", "test")
 

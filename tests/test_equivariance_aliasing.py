@@ -3,12 +3,13 @@ MaxPool, where the integer error at shifts by the stride scores MaxPool as perfe
 
 import pytest
 import torch
+from torch import nn
+
 from invariance_recipes.lightning_modules.layers import BlurPool2d
 from invariance_recipes.lightning_modules.metrics import (
     equivariance_error,
     feature_equivariance_error,
 )
-from torch import nn
 
 
 class IdealLowPassSubsample(nn.Module):

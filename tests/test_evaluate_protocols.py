@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from invariance_recipes.lightning_modules.metrics import PROTOCOLS
 
+from invariance_recipes.lightning_modules.metrics import PROTOCOLS
 from recipe_runs import QUICK, read_test_metrics, run_recipe
 
 NAMED = ["zhang2019", "aps-circular", "afc-worst", "afc-fractional", "azulay-weiss"]
@@ -20,9 +20,16 @@ def test_protocols_in_training_and_evaluation_agree_on_the_tested_checkpoint(
     """Same checkpoint, another batch size (64, training tests in batches of 50): keyed
     offsets and fixed grids give the training test's numbers again."""
     train = run_recipe(
-        "train.py", *QUICK, "--logger", "csv", "--data.view_size", "28",
-        "--protocols", "[" + ", ".join(NAMED) + "]", cwd=tmp_path,
-    )  # fmt: skip
+        "train.py",
+        *QUICK,
+        "--logger",
+        "csv",
+        "--data.view_size",
+        "28",
+        "--protocols",
+        "[" + ", ".join(NAMED) + "]",
+        cwd=tmp_path,
+    )
     assert train.returncode == 0, train.stderr[-3000:]
     run_dir = tmp_path / "runs" / "baseline-seed0"
     tested = json.loads((run_dir / "tested.json").read_text())
@@ -31,10 +38,21 @@ def test_protocols_in_training_and_evaluation_agree_on_the_tested_checkpoint(
     trained = read_test_metrics(run_dir)
 
     proc = run_recipe(
-        "evaluate.py", "--ckpt", str(run_dir / tested["checkpoint"]), "--protocols", *NAMED,
-        "--batch_size", "64", "--max_shifts", "4", "--logger", "none", "--on_collapse", "warn",
+        "evaluate.py",
+        "--ckpt",
+        str(run_dir / tested["checkpoint"]),
+        "--protocols",
+        *NAMED,
+        "--batch_size",
+        "64",
+        "--max_shifts",
+        "4",
+        "--logger",
+        "none",
+        "--on_collapse",
+        "warn",
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((run_dir / "evaluation" / "report.json").read_text())
     assert list(report["protocols"]) == NAMED

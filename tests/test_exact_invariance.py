@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from invariance_recipes.lightning_modules.nets import build_net, get_downsampler
 from invariance_recipes.lightning_modules.variants import VARIANTS
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
 from invariance_recipes.lightning_modules.layers import (
     PAD_TYPES,
     BlurPool2d,
@@ -20,8 +22,6 @@ from invariance_recipes.lightning_modules.layers import (
 from invariance_recipes.lightning_modules.nets import BACKBONES, build_net
 from invariance_recipes.lightning_modules.nets.downsample import DOWNSAMPLERS
 from invariance_recipes.lightning_modules.nets.options import PADDING_MODES
-from torch import nn
-
 from invariance_recipes.publish.export import (
     ATOL,
     OPSET,
@@ -88,9 +88,13 @@ def test_every_backbone_and_downsampling_mode_exports(
     # circular padding with APS: the configuration that is exactly shift-invariant
     padding = "circular" if downsample == "aps" else "zeros"
     net = build_net(
-        backbone, in_channels=channels, num_classes=10, image_size=size,
-        downsample=downsample, padding_mode=padding,
-    )  # fmt: skip
+        backbone,
+        in_channels=channels,
+        num_classes=10,
+        image_size=size,
+        downsample=downsample,
+        padding_mode=padding,
+    )
     example = torch.randn(2, channels, size, size)
     if DOWNSAMPLERS[downsample].onnx:
         roundtrip(net, example, tmp_path)

@@ -41,8 +41,15 @@ def write_experiment(root: Path, name: str, arms: dict[tuple[str, str], list[dic
         for seed, values in zip(SEEDS, per_seed, strict=True):
             run = f"{name}-{variant}-{setting}-seed{seed}"
             outcomes = {k: v for k, v in values.items() if isinstance(v, np.ndarray)}
-            row = {"experiment": name, "variant": variant, "setting": setting, "seed": seed,
-                   "run": run, "outcomes": "", "wall_s": 1.0}  # fmt: skip
+            row = {
+                "experiment": name,
+                "variant": variant,
+                "setting": setting,
+                "seed": seed,
+                "run": run,
+                "outcomes": "",
+                "wall_s": 1.0,
+            }
             row |= {k: v for k, v in values.items() if not isinstance(v, np.ndarray)}
             if outcomes:
                 (out / "runs" / run).mkdir(parents=True)

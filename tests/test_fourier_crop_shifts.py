@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+
 from invariance_recipes.lightning_modules.crop_shift import center_view, crop_windows
 from invariance_recipes.lightning_modules.shifts import translate
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from torch import Tensor
+
 from invariance_recipes.lightning_modules import functional as IF
 from invariance_recipes.lightning_modules.layers import BlurPool2d, MaxBlurPool2d
 from invariance_recipes.lightning_modules.metrics import (
@@ -18,12 +20,13 @@ from invariance_recipes.lightning_modules.metrics import (
     MeanAbsoluteChange,
     ShiftConsistency,
 )
-from torch import Tensor
 
 
 def consistency_loop(a: Tensor, b: Tensor) -> float:
-    agree = [int(max(range(len(p)), key=p.__getitem__) == max(range(len(q)), key=q.__getitem__))
-             for p, q in zip(a.tolist(), b.tolist(), strict=True)]  # fmt: skip
+    agree = [
+        int(max(range(len(p)), key=p.__getitem__) == max(range(len(q)), key=q.__getitem__))
+        for p, q in zip(a.tolist(), b.tolist(), strict=True)
+    ]
     return sum(agree) / len(agree)
 
 

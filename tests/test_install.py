@@ -74,9 +74,17 @@ def run(*cmd: str | Path, cwd: Path, timeout: float = 300) -> subprocess.Complet
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("dist")
     build = run(
-        sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-        "--wheel-dir", tmp, ROOT, cwd=tmp,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--wheel-dir",
+        tmp,
+        ROOT,
+        cwd=tmp,
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     (built,) = tmp.glob("invariance_recipes-*.whl")
     return built
@@ -90,9 +98,17 @@ def make_venv(tmp: Path, wheel: Path, distributions: set[str]) -> Path:
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
     install = run(
-        sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-        wheel, cwd=tmp,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--no-deps",
+        "--no-index",
+        wheel,
+        cwd=tmp,
+    )
     assert install.returncode == 0, install.stderr[-3000:]
     site = run(python, "-c", "import site; print(site.getsitepackages()[0])", cwd=tmp)
     link_distributions(distributions, tmp / "linked")
@@ -207,9 +223,17 @@ def test_a_users_mypy_reads_our_types(core_venv: tuple[Path, Path], tmp_path: Pa
     )
     for path, expected in ((good, 0), (bad, 1)):
         proc = run(
-            sys.executable, "-m", "mypy", "--python-executable", python, "--follow-imports=silent",
-            "--no-incremental", path, cwd=tmp_path, timeout=600,
-        )  # fmt: skip
+            sys.executable,
+            "-m",
+            "mypy",
+            "--python-executable",
+            python,
+            "--follow-imports=silent",
+            "--no-incremental",
+            path,
+            cwd=tmp_path,
+            timeout=600,
+        )
         assert proc.returncode == expected, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert 'Argument 1 to "BlurPool2d" has incompatible type "str"; expected "int"' in proc.stdout
 
@@ -227,8 +251,15 @@ def test_an_installed_copy_trains_with_its_console_script(
         "--data.num_workers", "0", "--model.curve_max_shift", "3", "--logger", "csv",
         "--trainer.enable_progress_bar", "false",
     ]  # fmt: skip
-    proc = run(python.parent / "invariance-recipes", "train", "--variant", "blurpool", *quick,
-               cwd=work, timeout=900)  # fmt: skip
+    proc = run(
+        python.parent / "invariance-recipes",
+        "train",
+        "--variant",
+        "blurpool",
+        *quick,
+        cwd=work,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (work / "runs" / "blurpool-seed0" / "test_metrics.json").is_file()
     assert (

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from invariance_recipes.lightning_modules.layers import (
     AliasFreeActivation,
     LearnablePolyphaseDownsample2d,
@@ -19,7 +20,6 @@ from invariance_recipes.lightning_modules.layers.ideal_lowpass import (
     without_nyquist,
 )
 from invariance_recipes.lightning_modules.shifts import translate
-
 from test_layers import NUMPY_PAD, reference_blur
 
 PHASE_SIZES = [(8, 8), (6, 10)]  # multiples of the stride: the sizes the kept-phase path takes

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy.special import binom
+
 from invariance_recipes.lightning_modules.layers import (
     NORMS,
     PAD_TYPES,
@@ -29,7 +31,6 @@ from invariance_recipes.lightning_modules.layers.blur_paths import (
     choose_path,
 )
 from invariance_recipes.lightning_modules.layers.same_max_pool import takes_shift_path
-from scipy.special import binom
 
 NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "zero": "constant", "circular": "wrap"}
 SIZES = [(9, 12), (8, 7), (1, 1), (2, 3), (3, 2)]  # odd, even, and smaller than the padding
@@ -259,8 +260,10 @@ def test_same_max_pool_inference_path_equals_the_autograd_path(
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64)
     special = x.clone()
     special[0, 0, 2, 3], special[1, 2, 0, 0], special[1, 1, 6, 5] = (
-        float("nan"), float("inf"), float("-inf")
-    )  # fmt: skip
+        float("nan"),
+        float("inf"),
+        float("-inf"),
+    )
     layer = SameMaxPool2d(kernel_size, circular)
     blur = MaxBlurPool2d(3, kernel_size, 4, 2, "circular" if circular else "zero").double()
     with torch.no_grad():

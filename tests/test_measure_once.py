@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from invariance_recipes.lightning_modules.metrics import ShiftReport
-from invariance_recipes.lightning_modules.shifts import sample_offset_pair, translate
 from torch import nn
 
 from invariance_recipes.compare.experiments import EXPERIMENTS
+from invariance_recipes.lightning_modules.metrics import ShiftReport
+from invariance_recipes.lightning_modules.shifts import sample_offset_pair, translate
 from invariance_recipes.measure.evaluation import consistency_key
 
 

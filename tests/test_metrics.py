@@ -7,6 +7,9 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
 from invariance_recipes.lightning_modules.metrics import (
     AccuracyVsShift,
     EquivarianceError,
@@ -19,8 +22,6 @@ from invariance_recipes.lightning_modules.metrics import (
     feature_equivariance_error,
 )
 from invariance_recipes.lightning_modules.shifts import offset_sweep, shifted_pair, translate
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

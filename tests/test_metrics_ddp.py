@@ -7,6 +7,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torchmetrics import Metric
+
 from invariance_recipes.lightning_modules.metrics import (
     PROTOCOLS,
     AccuracyVsShift,
@@ -18,7 +20,6 @@ from invariance_recipes.lightning_modules.metrics import (
     WorstCaseConsistency,
 )
 from invariance_recipes.lightning_modules.shifts import offset_sweep
-from torchmetrics import Metric
 
 # every test here starts gloo process groups: the full suite runs them, not the inner loop
 pytestmark = pytest.mark.slow
@@ -48,9 +49,11 @@ SPLIT_FREE_PROTOCOLS = tuple(n for n, p in PROTOCOLS.items() if p.aggregation ==
 def protocol_model() -> torch.nn.Module:
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+        torch.nn.Conv2d(1, 3, 3, padding=1),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
         torch.nn.Linear(3 * 8 * 8, 3),
-    ).eval()  # fmt: skip
+    ).eval()
 
 
 def protocol_inputs() -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from invariance_recipes.lightning_modules.layers import (
     AliasFreeActivation,
     BlurPool2d,

@@ -42,10 +42,22 @@ EXPECTED = {
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out), str(ROOT)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     (path,) = out.glob("invariance_recipes-*.whl")
     return path
 
@@ -91,8 +103,10 @@ def test_a_user_project_imports_ours_beside_its_own_from_the_wheel(
     python = env / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     # torch and the other dependencies come from this interpreter's site-packages (a path
     # entry only: its .pth files, among them the editable install of this checkout, stay out)
     Path(site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")

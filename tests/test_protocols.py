@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from invariance_recipes.lightning_modules.metrics import (
     PROTOCOLS,
     ProtocolReport,
@@ -29,7 +31,6 @@ from invariance_recipes.lightning_modules.metrics.protocols import (
 )
 from invariance_recipes.lightning_modules.nets import build_net
 from invariance_recipes.lightning_modules.shifts import sample_integers
-from torch import nn
 
 CANVAS, VIEW, CLASSES = 28, 24, 3
 BATCH_SIZES = (7, 5, 4)  # uneven, so over-images and mean-of-batch-means differ
@@ -454,10 +455,21 @@ def test_per_image_outcomes_are_the_numbers_image_by_image() -> None:
 
 def test_circular_aps_gap_net_is_exactly_invariant_on_the_circular_protocols() -> None:
     torch.manual_seed(0)
-    net = build_net(
-        in_channels=1, num_classes=CLASSES, image_size=VIEW, downsample="aps", head="gap",
-        padding_mode="circular", widths=(4, 8, 8), mlp_hidden=(), dropout=0.0,
-    ).double().eval()  # fmt: skip
+    net = (
+        build_net(
+            in_channels=1,
+            num_classes=CLASSES,
+            image_size=VIEW,
+            downsample="aps",
+            head="gap",
+            padding_mode="circular",
+            widths=(4, 8, 8),
+            mlp_hidden=(),
+            dropout=0.0,
+        )
+        .double()
+        .eval()
+    )
     values = evaluate_protocols(
         net, batches(), ["aps-circular", "afc-random", "afc-worst"], view_size=VIEW
     )

@@ -7,6 +7,9 @@ import math
 
 import pytest
 import torch
+from torch import nn
+from torchvision.models import resnet18
+
 from invariance_recipes.lightning_modules.layers import (
     BlurPool2d,
     PolyphaseDownsample2d,
@@ -19,9 +22,6 @@ from invariance_recipes.lightning_modules.nets.effective_receptive_field import 
     random_batches,
 )
 from invariance_recipes.lightning_modules.nets.receptive_field import Field, receptive_field
-from torch import nn
-from torchvision.models import resnet18
-
 from invariance_recipes.measure.receptive_fields import mass_side
 
 

@@ -9,12 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from invariance_recipes.lightning_modules.nets.receptive_field import receptive_field
 from PIL import Image
 
 from invariance_recipes.compare.comparison import common_args, parse_args, plan, run_all
 from invariance_recipes.compare.experiments import get_experiment
 from invariance_recipes.compare.results import RESULTS_MD, RF_PLOT_PNG, markdown, write_plots
+from invariance_recipes.lightning_modules.nets.receptive_field import receptive_field
 from invariance_recipes.measure.evaluation import evaluate_command
 from invariance_recipes.measure.outcomes import best_checkpoint
 from invariance_recipes.run.cli import TrainCLI

@@ -185,9 +185,17 @@ def test_resume_picks_the_newest_run_with_a_checkpoint(finished_run: Path) -> No
     (workdir / "runs/base-v2").mkdir()  # a start that crashed before its first checkpoint
     try:
         proc = run_recipe(
-            "train.py", *QUICK, "--logger", "none", "--run_name", "base", "--resume",
-            "--max_epochs", "2", cwd=workdir,
-        )  # fmt: skip
+            "train.py",
+            *QUICK,
+            "--logger",
+            "none",
+            "--run_name",
+            "base",
+            "--resume",
+            "--max_epochs",
+            "2",
+            cwd=workdir,
+        )
     finally:
         shutil.rmtree(workdir / "runs/base-v2")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -256,12 +264,31 @@ def test_torchrun_ranks_share_the_folder_rank_zero_chose(tmp_path: Path) -> None
     (tmp_path / "runs/tr").mkdir(parents=True)  # rank 0 must pick tr-v2, and every rank with it
     proc = subprocess.run(
         [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            str(ROOT / "recipes/train.py"), *QUICK, "--accelerator", "cpu", "--devices", "2",
-            "--strategy", "ddp", "--logger", "csv", "--run_name", "tr",
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(ROOT / "recipes/train.py"),
+            *QUICK,
+            "--accelerator",
+            "cpu",
+            "--devices",
+            "2",
+            "--strategy",
+            "ddp",
+            "--logger",
+            "csv",
+            "--run_name",
+            "tr",
         ],
-        cwd=tmp_path, env=recipe_env(), capture_output=True, text=True, timeout=400,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["tr", "tr-v2"]
     run_dir = tmp_path / "runs/tr-v2"
@@ -275,11 +302,27 @@ def test_torchrun_ranks_share_the_folder_rank_zero_chose(tmp_path: Path) -> None
 def test_compare_reports_a_diverged_run_as_failed_not_as_numbers(tmp_path: Path) -> None:
     out = tmp_path / "results"
     proc = run_recipe(
-        "compare.py", "--experiment", "small-shift", "--quick", "--seeds", "1",
-        "--variants", "baseline", "--logger", "csv", "--out", str(out), "--",
-        "--data.max_samples", "120", "--model.optimizer", "sgd", "--model.lr", "1e6",
+        "compare.py",
+        "--experiment",
+        "small-shift",
+        "--quick",
+        "--seeds",
+        "1",
+        "--variants",
+        "baseline",
+        "--logger",
+        "csv",
+        "--out",
+        str(out),
+        "--",
+        "--data.max_samples",
+        "120",
+        "--model.optimizer",
+        "sgd",
+        "--model.lr",
+        "1e6",
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "failed: training diverged at step" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -291,9 +334,18 @@ def test_collapsed_model_fails_in_train_and_evaluate(tmp_path: Path) -> None:
     """At --model.lr 1.0 the model predicts one class: its consistency is near 1 for the wrong
     reason, so the run fails in one line instead of reporting it."""
     proc = run_recipe(
-        "train.py", *QUICK, "--on_collapse", "fail", "--model.lr", "1.0", "--logger", "csv",
-        "--run_name", "flat", cwd=tmp_path,
-    )  # fmt: skip
+        "train.py",
+        *QUICK,
+        "--on_collapse",
+        "fail",
+        "--model.lr",
+        "1.0",
+        "--logger",
+        "csv",
+        "--run_name",
+        "flat",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "did not learn" in errors[0], proc.stderr[-3000:]
@@ -304,9 +356,15 @@ def test_collapsed_model_fails_in_train_and_evaluate(tmp_path: Path) -> None:
     assert _status(run_dir)["status"] == "failed" and _status(run_dir)["exit_code"] == 1
 
     evaluated = run_recipe(
-        "evaluate.py", "--ckpt", str(run_dir / "checkpoints/last.ckpt"), "--logger", "none",
-        "--max_shifts", "1", cwd=tmp_path,
-    )  # fmt: skip
+        "evaluate.py",
+        "--ckpt",
+        str(run_dir / "checkpoints/last.ckpt"),
+        "--logger",
+        "none",
+        "--max_shifts",
+        "1",
+        cwd=tmp_path,
+    )
     assert evaluated.returncode == 1, evaluated.stderr[-3000:]
     assert "did not learn" in evaluated.stderr and "Traceback" not in evaluated.stderr
     assert not (run_dir / "evaluation/report.json").exists()
@@ -316,10 +374,25 @@ def test_collapsed_model_fails_in_train_and_evaluate(tmp_path: Path) -> None:
 def test_compare_lists_a_collapsed_run_as_failed(tmp_path: Path) -> None:
     out = tmp_path / "results"
     proc = run_recipe(
-        "compare.py", "--experiment", "small-shift", "--quick", "--variants", "baseline",
-        "--logger", "csv", "--out", str(out), "--", "--data.max_samples", "120",
-        "--trainer.max_epochs", "1", "--model.lr", "1.0", cwd=tmp_path,
-    )  # fmt: skip
+        "compare.py",
+        "--experiment",
+        "small-shift",
+        "--quick",
+        "--variants",
+        "baseline",
+        "--logger",
+        "csv",
+        "--out",
+        str(out),
+        "--",
+        "--data.max_samples",
+        "120",
+        "--trainer.max_epochs",
+        "1",
+        "--model.lr",
+        "1.0",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "1 run(s) failed" in proc.stderr and "did not learn" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -58,10 +58,16 @@ def runs() -> tuple[list[dict], dict[str, dict[str, np.ndarray]]]:
         for variant, values in (("baseline", base), ("better", better), ("tied", base)):
             name = f"{variant}-seed{seed}"
             rows.append(
-                {"variant": variant, "setting": "default", "seed": seed, "run": name,
-                 "acc": values["acc"].mean(), "consistency_zero@4": values["consistency_zero@4"].mean(),
-                 "wall_s": 10.0}
-            )  # fmt: skip
+                {
+                    "variant": variant,
+                    "setting": "default",
+                    "seed": seed,
+                    "run": name,
+                    "acc": values["acc"].mean(),
+                    "consistency_zero@4": values["consistency_zero@4"].mean(),
+                    "wall_s": 10.0,
+                }
+            )
             outcomes[name] = values
     return rows, outcomes
 
@@ -163,9 +169,12 @@ def test_without_outcomes_the_report_says_so(runs) -> None:
 def test_provenance_records_commit_versions_machine_and_command() -> None:
     fields = provenance("python recipes/compare.py --experiment small-shift", 3.4, 120.0)
     head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+        ["git", "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
         cwd=Path(__file__).parent,
-    ).stdout.strip()  # fmt: skip
+    ).stdout.strip()
     assert fields["commit"].startswith(head)
     assert re.search(r"\((clean|dirty: uncommitted changes)\)$", fields["commit"])
     import albumentations

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from invariance_recipes.datamodules.sources import load_splits
 
 from formats import write_cifar10
+from invariance_recipes.datamodules.sources import load_splits
 
 
 class _RunsCommand:

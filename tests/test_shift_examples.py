@@ -10,14 +10,15 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor
+
 from invariance_recipes.lightning_modules.callbacks import (
     example_grid,
     example_offsets,
     plot_examples,
 )
 from invariance_recipes.lightning_modules.shifts import offset_sweep
-from lightning.pytorch import LightningModule
-from torch import Tensor
 
 SIZE = 16
 

@@ -5,6 +5,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
+
+from invariance_recipes.common.shift_modes import SHIFT_MODES
 from invariance_recipes.lightning_modules.shifts import (
     offset_sweep,
     random_offsets,
@@ -13,8 +15,6 @@ from invariance_recipes.lightning_modules.shifts import (
     shifted_pair,
     translate,
 )
-
-from invariance_recipes.common.shift_modes import SHIFT_MODES
 
 NUMPY_MODES = {"zero": "constant", "reflect": "reflect", "circular": "wrap"}
 

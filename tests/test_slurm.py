@@ -20,8 +20,19 @@ from scale_runs import assert_matches_single_process, only_run_folder
 
 TEMPLATE = ROOT / "recipes" / "slurm" / "train.sbatch"
 # Three epochs so that the second job is still training when it is preempted.
-TRAIN = [*QUICK, "--max_epochs", "3", "--data.max_samples", "400", "--accelerator", "cpu",
-         "--strategy", "ddp", "--logger", "csv"]  # fmt: skip
+TRAIN = [
+    *QUICK,
+    "--max_epochs",
+    "3",
+    "--data.max_samples",
+    "400",
+    "--accelerator",
+    "cpu",
+    "--strategy",
+    "ddp",
+    "--logger",
+    "csv",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +58,32 @@ def job_env() -> dict[str, str]:
 def sbatch(tmp_path: Path, name: str, *options: str) -> subprocess.CompletedProcess[str]:
     """Submit the template as README "Scaling out" shows, on CPU with two tasks."""
     return subprocess.run(
-        ["sbatch", "--parsable", "--job-name", f"invariance-{name}", "--gres=none",
-         "--ntasks-per-node", "2", "--cpus-per-task", "1", "--output", str(tmp_path / "%j.out"),
-         *options, str(TEMPLATE), *TRAIN, "--runs_dir", str(tmp_path / "runs"),
-         "--run_name", name],
-        cwd=ROOT, env=job_env(), capture_output=True, text=True,
+        [
+            "sbatch",
+            "--parsable",
+            "--job-name",
+            f"invariance-{name}",
+            "--gres=none",
+            "--ntasks-per-node",
+            "2",
+            "--cpus-per-task",
+            "1",
+            "--output",
+            str(tmp_path / "%j.out"),
+            *options,
+            str(TEMPLATE),
+            *TRAIN,
+            "--runs_dir",
+            str(tmp_path / "runs"),
+            "--run_name",
+            name,
+        ],
+        cwd=ROOT,
+        env=job_env(),
+        capture_output=True,
+        text=True,
         timeout=900 if "--wait" in options else 60,
-    )  # fmt: skip
+    )
 
 
 def job_state(job: str) -> dict[str, str]:

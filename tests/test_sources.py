@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from invariance_recipes.datamodules.sources import inspect_folder, load_splits
 from PIL import Image
 from sklearn.datasets import load_digits
 
@@ -19,6 +18,7 @@ from formats import (
     write_mnist,
     write_svhn,
 )
+from invariance_recipes.datamodules.sources import inspect_folder, load_splits
 
 RNG = np.random.default_rng(1234)
 

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 from fontTools.ttLib import TTFont
+from sklearn.neighbors import NearestCentroid
+
 from invariance_recipes.datamodules import TranslationDataModule, syndigits
 from invariance_recipes.datamodules.sources import DATASETS, load_splits
-from sklearn.neighbors import NearestCentroid
 
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 FRAME = 6  # px along each edge that the digit never reaches: background only (up to blur)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from invariance_recipes.lightning_modules.variants import VARIANTS
 
+from invariance_recipes.lightning_modules.variants import VARIANTS
 from recipe_runs import (
     QUICK,
     ROOT,

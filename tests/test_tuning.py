@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from invariance_recipes.lightning_modules.callbacks import CURVE_CSV, TESTED, read_curve
 
 from invariance_recipes.compare.comparison import (
     STARTING_DIR,
@@ -37,6 +36,7 @@ from invariance_recipes.compare.tuning import (
     tuning_document,
     tuning_markdown,
 )
+from invariance_recipes.lightning_modules.callbacks import CURVE_CSV, TESTED, read_curve
 
 
 def test_every_experiment_tunes_the_same_learning_rates_and_no_batch_size() -> None:
@@ -53,8 +53,11 @@ def test_every_experiment_tunes_the_same_learning_rates_and_no_batch_size() -> N
 def test_the_choice_is_the_best_validation_accuracy_and_reaches_the_runs() -> None:
     grid = {"lr": (0.001, 0.003, 0.01)}
     found = trials("x", grid, [("baseline", "default"), ("baseline", "shift4")])
-    assert [t.name for t in found[:3]] == ["x-tune-baseline-lr0.001", "x-tune-baseline-lr0.003",
-                                           "x-tune-baseline-lr0.01"]  # fmt: skip
+    assert [t.name for t in found[:3]] == [
+        "x-tune-baseline-lr0.001",
+        "x-tune-baseline-lr0.003",
+        "x-tune-baseline-lr0.01",
+    ]
     assert found[3].arm == "baseline/shift4" and found[3].name == "x-tune-baseline-shift4-lr0.001"
     scores = {0.001: 0.80, 0.003: 0.91, 0.01: 0.91}  # a tie goes to the first in grid order
     records = [
@@ -108,13 +111,30 @@ def test_runs_code_is_recorded_once_and_mixed_code_is_named(tmp_path: Path) -> N
 def test_merge_refuses_runs_from_mixed_code_unless_allowed(tmp_path: Path, capsys) -> None:
     """A finished shard whose runs started from two commits, one dirty."""
     out = tmp_path / "out"
-    argv = ["--experiment", "unseen-position", "--quick", "--variants", "baseline",
-            "--seeds", "2", "--logger", "none", "--out", str(out)]  # fmt: skip
+    argv = [
+        "--experiment",
+        "unseen-position",
+        "--quick",
+        "--variants",
+        "baseline",
+        "--seeds",
+        "2",
+        "--logger",
+        "none",
+        "--out",
+        str(out),
+    ]
     args, _ = parse_args(argv)
     experiment = get_experiment(args.experiment, args.dataset)
     runs = plan(experiment, "unseen-position-quick", ["baseline"], 2, [])
-    options = {"experiment": args.experiment, "dataset": args.dataset, "backbone": args.backbone,
-               "quick": True, "training_options": [], "protocols": None}  # fmt: skip
+    options = {
+        "experiment": args.experiment,
+        "dataset": args.dataset,
+        "backbone": args.backbone,
+        "quick": True,
+        "training_options": [],
+        "protocols": None,
+    }
     rows = [
         {"experiment": experiment.name, "variant": "baseline", "setting": "default",
          "seed": seed, "run": run.name, "wall_s": 1.0, "commit": commit, "dirty": dirty,
@@ -140,8 +160,22 @@ def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "results"
-    argv = ["--experiment", "small-shift", "--dataset", "digits", "--quick", "--variants",
-            "baseline", "--logger", "none", "--out", str(out), "--", "--data.max_samples", "60"]  # fmt: skip
+    argv = [
+        "--experiment",
+        "small-shift",
+        "--dataset",
+        "digits",
+        "--quick",
+        "--variants",
+        "baseline",
+        "--logger",
+        "none",
+        "--out",
+        str(out),
+        "--",
+        "--data.max_samples",
+        "60",
+    ]
     assert compare_command([*argv[:-3], "--tune", *argv[-3:]]) == 0
     tuning = json.loads((out / TUNING_JSON).read_text())
     assert tuning["grid"] == {"lr": [0.001, 0.003, 0.01]} and tuning["seed"] == 0
@@ -170,8 +204,17 @@ def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
 def test_an_unfinished_tuning_stops_the_comparison(tmp_path: Path, capsys) -> None:
     """One shard of --tune has finished, the other not: no run may train with half the choices."""
     out = tmp_path / "out"
-    argv = ["--experiment", "small-shift", "--dataset", "digits", "--quick", "--logger",
-            "none", "--out", str(out)]  # fmt: skip
+    argv = [
+        "--experiment",
+        "small-shift",
+        "--dataset",
+        "digits",
+        "--quick",
+        "--logger",
+        "none",
+        "--out",
+        str(out),
+    ]
     out.mkdir()
     partial = tuning_document({"lr": (0.001, 0.003)}, 6, {"baseline": []}, 2)
     (out / TUNING_JSON).write_text(json.dumps(partial))
@@ -184,9 +227,24 @@ def test_an_unfinished_tuning_stops_the_comparison(tmp_path: Path, capsys) -> No
 @pytest.mark.slow
 def test_a_resumed_run_keeps_the_commit_it_started_from(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
-    args = ("--data.dataset", "digits", "--data.max_samples", "40", "--data.batch_size", "20",
-            "--trainer.max_steps", "2", "--logger", "none", "--model.protocols", "[]",
-            "--runs_dir", str(runs_dir), "--run_name", "r")  # fmt: skip
+    args = (
+        "--data.dataset",
+        "digits",
+        "--data.max_samples",
+        "40",
+        "--data.batch_size",
+        "20",
+        "--trainer.max_steps",
+        "2",
+        "--logger",
+        "none",
+        "--model.protocols",
+        "[]",
+        "--runs_dir",
+        str(runs_dir),
+        "--run_name",
+        "r",
+    )
     run_dir, _ = train_or_reuse(args, "r", runs_dir)
     started = json.loads((run_dir / STARTED_JSON).read_text())
     assert started == json.loads((runs_dir / STARTING_DIR / "r.json").read_text())

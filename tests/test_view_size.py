@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from invariance_recipes.datamodules import TranslationDataModule
 from invariance_recipes.datamodules.augment import CanvasTransform
 

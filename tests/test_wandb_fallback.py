@@ -126,9 +126,15 @@ def test_training_against_a_rejecting_server_finishes(
     rejecting_server: str, tmp_path: Path
 ) -> None:
     proc = run_recipe(
-        "train.py", *QUICK, "--logger", "wandb", "--run_name", "w",
-        cwd=tmp_path, env=_env(rejecting_server, tmp_path),
-    )  # fmt: skip
+        "train.py",
+        *QUICK,
+        "--logger",
+        "wandb",
+        "--run_name",
+        "w",
+        cwd=tmp_path,
+        env=_env(rejecting_server, tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count(WARNING) == 1
     assert "Traceback" not in proc.stderr
@@ -173,21 +179,54 @@ def test_wandb_disabled_sends_nothing_from_train_evaluate_and_compare(
     env = {**_env(_Records.url, tmp_path), "WANDB_MODE": "disabled"}
     # batches of 10 learn enough in one epoch for evaluate.py to accept the model
     trained = run_recipe(
-        "train.py", *QUICK, "--data.batch_size", "10", "--on_collapse", "fail", "--logger",
-        "wandb", "--run_name", "d", cwd=tmp_path, env=env,
-    )  # fmt: skip
+        "train.py",
+        *QUICK,
+        "--data.batch_size",
+        "10",
+        "--on_collapse",
+        "fail",
+        "--logger",
+        "wandb",
+        "--run_name",
+        "d",
+        cwd=tmp_path,
+        env=env,
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "WANDB_MODE=disabled" in trained.stdout + trained.stderr
     evaluated = run_recipe(
-        "evaluate.py", "--ckpt", "runs/d/checkpoints/last.ckpt", "--logger", "wandb",
-        "--max_shifts", "1", cwd=tmp_path, env=env,
-    )  # fmt: skip
+        "evaluate.py",
+        "--ckpt",
+        "runs/d/checkpoints/last.ckpt",
+        "--logger",
+        "wandb",
+        "--max_shifts",
+        "1",
+        cwd=tmp_path,
+        env=env,
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     compared = run_recipe(
-        "compare.py", "--experiment", "small-shift", "--quick", "--variants", "baseline",
-        "--logger", "wandb", "--out", "results", "--", "--data.max_samples", "200",
-        "--trainer.max_epochs", "1", "--on_collapse", "warn", cwd=tmp_path, env=env,
-    )  # fmt: skip
+        "compare.py",
+        "--experiment",
+        "small-shift",
+        "--quick",
+        "--variants",
+        "baseline",
+        "--logger",
+        "wandb",
+        "--out",
+        "results",
+        "--",
+        "--data.max_samples",
+        "200",
+        "--trainer.max_epochs",
+        "1",
+        "--on_collapse",
+        "warn",
+        cwd=tmp_path,
+        env=env,
+    )
     assert compared.returncode == 0, compared.stderr[-3000:]
     assert recording_server == []
     assert not list(tmp_path.rglob("wandb")) and not list(tmp_path.rglob("wandb_id"))
@@ -200,11 +239,26 @@ def test_compare_summary_falls_back_offline_against_a_rejecting_server(
 ) -> None:
     """After all training, the comparison's closing W&B summary goes offline like a run does."""
     proc = run_recipe(
-        "compare.py", "--experiment", "small-shift", "--quick", "--variants", "baseline",
-        "--logger", "wandb", "--out", "results", "--", "--on_collapse", "warn",
-        "--data.max_samples", "120", "--trainer.max_epochs", "1",
-        cwd=tmp_path, env=_env(rejecting_server, tmp_path),
-    )  # fmt: skip
+        "compare.py",
+        "--experiment",
+        "small-shift",
+        "--quick",
+        "--variants",
+        "baseline",
+        "--logger",
+        "wandb",
+        "--out",
+        "results",
+        "--",
+        "--on_collapse",
+        "warn",
+        "--data.max_samples",
+        "120",
+        "--trainer.max_epochs",
+        "1",
+        cwd=tmp_path,
+        env=_env(rejecting_server, tmp_path),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert proc.stderr.count(WARNING) == 2, proc.stderr[-3000:]  # the run, then the summary

@@ -96,9 +96,11 @@ def run(argv: list[str]) -> list[Row]:
                 print(f"[{name}, {threads} thread{'s' * (threads != 1)}] ...", flush=True)
                 new = SECTIONS[name].rows(cfg, device, notes)
                 for row in new:
-                    print(f"  {row.ours} vs {row.baseline} ({row.setting}): {row.ratio:.3g} "
-                          f"(target {row.target_text}: {_VERDICTS[row.verdict]})",
-                          flush=True)  # fmt: skip
+                    print(
+                        f"  {row.ours} vs {row.baseline} ({row.setting}): {row.ratio:.3g} "
+                        f"(target {row.target_text}: {_VERDICTS[row.verdict]})",
+                        flush=True,
+                    )
                 rows += new
     finally:
         torch.set_num_threads(default_threads)

@@ -12,9 +12,20 @@ import torch
 from invariance_recipes.benchmarks.timing import Timings
 
 COLUMNS = (
-    "section", "threads", "setting", "ours", "baseline", "ours_ms", "baseline_ms",
-    "ratio", "ratio_q1", "ratio_q3", "target", "holds", "note",
-)  # fmt: skip
+    "section",
+    "threads",
+    "setting",
+    "ours",
+    "baseline",
+    "ours_ms",
+    "baseline_ms",
+    "ratio",
+    "ratio_q1",
+    "ratio_q3",
+    "target",
+    "holds",
+    "note",
+)
 
 Shape = tuple[int, int, int, int]
 

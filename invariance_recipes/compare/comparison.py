@@ -117,10 +117,22 @@ UNKNOWN_CODE = {"commit": None, "dirty": True}
 # Options compare.py sets for every run itself; passing them after "--" would break its
 # bookkeeping (run names, folders, W&B groups) or the scaling of the presets.
 RESERVED = (
-    "--variant", "--seed_everything", "--run_name", "--runs_dir", "--experiment", "--logger",
-    "--project", "--resume", "--ckpt_path", "--data.dataset", "--dataset", "--model.backbone",
-    "--backbone", "--model.protocols", "--protocols",
-)  # fmt: skip
+    "--variant",
+    "--seed_everything",
+    "--run_name",
+    "--runs_dir",
+    "--experiment",
+    "--logger",
+    "--project",
+    "--resume",
+    "--ckpt_path",
+    "--data.dataset",
+    "--dataset",
+    "--model.backbone",
+    "--backbone",
+    "--model.protocols",
+    "--protocols",
+)
 USER_ERRORS = (UsageError, ValueError, FileNotFoundError, MisconfigurationException, RunFailed)
 
 
@@ -335,8 +347,11 @@ def check_learned(
     counts = np.bincount(outcomes["prediction"].astype(np.int64), minlength=num_classes)
     reason = collapse_reason(counts.tolist(), float(outcomes["acc"].mean()), num_classes)
     if reason is not None and warn_only:
-        print(f"warning: {run_dir.name}: the model did not learn (--on_collapse warn): "
-              f"{reason}", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"warning: {run_dir.name}: the model did not learn (--on_collapse warn): {reason}",
+            file=sys.stderr,
+            flush=True,
+        )
     elif reason is not None:
         message = f"the model did not learn: {reason}"
         write_status(run_dir, "failed", message, EXIT_FAILED)
@@ -380,8 +395,11 @@ def log_summary(out: Path, label: str, project: str, rows: list[Row], pngs: list
         run.finish()
     except Exception as err:  # the results are on disk already: W&B must not fail them
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        print(f"warning: W&B summary not logged ({type(err).__name__}: {reason}); the "
-              f"results are in {out}", file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: W&B summary not logged ({type(err).__name__}: {reason}); the "
+            f"results are in {out}",
+            file=sys.stderr,
+        )
 
 
 def _duration(seconds: float) -> str:
@@ -455,9 +473,15 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
             *tuning_markdown(read_tuning(out), arms),
         ]
         md = markdown(
-            args.experiment, experiment.summary, setup, command, rows, experiment.columns(),
-            outcomes_of_rows(out, rows), "\n".join(sections) + "\n" + origin,
-        )  # fmt: skip
+            args.experiment,
+            experiment.summary,
+            setup,
+            command,
+            rows,
+            experiment.columns(),
+            outcomes_of_rows(out, rows),
+            "\n".join(sections) + "\n" + origin,
+        )
         md = mark_incomplete(md, names, rows)
         atomic_write_text(out / RESULTS_MD, md)
         have = {row["run"] for row in rows}
@@ -540,10 +564,20 @@ def tune(
     for i, trial in enumerate(mine, 1):
         print(f"[{i}/{len(mine)}] tuning {trial.name}", flush=True)
         args = (
-            *common, *settings[trial.setting], *trial.args(), "--runs_dir", str(runs_dir),
-            "--trainer.limit_test_batches", "0", "--variant", trial.variant,
-            "--seed_everything", str(TUNING_SEED), "--run_name", trial.name,
-        )  # fmt: skip
+            *common,
+            *settings[trial.setting],
+            *trial.args(),
+            "--runs_dir",
+            str(runs_dir),
+            "--trainer.limit_test_batches",
+            "0",
+            "--variant",
+            trial.variant,
+            "--seed_everything",
+            str(TUNING_SEED),
+            "--run_name",
+            trial.name,
+        )
         try:
             train_or_reuse(args, trial.name, runs_dir)
         except StoppedEarly:
@@ -589,8 +623,10 @@ def run_shard(
     if stopped:
         return stopped
     write_manifest(out, shard, options, [run.name for run in runs])
-    print(f"shard {shard.label} finished: rows in {shard.csv(out)}; merge all shards with the "
-          "same command, --shard replaced by --merge")  # fmt: skip
+    print(
+        f"shard {shard.label} finished: rows in {shard.csv(out)}; merge all shards with the "
+        "same command, --shard replaced by --merge"
+    )
     if failures:
         print(f"{len(failures)} run(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
     return 1 if failures else 0
@@ -669,8 +705,9 @@ def run_all(
             print(f"{where}: stopped; rerun the same command to resume it", file=sys.stderr)
             return rows, failures, stop.exit_code
         except Interrupted as stop:  # a signal outside training (measuring, starting)
-            print(f"{where}: stopped by {stop}; rerun the same command to resume it",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{where}: stopped by {stop}; rerun the same command to resume it", file=sys.stderr
+            )
             return rows, failures, 128 + stop.signum
         except (Exception, SystemExit) as err:  # one failed run must not lose the others
             if not isinstance(err, (*USER_ERRORS, SystemExit)):

@@ -202,11 +202,14 @@ class Experiment:
 RECEPTIVE_FIELD_NETWORKS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         f"stages{len(widths)}-blocks{blocks}": (
-            "--model.widths", str(list(widths)), "--model.blocks_per_stage", str(blocks),
+            "--model.widths",
+            str(list(widths)),
+            "--model.blocks_per_stage",
+            str(blocks),
         )
         for widths, blocks in [((32, 64), 1), *(((32, 64, 128), b) for b in (1, 2, 3, 4))]
     }
-)  # fmt: skip
+)
 
 # Trained in one quadrant without augmentation, tested in every quadrant.
 _ONE_QUADRANT: dict = {
@@ -313,9 +316,13 @@ def measure(
     receptive field of the network measured."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     measured = measure_run(
-        run_dir, max_shifts=experiment.max_shifts, modes=experiment.modes,
-        regions=experiment.regions, seen=experiment.placement, device=device,
-    )  # fmt: skip
+        run_dir,
+        max_shifts=experiment.max_shifts,
+        modes=experiment.modes,
+        regions=experiment.regions,
+        seen=experiment.placement,
+        device=device,
+    )
     columns = dict(measured.columns)
     if experiment.networks:
         columns |= field_columns(measured.model)

@@ -545,14 +545,31 @@ def plot_unseen_vs_field(rows: Sequence[dict[str, Any]]) -> Any:
             (r for r in table_rows if r["variant"] == variant), key=lambda r: r[RF_COLUMN]
         )
         x = [r[RF_COLUMN] for r in points]
-        errors = [[0.0 if math.isnan(r[f"{c}_std"]) else r[f"{c}_std"] for r in points]
-                  for c in ("acc@unseen", "acc@top-left")]  # fmt: skip
+        errors = [
+            [0.0 if math.isnan(r[f"{c}_std"]) else r[f"{c}_std"] for r in points]
+            for c in ("acc@unseen", "acc@top-left")
+        ]
         (line,) = ax.plot([], [])
-        ax.errorbar(x, [r["acc@unseen"] for r in points], yerr=errors[0], marker="o",
-                    capsize=3, color=line.get_color(), label=f"{variant}: unseen quadrants")  # fmt: skip
-        ax.errorbar(x, [r["acc@top-left"] for r in points], yerr=errors[1], marker="x",
-                    capsize=3, ls="--", alpha=0.6, color=line.get_color(),
-                    label=f"{variant}: seen quadrant")  # fmt: skip
+        ax.errorbar(
+            x,
+            [r["acc@unseen"] for r in points],
+            yerr=errors[0],
+            marker="o",
+            capsize=3,
+            color=line.get_color(),
+            label=f"{variant}: unseen quadrants",
+        )
+        ax.errorbar(
+            x,
+            [r["acc@top-left"] for r in points],
+            yerr=errors[1],
+            marker="x",
+            capsize=3,
+            ls="--",
+            alpha=0.6,
+            color=line.get_color(),
+            label=f"{variant}: seen quadrant",
+        )
     ax.axvline(1.0, color="grey", lw=0.8, ls=":")
     ax.set(
         xlabel="theoretical receptive field of the last feature map / canvas side",

@@ -223,9 +223,14 @@ def write_report(report: dict[str, Any], out: Path) -> None:
 def log_report(report: dict[str, Any], args: argparse.Namespace, out: Path) -> None:
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     logger = make_logger(
-        args.logger, run_dir=out, name=f"eval-{args.ckpt.resolve().parent.parent.name}",
-        project=args.project, group=None, tags=["evaluate"], config=config,
-    )  # fmt: skip
+        args.logger,
+        run_dir=out,
+        name=f"eval-{args.ckpt.resolve().parent.parent.name}",
+        project=args.project,
+        group=None,
+        tags=["evaluate"],
+        config=config,
+    )
     if not logger:
         return
     scalars = {
@@ -330,10 +335,15 @@ def evaluate_command(argv: list[str]) -> int:
             args.ckpt = download_checkpoint(str(args.ckpt), Path("artifacts"))
         with torch.inference_mode():
             report = evaluate_checkpoint(
-                args.ckpt, max_shifts=args.max_shifts, modes=args.modes,
-                curve_max_shift=args.curve_max_shift, test_placement=args.test_placement,
-                protocols=protocols, batch_size=args.batch_size, device=args.device,
-            )  # fmt: skip
+                args.ckpt,
+                max_shifts=args.max_shifts,
+                modes=args.modes,
+                curve_max_shift=args.curve_max_shift,
+                test_placement=args.test_placement,
+                protocols=protocols,
+                batch_size=args.batch_size,
+                device=args.device,
+            )
     except (UsageError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -57,9 +57,12 @@ def table(image_size: int) -> str:
     for backbone in BACKBONES:
         for downsample in DOWNSAMPLERS:
             net = build_net(
-                backbone, in_channels=1, num_classes=10, image_size=image_size,
+                backbone,
+                in_channels=1,
+                num_classes=10,
+                image_size=image_size,
                 downsample=downsample,
-            )  # fmt: skip
+            )
             f = net_field(net)
             lines.append(
                 f"| {backbone} | {downsample} | {f.size:g} | {f.size / image_size:.2f} | "

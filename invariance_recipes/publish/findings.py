@@ -316,9 +316,14 @@ class Finding:
 def _accuracy(results: Results, experiment: str, arm: str, reference: str) -> Evidence:
     """Accuracy beside a consistency claim: context, it does not decide the claim."""
     return difference(
-        results, experiment, (arm, "default"), (reference, "default"), "acc",
-        "clean accuracy", claim="context",
-    )  # fmt: skip
+        results,
+        experiment,
+        (arm, "default"),
+        (reference, "default"),
+        "acc",
+        "clean accuracy",
+        claim="context",
+    )
 
 
 def _anti_aliasing(results: Results) -> list[Evidence]:
@@ -374,9 +379,13 @@ def _fractional(results: Results) -> list[Evidence]:
 
 def _pooling(results: Results) -> list[Evidence]:
     gain = difference(
-        results, "unseen-position", ("global-pooling", "default"), ("baseline", "default"),
-        "acc@unseen", "accuracy in unseen quadrants",
-    )  # fmt: skip
+        results,
+        "unseen-position",
+        ("global-pooling", "default"),
+        ("baseline", "default"),
+        "acc@unseen",
+        "accuracy in unseen quadrants",
+    )
     drops = [
         arm_mean(
             results, "unseen-position", variant, "unseen_drop",
@@ -396,13 +405,21 @@ def _covering_field(results: Results) -> list[Evidence]:
     )
     smallest, widest = networks[0], networks[-1]
     gain = difference(
-        results, "receptive-field", ("baseline", widest), ("baseline", smallest),
-        lambda r: r["acc@unseen"], "flatten head, accuracy in unseen quadrants",
-    )  # fmt: skip
+        results,
+        "receptive-field",
+        ("baseline", widest),
+        ("baseline", smallest),
+        lambda r: r["acc@unseen"],
+        "flatten head, accuracy in unseen quadrants",
+    )
     kept = arm_mean(
-        results, "receptive-field", "baseline", lambda r: r["acc@unseen"] - r["acc@top-left"],
-        f"flatten head, unseen minus seen quadrant ({widest})", widest,
-    )  # fmt: skip
+        results,
+        "receptive-field",
+        "baseline",
+        lambda r: r["acc@unseen"] - r["acc@top-left"],
+        f"flatten head, unseen minus seen quadrant ({widest})",
+        widest,
+    )
     return [gain, kept]
 
 

@@ -47,9 +47,15 @@ def redraw(folder: Path, command: str) -> str:
     origin = REDRAWN.sub("", old[old.index(PROVENANCE) :]).rstrip("\n") + "\n"
     origin += f"- redrawn: at {commit()} by `{command}`: the runs of the commit above, read with the statistics of this one\n"
     return markdown(
-        title, summary, setup["setup"], setup["command"], rows, columns,
-        outcomes_of_rows(folder, rows), origin,
-    )  # fmt: skip
+        title,
+        summary,
+        setup["setup"],
+        setup["command"],
+        rows,
+        columns,
+        outcomes_of_rows(folder, rows),
+        origin,
+    )
 
 
 def redraw_command(argv: list[str]) -> int:

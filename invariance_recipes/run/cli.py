@@ -326,8 +326,9 @@ def run_cli(train: Callable[[Sequence[str]], Any], args: Sequence[str]) -> Any:
         return train(args)
     except Interrupted as err:  # a signal before training's own handling took over
         name = signal.Signals(err.signum).name
-        print(f"stopped by {name} while starting; nothing to resume: start it again",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"stopped by {name} while starting; nothing to resume: start it again", file=sys.stderr
+        )
         return 128 + err.signum
     except (UsageError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -25,9 +25,14 @@ class CollapseCheck(L.Callback):
 
     @torch.no_grad()
     def on_test_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-        batch_idx: int, dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         canvas, labels = batch
         view = getattr(pl_module, "protocol_report", None)
         x = view.view(canvas) if view is not None else canvas  # what test_step scores

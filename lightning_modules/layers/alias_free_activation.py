@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import Tensor, nn
+
+from invariance_recipes.common.checks import check_choice, check_positive
 from invariance_recipes.lightning_modules.layers.ideal_lowpass import (
     ideal_downsample,
     ideal_upsample,
     without_nyquist,
 )
-from torch import Tensor, nn
-
-from invariance_recipes.common.checks import check_choice, check_positive
 
 NONLINEARITIES = ("poly", "relu")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-from invariance_recipes.lightning_modules.layers.checks import check_filt_size
 from torch import Tensor
+
+from invariance_recipes.lightning_modules.layers.checks import check_filt_size
 
 
 def binomial_filter(size: int) -> Tensor:

@@ -6,6 +6,9 @@ from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
+from invariance_recipes.common.checks import check_choice, check_positive
 from invariance_recipes.lightning_modules.layers.binomial import binomial_filter
 from invariance_recipes.lightning_modules.layers.blur_paths import (
     CONV_CHANNELS_LAST,
@@ -15,9 +18,6 @@ from invariance_recipes.lightning_modules.layers.blur_paths import (
 )
 from invariance_recipes.lightning_modules.layers.checks import check_filt_size, check_stride
 from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, pad2d
-from torch import Tensor, nn
-
-from invariance_recipes.common.checks import check_choice, check_positive
 
 
 class BlurPool2d(nn.Module):

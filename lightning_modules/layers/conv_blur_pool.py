@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 from torch import nn
 
 from invariance_recipes.common.checks import check_choice, check_positive
+from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 
 CONV_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # Blur padding that matches a convolution's: zero-padding a blur would darken the border, so

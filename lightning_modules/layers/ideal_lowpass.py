@@ -7,8 +7,9 @@ import math
 from functools import lru_cache
 
 import torch
-from invariance_recipes.lightning_modules.layers.checks import check_stride
 from torch import Tensor, nn
+
+from invariance_recipes.lightning_modules.layers.checks import check_stride
 
 
 def band_response(size: int, band: float, edge: float, dtype: torch.dtype) -> Tensor:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
+from invariance_recipes.common.checks import check_choice, check_positive
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 from invariance_recipes.lightning_modules.layers.checks import check_stride
 from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, pad2d
 from invariance_recipes.lightning_modules.layers.polyphase import polyphase_stack, take_phase
-from torch import Tensor, nn
-
-from invariance_recipes.common.checks import check_choice, check_positive
 
 MIXTURES = ("gumbel", "softmax")
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
+from invariance_recipes.common.checks import check_choice, check_positive
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 from invariance_recipes.lightning_modules.layers.checks import renamed_argument
 from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES
@@ -11,9 +14,6 @@ from invariance_recipes.lightning_modules.layers.same_max_pool import (
     SameMaxPool2d,
     takes_shift_path,
 )
-from torch import Tensor, nn
-
-from invariance_recipes.common.checks import check_choice, check_positive
 
 
 class MaxBlurPool2d(nn.Module):

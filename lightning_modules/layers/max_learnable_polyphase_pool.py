@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+
+from invariance_recipes.common.checks import check_choice, check_positive
 from invariance_recipes.lightning_modules.layers.checks import renamed_argument
 from invariance_recipes.lightning_modules.layers.learnable_polyphase import (
     LearnablePolyphaseDownsample2d,
 )
 from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES
 from invariance_recipes.lightning_modules.layers.same_max_pool import SameMaxPool2d
-from torch import Tensor, nn
-
-from invariance_recipes.common.checks import check_choice, check_positive
 
 
 class MaxLearnablePolyphasePool2d(nn.Module):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
+from invariance_recipes.common.checks import check_choice, check_positive
 from invariance_recipes.lightning_modules.layers.checks import renamed_argument
 from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES
 from invariance_recipes.lightning_modules.layers.polyphase import (
@@ -12,9 +15,6 @@ from invariance_recipes.lightning_modules.layers.polyphase import (
     phase_window,
 )
 from invariance_recipes.lightning_modules.layers.same_max_pool import SameMaxPool2d
-from torch import Tensor, nn
-
-from invariance_recipes.common.checks import check_choice, check_positive
 
 
 class MaxPolyphasePool2d(nn.Module):

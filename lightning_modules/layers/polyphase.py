@@ -6,12 +6,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
-from invariance_recipes.lightning_modules.layers.checks import check_stride
-from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, pad2d
 from torch import Tensor, nn
 
 from invariance_recipes.common.checks import check_choice
+from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
+from invariance_recipes.lightning_modules.layers.checks import check_stride
+from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, pad2d
 
 NORMS = ("l1", "l2", "linf")
 _ORDERS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from invariance_recipes.lightning_modules.layers.padding import pad2d
 from torch import Tensor, nn
 
 from invariance_recipes.common.checks import check_positive
+from invariance_recipes.lightning_modules.layers.padding import pad2d
 
 
 class SameMaxPool2d(nn.Module):

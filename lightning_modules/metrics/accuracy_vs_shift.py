@@ -4,9 +4,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from invariance_recipes.lightning_modules.functional import top1
 from torch import Tensor
 from torchmetrics import Metric
+
+from invariance_recipes.lightning_modules.functional import top1
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

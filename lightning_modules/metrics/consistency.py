@@ -3,10 +3,11 @@
 from typing import TYPE_CHECKING, Any
 
 import torch
-from invariance_recipes.lightning_modules.functional import shift_consistency_update
-from invariance_recipes.lightning_modules.shifts import check_max_shift, check_mode
 from torch import Tensor
 from torchmetrics import Metric
+
+from invariance_recipes.lightning_modules.functional import shift_consistency_update
+from invariance_recipes.lightning_modules.shifts import check_max_shift, check_mode
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

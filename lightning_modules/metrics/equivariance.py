@@ -14,10 +14,11 @@ MaxPool clearly more, because the error then measures the aliased energy the lay
 from typing import TYPE_CHECKING, Any
 
 import torch
-from invariance_recipes.lightning_modules.metrics._utils import evaluating
-from invariance_recipes.lightning_modules.shifts import check_mode, translate
 from torch import Tensor, nn
 from torchmetrics import Metric
+
+from invariance_recipes.lightning_modules.metrics._utils import evaluating
+from invariance_recipes.lightning_modules.shifts import check_mode, translate
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

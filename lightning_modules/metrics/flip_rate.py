@@ -3,9 +3,10 @@
 from typing import TYPE_CHECKING, Any
 
 import torch
-from invariance_recipes.lightning_modules.functional import flip_rate_update
 from torch import Tensor
 from torchmetrics import Metric
+
+from invariance_recipes.lightning_modules.functional import flip_rate_update
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
+
 from invariance_recipes.lightning_modules.crop_shift import crop_windows
 from invariance_recipes.lightning_modules.shifts import sample_integers, translate
-from torch import Tensor
 
 #: Shifted copies of a fixed range go through the network in passes of at most this many images.
 IMAGES_PER_PASS = 4096
@@ -255,9 +256,12 @@ class Probe:
             k = len(part)
             canvas = self.canvas.repeat(k, 1, 1, 1) if self.source.needs_margin else self.canvas
             copies = self.source.make(
-                canvas, self.view.repeat(k, 1, 1, 1), part.repeat_interleave(batch, 0),
-                self.value, self.fill,
-            )  # fmt: skip
+                canvas,
+                self.view.repeat(k, 1, 1, 1),
+                part.repeat_interleave(batch, 0),
+                self.value,
+                self.fill,
+            )
             classes.append(self.model(copies).argmax(dim=-1).view(k, batch))
         return torch.cat(classes)
 

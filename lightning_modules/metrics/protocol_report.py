@@ -24,6 +24,10 @@ from itertools import chain
 from typing import Any
 
 import torch
+from torch import Tensor, nn
+from torchmetrics import Metric, SumMetric
+
+from invariance_recipes.common.checks import check_choice
 from invariance_recipes.lightning_modules.crop_shift import center_view
 from invariance_recipes.lightning_modules.metrics._utils import evaluating
 from invariance_recipes.lightning_modules.metrics.protocol_parts import (
@@ -40,10 +44,6 @@ from invariance_recipes.lightning_modules.metrics.protocols import (
     metric_key,
 )
 from invariance_recipes.lightning_modules.metrics.worst_case import AGGREGATIONS
-from torch import Tensor, nn
-from torchmetrics import Metric, SumMetric
-
-from invariance_recipes.common.checks import check_choice
 
 
 class ImageMean(Metric):
@@ -170,10 +170,19 @@ class ProtocolReport(nn.Module):
         for spec in self.specs.values():
             for source in spec.sources:
                 probe = Probe(
-                    model, x, view, y, logits, source, spec.range,
-                    spec.scaled_range(canvas_size, view_size), spec.seed, spec.copies,
-                    spec.passes, self.fill,
-                )  # fmt: skip
+                    model,
+                    x,
+                    view,
+                    y,
+                    logits,
+                    source,
+                    spec.range,
+                    spec.scaled_range(canvas_size, view_size),
+                    spec.seed,
+                    spec.copies,
+                    spec.passes,
+                    self.fill,
+                )
                 self._record(spec, source, spec.measure.run(probe), correct, probe.value)
 
     def _record(

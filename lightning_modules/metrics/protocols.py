@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from types import MappingProxyType
 
+from invariance_recipes.common.checks import check_choice
 from invariance_recipes.lightning_modules.metrics.protocol_parts import (
     AMONG_CORRECT,
     MEASURES,
@@ -32,8 +33,6 @@ from invariance_recipes.lightning_modules.metrics.protocol_parts import (
     Source,
 )
 from invariance_recipes.lightning_modules.metrics.worst_case import AGGREGATIONS
-
-from invariance_recipes.common.checks import check_choice
 
 #: The per-protocol numbers beside each measure's own: clean accuracy of the images it saw, and
 #: the number of outcomes (image x pass: the pairs of a consistency) behind its shares.

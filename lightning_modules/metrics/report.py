@@ -5,6 +5,9 @@ from itertools import chain
 from typing import Any
 
 import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
 from invariance_recipes.lightning_modules.metrics._utils import evaluating
 from invariance_recipes.lightning_modules.metrics.accuracy_vs_shift import AccuracyVsShift
 from invariance_recipes.lightning_modules.metrics.consistency import ShiftConsistency
@@ -20,8 +23,6 @@ from invariance_recipes.lightning_modules.shifts import (
     sample_offset_pair,
     translate,
 )
-from torch import Tensor, nn
-from torchmetrics import MeanMetric
 
 # The shift modes whose consistency the test report gives by default: ``zero`` moves the
 # object on its background, ``circular`` wraps it (the two differ once content fills the canvas).

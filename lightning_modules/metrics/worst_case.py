@@ -10,11 +10,11 @@ robust accuracy: correct on every copy.
 from typing import Any
 
 import torch
-from invariance_recipes.lightning_modules.functional import top1
 from torch import Tensor
 from torchmetrics import Metric
 
 from invariance_recipes.common.checks import check_choice
+from invariance_recipes.lightning_modules.functional import top1
 
 AGGREGATIONS = ("over-images", "mean-of-batch-means")
 

@@ -7,12 +7,12 @@ import itertools
 import warnings
 
 import torch
-from invariance_recipes.lightning_modules.layers import PAD_TYPES, BlurPool2d
-from invariance_recipes.lightning_modules.layers.checks import check_filt_size
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from invariance_recipes.common.checks import check_choice
+from invariance_recipes.lightning_modules.layers import PAD_TYPES, BlurPool2d
+from invariance_recipes.lightning_modules.layers.checks import check_filt_size
 
 # Pointwise modules that may sit between a strided convolution and its nonlinearity, and
 # parameter-free nonlinearities after which the blur goes.

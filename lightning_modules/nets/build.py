@@ -9,12 +9,12 @@ from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any
 
-from invariance_recipes.lightning_modules.nets.options import DEFAULTS, NetOptions
-from invariance_recipes.lightning_modules.nets.resnet import CifarResNet18
-from invariance_recipes.lightning_modules.nets.small_cnn import SmallCNN
 from torch import nn
 
 from invariance_recipes.common.checks import check_choice
+from invariance_recipes.lightning_modules.nets.options import DEFAULTS, NetOptions
+from invariance_recipes.lightning_modules.nets.resnet import CifarResNet18
+from invariance_recipes.lightning_modules.nets.small_cnn import SmallCNN
 
 
 @dataclass(frozen=True)

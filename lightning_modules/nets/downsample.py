@@ -36,6 +36,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from torch import nn
+
+from invariance_recipes.common.checks import check_choice
 from invariance_recipes.lightning_modules.layers import (
     AliasFreeActivation,
     BlurPool2d,
@@ -49,9 +52,6 @@ from invariance_recipes.lightning_modules.layers import (
 )
 from invariance_recipes.lightning_modules.layers.conv_blur_pool import BLUR_PAD_TYPES
 from invariance_recipes.lightning_modules.nets.options import DEFAULTS, NetOptions
-from torch import nn
-
-from invariance_recipes.common.checks import check_choice
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from invariance_recipes.lightning_modules.layers.spatial_pyramid_pool import SpatialPyramidPool2d
-from invariance_recipes.lightning_modules.nets.options import DEFAULTS, NetOptions
 from torch import Tensor, nn
 
 from invariance_recipes.common.checks import check_choice, check_positive
+from invariance_recipes.lightning_modules.layers.spatial_pyramid_pool import SpatialPyramidPool2d
+from invariance_recipes.lightning_modules.nets.options import DEFAULTS, NetOptions
 
 
 @dataclass(frozen=True)

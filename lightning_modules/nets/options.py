@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
-from invariance_recipes.lightning_modules.layers.checks import check_filt_size
-
 from invariance_recipes.common.checks import check_choice, check_positive
+from invariance_recipes.lightning_modules.layers.checks import check_filt_size
 
 PADDING_MODES = ("zeros", "reflect", "circular")
 

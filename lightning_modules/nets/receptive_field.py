@@ -38,6 +38,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
 from invariance_recipes.lightning_modules.layers import (
     AliasFreeActivation,
     BlurPool2d,
@@ -54,8 +57,6 @@ from invariance_recipes.lightning_modules.layers import (
 from invariance_recipes.lightning_modules.nets.antialias import _PreBlurConv2d
 from invariance_recipes.lightning_modules.nets.resnet import CifarResNet18, DownsamplingBasicBlock
 from invariance_recipes.lightning_modules.nets.small_cnn import SmallCNN
-from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 
 @dataclass(frozen=True)
@@ -262,15 +263,36 @@ def _pointwise(m: nn.Module, field: Field, walk: _Walk, name: str) -> Field:
 
 
 _POINTWISE = (
-    nn.Identity, nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm, nn.InstanceNorm2d, nn.ReLU,
-    nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardtanh, nn.Mish,
-    nn.Sigmoid, nn.Tanh, nn.Dropout, nn.Dropout2d,
-)  # fmt: skip
+    nn.Identity,
+    nn.BatchNorm2d,
+    nn.SyncBatchNorm,
+    nn.GroupNorm,
+    nn.InstanceNorm2d,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Dropout,
+    nn.Dropout2d,
+)
 # Rules that only order their children (a block records its own united row).
 _CONTAINERS = (
-    nn.Sequential, SmallCNN, ResNet, BasicBlock, Bottleneck, MaxBlurPool2d, MaxPolyphasePool2d,
+    nn.Sequential,
+    SmallCNN,
+    ResNet,
+    BasicBlock,
+    Bottleneck,
+    MaxBlurPool2d,
+    MaxPolyphasePool2d,
     MaxLearnablePolyphasePool2d,
-)  # fmt: skip
+)
 
 RECEPTIVE_FIELD_RULES: Mapping[type[nn.Module], Rule] = MappingProxyType(
     {

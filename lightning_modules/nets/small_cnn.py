@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+from torch import Tensor, nn
+
+from invariance_recipes.common.checks import check_positive
 from invariance_recipes.lightning_modules.nets.downsample import (
     create_activation,
     create_downsample,
@@ -13,9 +16,6 @@ from invariance_recipes.lightning_modules.nets.downsample import (
 from invariance_recipes.lightning_modules.nets.heads import ClassifierHead
 from invariance_recipes.lightning_modules.nets.input_check import check_input
 from invariance_recipes.lightning_modules.nets.options import DEFAULTS, NetOptions
-from torch import Tensor, nn
-
-from invariance_recipes.common.checks import check_positive
 
 
 def conv_bn_relu(
