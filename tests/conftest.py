@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,3 +26,32 @@ def readme_and_results(tmp_path: Path) -> tuple[Path, Path]:
     shutil.copytree(ROOT / "docs/results", tmp_path / "results")
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     return tmp_path / "README.md", tmp_path / "results"
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built once from this checkout (no dependencies)."""
+    from recipe_runs import ROOT
+
+    out = tmp_path_factory.mktemp("wheel")
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "--wheel-dir",
+            str(out),
+            str(ROOT),
+        ],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    (built,) = out.glob("invariance_recipes-*.whl")
+    return built

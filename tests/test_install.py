@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from recipe_runs import QUICK
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 CORE = ("torch", "torchvision")
@@ -68,26 +70,6 @@ def run(*cmd: str | Path, cwd: Path, timeout: float = 300) -> subprocess.Complet
     return subprocess.run(
         [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("dist")
-    build = run(
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "--wheel-dir",
-        tmp,
-        ROOT,
-        cwd=tmp,
-    )
-    assert build.returncode == 0, build.stderr[-3000:]
-    (built,) = tmp.glob("invariance_recipes-*.whl")
-    return built
 
 
 def make_venv(tmp: Path, wheel: Path, distributions: set[str]) -> Path:
@@ -246,17 +228,14 @@ def test_an_installed_copy_trains_with_its_console_script(
     python = make_venv(tmp, wheel, requirement_closure((*CORE, *extra_requirements("train"))))
     work = tmp / "project"
     work.mkdir()
-    quick = [
-        "--max_epochs", "1", "--data.max_samples", "200", "--data.batch_size", "50",
-        "--data.num_workers", "0", "--model.curve_max_shift", "3", "--logger", "csv",
-        "--trainer.enable_progress_bar", "false",
-    ]  # fmt: skip
     proc = run(
         python.parent / "invariance-recipes",
         "train",
         "--variant",
         "blurpool",
-        *quick,
+        *QUICK,
+        "--logger",
+        "csv",
         cwd=work,
         timeout=900,
     )

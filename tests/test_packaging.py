@@ -38,30 +38,6 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    (path,) = out.glob("invariance_recipes-*.whl")
-    return path
-
-
 @pytest.fixture
 def user_project(tmp_path: Path) -> Path:
     """A Lightning project of the common shape: its own datamodules/ and lightning_modules.py."""
