@@ -140,7 +140,7 @@ def test_runs_that_did_not_train_are_left_out_and_listed(runs, tmp_path: Path) -
     next(r for r in rows if r["run"] == "tied-seed0")["plateaued"] = "false"
     write_rows(tmp_path / "results.csv", rows)  # the flag survives the real CSV format
     rows = read_rows(tmp_path / "results.csv")
-    assert next(r for r in rows if r["run"] == "tied-seed0")["plateaued"] is False
+    assert next(r for r in rows if r["run"] == "tied-seed0")["plateaued"] == 0.0
     assert next(r for r in rows if r["run"] == "tied-seed1")["plateaued"] == ""
     md = markdown("x", "a test", "setup", "cmd", rows, ["acc"], outcomes)
     left = md.split("Left out of every table", 1)[1].split("<!-- /readme -->")[0]

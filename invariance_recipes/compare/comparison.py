@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import numbers
 import shlex
 import signal
 import sys
@@ -384,11 +385,10 @@ def log_summary(out: Path, label: str, project: str, rows: list[Row], pngs: list
     import wandb
 
     columns = columns_of(rows)
-    data = [[None if r.get(c, "") == "" else r[c] for c in columns] for r in rows]
     try:
         run.log(
             {
-                "results": wandb.Table(columns=columns, data=data),
+                "results": wandb.Table(columns=columns, data=table_data(rows, columns)),
                 **{f"plots/{p.stem}": wandb.Image(str(p)) for p in pngs},
             }
         )
@@ -400,6 +400,25 @@ def log_summary(out: Path, label: str, project: str, rows: list[Row], pngs: list
             f"results are in {out}",
             file=sys.stderr,
         )
+
+
+def table_data(rows: Sequence[Row], columns: Sequence[str]) -> list[list[Any]]:
+    """The rows as a W&B table takes them: one type per column (a W&B table refuses a column
+    that mixes numbers and text): whole numbers stay ints, other numbers become floats and
+    blanks None; a column with any text is all text, blanks empty."""
+    cells = [[r.get(c, "") for c in columns] for r in rows]
+    for i in range(len(columns)):
+        values = [row[i] for row in cells if row[i] != ""]
+        if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+            convert: Any = int
+        elif all(isinstance(v, numbers.Real) for v in values):
+            convert = float
+        else:
+            convert = str
+        for row in cells:
+            blank = None if convert is not str else ""
+            row[i] = blank if row[i] == "" else convert(row[i])
+    return cells
 
 
 def _duration(seconds: float) -> str:

@@ -25,20 +25,21 @@ FLAGS = {
 TRUE, FALSE = ("true", "1", "1.0", "yes"), ("false", "0", "0.0", "no")
 
 
-def parse_flag(value: Any) -> bool | str:
-    """A flag cell as a bool (``true``/``false``, ``1``/``0``, ``yes``/``no``); empty stays ``""``."""
+def parse_flag(value: Any) -> float | str:
+    """A flag cell as the 1.0 / 0.0 the comparison writes (``true``/``false``, ``1``/``0``,
+    ``yes``/``no`` are read too); empty stays ``""``."""
     text = str(value).strip().lower()
     if text == "":
         return ""
     if text in TRUE or text in FALSE:
-        return text in TRUE
+        return float(text in TRUE)
     raise ValueError(f"flag value {value!r}: write true or false (or 1 / 0)")
 
 
 def did_not_train(row: Mapping[str, Any], outcomes: Mapping[str, np.ndarray] | None) -> str | None:
     """Why a run is no evidence, or None when it trained."""
     for flag, why in FLAGS.items():
-        if row.get(flag, "") is False:
+        if parse_flag(row.get(flag, "")) == 0.0:
             return why
     if outcomes and "prediction" in outcomes and "label" in outcomes:
         prediction, label = np.asarray(outcomes["prediction"]), np.asarray(outcomes["label"])
