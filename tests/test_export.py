@@ -53,12 +53,13 @@ LAYERS = {
 
 
 def roundtrip(net: nn.Module, example: torch.Tensor, tmp_path: Path) -> None:
-    """torch.export and ONNX both reproduce the eager output (onnxruntime within ATOL)."""
+    """torch.export and ONNX both reproduce the eager output within ATOL (the exported graph
+    may sum in another order than eager, e.g. APS's kept-phase path: float rounding only)."""
     net = net.eval()
     with torch.inference_mode():
         expected = net(example)
     program = export_program(net, example)
-    torch.testing.assert_close(program.module()(example), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(program.module()(example), expected, rtol=0, atol=ATOL)
     path = export_onnx(net, example, tmp_path / "net.onnx", program=program)
     import onnx
 
@@ -105,7 +106,7 @@ def test_every_backbone_and_downsampling_mode_exports(
     with torch.inference_mode():
         expected = net(example)
     program = export_program(net, example)
-    torch.testing.assert_close(program.module()(example), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(program.module()(example), expected, rtol=0, atol=ATOL)
     with pytest.raises(ExportError) as err:
         export_onnx(net, example, tmp_path / "net.onnx", program=program)
     message = str(err.value)

@@ -30,9 +30,13 @@ def _describe(net: nn.Module) -> str:
 
 
 def export_program(net: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
-    """``torch.export`` of ``net`` in eval mode, for inputs shaped like ``example``."""
+    """``torch.export`` of ``net`` in eval mode, for inputs shaped like ``example``.
+
+    Traced without autograd, as the deployed graph runs: layers with a faster path for
+    training (APS computing only the kept phase) then trace their inference path."""
     try:
-        return torch.export.export(net.eval(), (example,), strict=False)
+        with torch.no_grad():
+            return torch.export.export(net.eval(), (example,), strict=False)
     except Exception as err:  # any tracing failure: say which network and what else to do
         raise ExportError(
             f"{_describe(net)} cannot be exported with torch.export "
