@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,6 +266,15 @@ def _torchvision_splits(dataset: str, data_dir: str) -> tuple[Split, Split]:
             f"dataset={dataset!r}: cannot read the files in {folder} ({type(err).__name__}: "
             f"{err}): delete them and pass download=True, or replace them"
         ) from err
+
+
+#: The environment variable naming the data folder of every run that does not name its own.
+DATA_DIR_ENV = "INVARIANCE_RECIPES_DATA"
+
+
+def default_data_dir() -> str:
+    """``$INVARIANCE_RECIPES_DATA`` when set, else ``data`` in the working folder."""
+    return os.environ.get(DATA_DIR_ENV) or "data"
 
 
 def download(dataset: str, data_dir: str) -> None:

@@ -28,6 +28,7 @@ from invariance_recipes.datamodules.sources import (
     SPLITS,
     Split,
     check_dataset,
+    default_data_dir,
     download,
     inspect_folder,
     load_splits,
@@ -95,7 +96,9 @@ class TranslationDataModule(LightningDataModule):
         dataset: ``digits`` (embedded), ``digits-m``, ``syndigits`` (embedded, rendered into
             ``data_dir`` once), ``mnist``, ``fashion-mnist``, ``cifar10``, ``cifar100``,
             ``svhn`` or ``folder`` (an ``ImageFolder`` tree; folder images are read as RGB).
-        data_dir: root of the torchvision files, of the image folder, or of the syndigits cache.
+        data_dir: root of the torchvision files, of the image folder, or of the syndigits cache;
+            ``None``: the ``INVARIANCE_RECIPES_DATA`` environment variable, else ``data``
+            (so runs in many folders, or the jobs of a cluster, can share one rendered cache).
         download: let ``prepare_data`` fetch a torchvision set.
         object_size: side the object image is resized to; ``None``: 16 for digits, else native.
         canvas_size: side of the square canvas; ``None``: 32 for digits, else ``object_size``.
@@ -132,7 +135,7 @@ class TranslationDataModule(LightningDataModule):
     def __init__(
         self,
         dataset: str = "digits",
-        data_dir: str = "data",
+        data_dir: str | None = None,
         download: bool = False,
         object_size: int | None = None,
         canvas_size: int | None = None,
@@ -154,6 +157,7 @@ class TranslationDataModule(LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        data_dir = default_data_dir() if data_dir is None else data_dir  # recorded resolved
         self.save_hyperparameters()
         info = check_dataset(dataset)
         _check_options(

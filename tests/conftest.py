@@ -5,9 +5,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One data folder for every run of the session, in process and in the recipe
+    subprocesses (which inherit the variable): syndigits, the comparisons' dataset, is then
+    rendered once per session, not once per working folder."""
+    from invariance_recipes.datamodules.sources import DATA_DIR_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("data")
+        patch.setenv(DATA_DIR_ENV, str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from invariance_recipes.compare.experiments import (
 from invariance_recipes.compare.results import aggregate, header, markdown, read_rows, write_plots
 from invariance_recipes.datamodules import TranslationDataModule
 from invariance_recipes.lightning_modules.crop_shift import center_view
+from invariance_recipes.lightning_modules.metrics.protocols import headline_key
 from invariance_recipes.measure.outcomes import best_checkpoint, load_outcomes
 from invariance_recipes.run.checkpoints import load_checkpoint
 from invariance_recipes.run.cli import TrainCLI
@@ -309,7 +310,7 @@ def test_every_experiment_trains_what_its_preset_says(name: str, tmp_path: Path)
         assert data.hparams.dataset == experiment.dataset
         assert data.canvas_size == experiment.canvas
         assert data.image_size == (experiment.view_size or experiment.canvas)
-        assert tuple(hp.protocols) == experiment.protocols  # none: no protocol passes either
+        assert tuple(hp.protocols) == ()  # measured once after training, with outcomes
         assert data.placements["train"] == experiment.placement
         assert data.hparams.policy == (experiment.policy or "light")
         if experiment.train_shifts:
@@ -365,9 +366,16 @@ def test_outcomes_pair_up_and_reproduce_the_table(comparison) -> None:
         outcomes = load_outcomes(out / row["outcomes"])
         assert row["outcomes"] == f"runs/{row['run']}/outcomes.npz"
         assert np.array_equal(outcomes["index"], np.arange(len(outcomes["label"])))
-        per_image = [c for c in experiment.columns() if c not in experiment.protocol_columns()]
-        for column in per_image:  # the protocols' headlines come from the run's own test
+        protocols = experiment.protocol_columns()
+        for column in [c for c in experiment.columns() if c not in protocols]:
             assert outcomes[column].dtype == bool
+            assert outcomes[column].mean() == pytest.approx(row[column], abs=1e-6), column
+        # every protocol keeps the outcomes of its own numbers (a consistency among the correct
+        # images is a subset of them): over images and passes, their mean is the number
+        headlines = [f"test/{headline_key(name)}" for name in experiment.protocols]
+        assert set(headlines) <= set(outcomes)
+        for column in [c for c in protocols if c in outcomes]:
+            assert len(outcomes[column]) == len(outcomes["label"]), column
             assert outcomes[column].mean() == pytest.approx(row[column], abs=1e-6), column
         fingerprints.add(str(outcomes["images_sha256"]))
     assert len(fingerprints) == 1  # both variants saw the same test images

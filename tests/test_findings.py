@@ -75,7 +75,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("results")
     zhang, fractional = (
         "test/zhang2019/consistency_crop",
-        "test/afc-fractional/worst_consistency_fourier",
+        "test/afc-fractional/worst_acc_fourier",
     )
     small = {
         # zhang2019: blurpool beats baseline by 10, 12, 14 points; and is right on 5 more of
@@ -143,7 +143,7 @@ def test_every_claim_gets_the_verdict_its_numbers_give(results: Path) -> None:
     # 5 more images right of 100 in every seed, none fewer: +5 points, above 0
     assert "difference +5.0" in accuracy.measured and accuracy.verdict == "holds"
     vs_blur, vs_aps, *accuracies = found[
-        "AFC stays consistent under fractional shifts where BlurPool and APS are not"
+        "AFC stays correct under fractional shifts where BlurPool and APS do not"
     ]
     assert vs_blur.verdict == vs_aps.verdict == "holds"
     assert "alias-free 95.0 vs blurpool 60.0, difference +35.0" in vs_blur.measured

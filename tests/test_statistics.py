@@ -17,6 +17,7 @@ from invariance_recipes.compare.statistics import (
     crossed_mean,
     holm,
     mean_std,
+    outcome_matrix,
     two_level_bootstrap,
     wilson_interval,
 )
@@ -57,6 +58,17 @@ def test_mean_std_matches_numpy() -> None:
     assert mean == pytest.approx(np.mean(values))
     assert std == pytest.approx(np.std(values, ddof=1))
     assert math.isnan(mean_std([0.5])[1])
+
+
+def test_outcome_matrix_counts_an_image_once_whatever_its_passes() -> None:
+    """Five passes of one image are one image: the matrix holds each image's share of them."""
+    seed0 = np.array([[1, 1, 1, 1, 1], [1, 0, 1, 0, 0], [0, 0, 0, 0, 0]], bool)
+    seed1 = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 0, 1, 0]], bool)
+    matrix = outcome_matrix([seed0, seed1])
+    assert matrix.shape == (2, 3)
+    np.testing.assert_array_equal(matrix, [[1.0, 0.4, 0.0], [0.8, 1.0, 0.2]])
+    # one pass per image stays as it is
+    np.testing.assert_array_equal(outcome_matrix([np.array([True, False])]), [[1.0, 0.0]])
 
 
 def test_crossed_mean_by_hand_on_a_small_matrix() -> None:

@@ -795,7 +795,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         nargs="+",
         default=None,
         metavar="NAME",
-        help="named protocols whose columns the runs' tests report (default: the experiment's; "
+        help="named protocols measured on each run's tested checkpoint, with per-image outcomes "
+        "(default: the experiment's; "
         "see recipes/evaluate.py --list-protocols)",
     )
     parser.add_argument(

@@ -9,7 +9,6 @@ every canvas, shift and offset doubles), so a GPU run of a preset asks the same 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from invariance_recipes.compare.results import Row, curve_accuracy
-from invariance_recipes.datamodules import DATASETS, digits_m
+from invariance_recipes.datamodules import DATASETS, digits_m, syndigits
 from invariance_recipes.datamodules.translation import DIGITS_OBJECT_SIZE
 from invariance_recipes.lightning_modules.metrics.protocols import protocol_columns
 from invariance_recipes.lightning_modules.metrics.report import REPORTED_MODES
@@ -31,9 +30,19 @@ from invariance_recipes.measure.receptive_fields import RF_COLUMN, field_columns
 
 REFERENCE_OBJECT = DIGITS_OBJECT_SIZE  # the object side the presets are written for
 QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
-#: The dataset of every published comparison: this one line moves all four experiments (to
-#: ``syndigits`` once it is registered). ``None``: each keeps the dataset named in its entry.
-COMPARISON_DATASET: str | None = None
+#: The object side of each dataset whose object is not its whole image: the presets scale by
+#: it, and their canvases never go below the dataset's own image (a photo canvas is not cut).
+#: Any other dataset's object is its whole image.
+OBJECT_SIZES: Mapping[str, int] = MappingProxyType(
+    {
+        "digits": DIGITS_OBJECT_SIZE,
+        "digits-m": digits_m.DIGIT_SIZE,
+        "syndigits": syndigits.DIGIT_SIZE,
+        # the 24-px centre patch holds the 16-px digit with a margin: it fits a quadrant of the
+        # 48-px canvas the one-quadrant presets use
+        "syndigits-patch": syndigits.DIGIT_SIZE,
+    }
+)
 #: The tuning grid every arm of every experiment gets (``compare.py --tune``): the model
 #: option and its values. Batch size is not in it: it stays the same for every arm.
 TUNING_GRID: Mapping[str, tuple[float, ...]] = MappingProxyType({"lr": (1e-3, 3e-3, 1e-2)})
@@ -72,15 +81,16 @@ class Experiment:
             the accuracy-vs-consistency plot.
         networks: the networks swept, each a name and its training options (``--model.*``);
             their receptive fields become columns of the results table.
-        protocols: named shift protocols (``invariance_recipes.lightning_modules.metrics.PROTOCOLS``) the test of
-            every run reports; their headline numbers become columns.
+        protocols: named shift protocols (``lightning_modules.metrics.PROTOCOLS``) measured on
+            every run's tested checkpoint, with their per-image outcomes; their headline
+            numbers become columns.
     """
 
     name: str
     summary: str
     variants: tuple[str, ...]
     excluded: Mapping[str, str] = field(default_factory=dict)
-    dataset: str = COMPARISON_DATASET or "digits"
+    dataset: str = "syndigits"
     canvas: int = 32
     view_size: int | None = None
     placement: str = "center"
@@ -148,8 +158,9 @@ class Experiment:
         ]  # fmt: skip
         if self.view_size:
             args += ["--data.view_size", str(self.view_size)]
-        # no protocol columns: the runs' tests skip the default protocols' passes too
-        args += ["--model.protocols", json.dumps(list(self.protocols))]
+        # the protocols are measured once, with their per-image outcomes, by `measure`: the
+        # runs' own tests skip their passes
+        args += ["--model.protocols", "[]"]
         return args if self.policy is None else [*args, "--data.policy", self.policy]
 
     def columns(self) -> list[str]:
@@ -173,7 +184,7 @@ class Experiment:
         }
 
     def protocol_columns(self) -> list[str]:
-        """Each protocol's columns (its headline first), as the run's test logged them."""
+        """Each protocol's columns (its headline first), keyed as a run's test logs them."""
         return [f"test/{key}" for name in self.protocols for key in protocol_columns(name)]
 
     def scatter(self) -> tuple[str, str]:
@@ -217,6 +228,7 @@ _ONE_QUADRANT: dict = {
         "aug-heavy": "the experiment trains without augmentation (policy none) so that "
         "other positions are never seen, which leaves aug-heavy identical to baseline"
     },
+    "dataset": "syndigits-patch",  # a 24-px object that fits one quadrant of the 48-px canvas
     "canvas": 48,
     "placement": "top-left",
     "policy": "none",
@@ -243,7 +255,6 @@ _EXPERIMENTS = (
             "alias-free",
         ),
         excluded={"pyramid-pooling": "it is a control of the receptive-field experiment"},
-        dataset=COMPARISON_DATASET or "digits-m",
         canvas=48,
         view_size=32,  # Zhang's crops: a 32-px view moves by up to 8 px over real content
         max_shifts=(2, 4, 8),
@@ -300,12 +311,8 @@ def get_experiment(name: str, dataset: str | None = None) -> Experiment:
     if native is None:
         choices = ", ".join(d for d, info in DATASETS.items() if info.native_size)
         raise ValueError(f"--dataset {dataset}: presets need a known image size; choose {choices}")
-    preset = replace(EXPERIMENTS[name], dataset=dataset)
-    if dataset == "digits-m":  # 16-px digits on a photo canvas the presets' canvases cannot cut
-        scaled = preset.scaled(digits_m.DIGIT_SIZE)
-        return replace(scaled, canvas=max(scaled.canvas, native))
-    object_size = DIGITS_OBJECT_SIZE if dataset == "digits" else native
-    return preset.scaled(object_size)
+    scaled = replace(EXPERIMENTS[name], dataset=dataset).scaled(OBJECT_SIZES.get(dataset, native))
+    return replace(scaled, canvas=max(scaled.canvas, native))
 
 
 def measure(
@@ -321,6 +328,7 @@ def measure(
         modes=experiment.modes,
         regions=experiment.regions,
         seen=experiment.placement,
+        protocols=experiment.protocols,
         device=device,
     )
     columns = dict(measured.columns)

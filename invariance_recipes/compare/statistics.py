@@ -52,10 +52,12 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def outcome_matrix(per_seed: Sequence[np.ndarray]) -> np.ndarray:
-    """One seed's per-image outcomes per row, as floats: the ``seeds x images`` matrix."""
+    """One seed's per-image outcomes per row, as floats: the ``seeds x images`` matrix. An
+    outcome with several passes or offsets per image (``[images, passes]``) becomes the image's
+    mean over them: the passes share the image, so they are not more images."""
     if not per_seed:
         raise ValueError("no outcomes: pass at least one seed's per-image outcomes")
-    rows = [np.asarray(values, float).ravel() for values in per_seed]
+    rows = [np.asarray(values, float).reshape(len(values), -1).mean(axis=1) for values in per_seed]
     if len({len(row) for row in rows}) > 1 or len(rows[0]) == 0:
         raise ValueError(
             f"per-image outcomes of {[len(r) for r in rows]} images: every seed must be tested "

@@ -42,6 +42,8 @@ from invariance_recipes.run.loggers import make_logger
 
 #: The consistency radii (max shift, pixels per axis) evaluate.py reports by default.
 MAX_SHIFTS = (1, 2, 4, 8)
+#: The stage prefix of the protocols' numbers, as a run's test logs them and the tables read them.
+PROTOCOL_PREFIX = "test/"
 
 
 def evaluate_checkpoint(ckpt: Path, **options: Any) -> dict[str, Any]:
@@ -84,8 +86,9 @@ def evaluation_pass(
     what the reports counted, image by image (ShiftReport's own keyed offsets): ``label``,
     ``prediction``, ``acc``, ``flip_rate`` and one :func:`consistency_key` per mode and radius,
     with ``index`` (position in the test split) and ``images_sha256`` (a fingerprint of the
-    images the network saw, so two runs' outcomes can be checked to pair). Without
-    ``max_shifts`` only the clean predictions are taken.
+    images the network saw, so two runs' outcomes can be checked to pair), and with
+    ``protocols`` each protocol's per-image outcomes under its ``test/`` key (``[N]``, or
+    ``[N, passes]`` / ``[N, K]``). Without ``max_shifts`` only the clean predictions are taken.
     """
     model.to(device)
     overrides: dict[str, Any] = {"batch_size": batch_size, "num_workers": 0}
@@ -102,7 +105,9 @@ def evaluation_pass(
         ).to(device)
         for i, max_shift in enumerate(max_shifts)
     }  # fmt: skip
-    named = ProtocolReport(protocols, view_size=data.image_size, fill=data.fill_value).to(device)
+    named = ProtocolReport(
+        protocols, view_size=data.image_size, fill=data.fill_value, keep_outcomes=bool(protocols)
+    ).to(device)
     parts: dict[str, list[Tensor]] = {}
     digest = hashlib.sha256()
     with evaluating(model):
@@ -123,6 +128,11 @@ def evaluation_pass(
             for key, value in batch.items():
                 parts.setdefault(key, []).append(value.cpu())
     outcomes = {key: torch.cat(values).numpy() for key, values in parts.items()}
+    if protocols:  # keyed like the run's test logs them: test/<protocol>/<metric>_<source>
+        outcomes |= {
+            f"{PROTOCOL_PREFIX}{key}": values.numpy()
+            for key, values in named.take_outcomes().items()
+        }
     outcomes["index"] = np.arange(len(outcomes["label"]))
     outcomes["images_sha256"] = np.array(digest.hexdigest())
     result: dict[str, Any] = {"acc": float(outcomes["acc"].mean())}
@@ -142,6 +152,18 @@ def evaluation_pass(
     result["predicted_counts"] = counts.tolist()
     result["protocols"] = protocol_results(named) if protocols else {}
     return result, outcomes
+
+
+def protocol_scalars(result: dict[str, Any]) -> dict[str, float]:
+    """Every scalar number of the protocols of an :func:`evaluation_pass` result, keyed as the
+    run's test logs it (``test/<protocol>/<metric>_<source>``): each protocol's own
+    aggregation, not a mean of the kept outcomes (a mean of batch means differs from it)."""
+    return {
+        f"{PROTOCOL_PREFIX}{name}/{key}": float(value)
+        for name, measured in result["protocols"].items()
+        for key, value in measured["values"].items()
+        if not isinstance(value, list)
+    }
 
 
 def protocol_results(report: ProtocolReport) -> dict[str, dict[str, Any]]:

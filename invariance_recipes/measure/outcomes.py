@@ -25,7 +25,11 @@ import torch
 from invariance_recipes.common.atomic_write import atomic_path
 from invariance_recipes.lightning_modules.callbacks import TESTED
 from invariance_recipes.lightning_modules.classifier import InvarianceClassifier
-from invariance_recipes.measure.evaluation import evaluation_pass
+from invariance_recipes.measure.evaluation import (
+    PROTOCOL_PREFIX,
+    evaluation_pass,
+    protocol_scalars,
+)
 from invariance_recipes.run.checkpoints import load_checkpoint
 
 OUTCOMES_NPZ = "outcomes.npz"
@@ -60,6 +64,7 @@ def measure_run(
     modes: Sequence[str],
     regions: Sequence[str] = (),
     seen: str | None = None,
+    protocols: Sequence[str] = (),
     device: str | torch.device = "cpu",
 ) -> Measurement:
     """Load the checkpoint the run tested once and measure everything the tables need.
@@ -69,11 +74,19 @@ def measure_run(
     & Weiss's one-pixel step); with ``regions``, ``acc@REGION`` with the test objects placed
     there (one more pass each) and ``acc@unseen``, the regions other than ``seen`` one after
     the other. Every proportion column is the mean of its outcome; ``mac`` is ShiftReport's,
-    and ``unseen_drop`` the seen region's accuracy minus the unseen one.
+    and ``unseen_drop`` the seen region's accuracy minus the unseen one. With ``protocols``,
+    the same pass measures them: their numbers (``test/<protocol>/<metric>_<source>``, each
+    by its own aggregation) and their per-image outcomes, for the paired tests.
     """
     model, data_hparams = load_checkpoint(best_checkpoint(run_dir))
     report, outcomes = evaluation_pass(
-        model, data_hparams, max_shifts=max_shifts, modes=modes, curve_max_shift=1, device=device
+        model,
+        data_hparams,
+        max_shifts=max_shifts,
+        modes=modes,
+        curve_max_shift=1,
+        protocols=protocols,
+        device=device,
     )
     unseen = []
     for region in regions:
@@ -86,8 +99,11 @@ def measure_run(
     if unseen:
         outcomes["acc@unseen"] = np.concatenate(unseen)
     columns = {
-        key: float(values.mean()) for key, values in outcomes.items() if key not in NOT_COLUMNS
+        key: float(values.mean())
+        for key, values in outcomes.items()
+        if key not in NOT_COLUMNS and not key.startswith(PROTOCOL_PREFIX)
     }
+    columns |= protocol_scalars(report)
     if "mac" in report:
         columns["mac"] = report["mac"]
     if unseen and seen in regions:
