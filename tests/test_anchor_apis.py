@@ -78,6 +78,29 @@ def test_weight_free_layers_accept_channels(name: str) -> None:
     assert torch.equal(layer(x), BUILD[name]()(x))
 
 
+FIXED_FILTER = {
+    "BlurPool2d": lambda c, pad: BlurPool2d(c, filt_size=3, pad_type=pad),
+    "MaxBlurPool2d": lambda c, pad: MaxBlurPool2d(c, filt_size=3, pad_type=pad),
+    "PolyphaseDownsample2d": lambda c, pad: PolyphaseDownsample2d(c, filt_size=3, pad_type=pad),
+    "MaxPolyphasePool2d": lambda c, pad: MaxPolyphasePool2d(c, filt_size=3, pad_type=pad),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIXED_FILTER))
+@pytest.mark.parametrize("pad", ["reflect", "zero", "circular"])
+def test_fixed_filter_layers_need_no_channel_count(name: str, pad: str) -> None:
+    """Built without ``channels``, a layer takes any number of them and computes what the
+    layer built for that number computes: on small maps (the dense path) and large ones (the
+    convolution), for 3 and then 5 channels with one instance."""
+    shared = FIXED_FILTER[name](None, pad).double()
+    for channels, side in ((3, 9), (5, 9), (3, 64), (5, 65)):
+        x = torch.randn(2, channels, side, side, dtype=torch.float64)
+        expected = FIXED_FILTER[name](channels, pad).double()(x)
+        torch.testing.assert_close(shared(x), expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"channels=4\) got an input of shape \(2, 3, 9, 9\)"):
+        FIXED_FILTER[name](4, pad)(torch.randn(2, 3, 9, 9))
+
+
 def test_factory_float64_blur_computes_in_float64() -> None:
     x = torch.randn(2, 4, 9, 9, dtype=torch.float64)
     ours = BlurPool2d(4, 3, dtype=torch.float64)(x)

@@ -53,7 +53,9 @@ class BlurPool2d(nn.Module):
     input makes its whole plane NaN instead of a neighbourhood.
 
     Args:
-        channels: channels of the input (the blur is depthwise).
+        channels: channels of the input, checked on every call; ``None``: any number (the
+            blur is depthwise, the same filter for every channel, so it needs no count;
+            timm's ``aa_layer`` passes it).
         filt_size: binomial taps per axis, 1..7 (4 is Zhang's default trade-off).
         stride: subsampling factor; 1 blurs without subsampling.
         pad_type: ``reflect`` (reference default), ``replicate``, ``zero`` or ``circular``
@@ -76,7 +78,7 @@ class BlurPool2d(nn.Module):
 
     def __init__(
         self,
-        channels: int,
+        channels: int | None = None,
         filt_size: int = 4,
         stride: int = 2,
         pad_type: str = "reflect",
@@ -84,7 +86,8 @@ class BlurPool2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        check_positive("channels", channels)
+        if channels is not None:
+            check_positive("channels", channels)
         check_filt_size(filt_size)
         check_stride(stride)
         check_choice("pad_type", pad_type, PAD_TYPES)
@@ -95,7 +98,8 @@ class BlurPool2d(nn.Module):
         before, after = (filt_size - 1) // 2, filt_size // 2
         self.padding = (before, after, before, after)
         taps = binomial_filter(filt_size)
-        kernel = (taps[:, None] * taps[None, :]).expand(channels, 1, filt_size, filt_size)
+        # one filter per channel (the depthwise weight), or one shared by any number of them
+        kernel = (taps[:, None] * taps[None, :]).expand(channels or 1, 1, filt_size, filt_size)
         kernel = kernel.to(device=device, dtype=dtype or kernel.dtype).contiguous()
         self.register_buffer("filt", kernel, persistent=False)
 
@@ -117,7 +121,7 @@ class BlurPool2d(nn.Module):
         """
         in_channels_last = x.is_contiguous(memory_format=torch.channels_last)
         in_channels_last = in_channels_last and not x.is_contiguous()
-        weight = self.filt.to(x.dtype)
+        weight = self.depthwise_weight(x)
         if self.pad_type == "zero":
             before, after = self.padding[0], self.padding[1]
             extend = [
@@ -129,12 +133,22 @@ class BlurPool2d(nn.Module):
             x, padding = pad2d(x, self.padding, self.pad_type), (0, 0)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = F.conv2d(x, weight, stride=self.stride, padding=padding, groups=self.channels)
+        out = F.conv2d(x, weight, stride=self.stride, padding=padding, groups=x.shape[1])
         return out if in_channels_last else out.contiguous()
+
+    def depthwise_weight(self, x: Tensor) -> Tensor:
+        """The ``[C, 1, k, k]`` filter for ``x``'s ``C`` channels, in its dtype."""
+        weight = self.filt.to(x.dtype)
+        return weight if len(weight) == x.shape[1] else weight.expand(x.shape[1], -1, -1, -1)
 
     def check_input(self, x: Tensor) -> None:
         """Raise a one-line ``ValueError`` unless x is [batch, channels, height, width]."""
-        if x.ndim != 4 or x.shape[1] != self.channels:
+        if x.ndim != 4 and self.channels is None:
+            raise ValueError(
+                f"BlurPool2d got an input of shape {tuple(x.shape)}: pass a "
+                "[batch, channels, height, width] tensor"
+            )
+        if self.channels is not None and (x.ndim != 4 or x.shape[1] != self.channels):
             raise ValueError(
                 f"BlurPool2d(channels={self.channels}) got an input of shape {tuple(x.shape)}: "
                 f"pass a [batch, {self.channels}, height, width] tensor or build the layer "

@@ -28,7 +28,7 @@ class MaxBlurPool2d(nn.Module):
     multiples of ``stride``.
 
     Args:
-        channels: channels of the input.
+        channels: channels of the input, checked on every call; ``None``: any number.
         max_pool_size: max-pool window (kornia's name; ``kernel_size`` is a deprecated alias,
             ambiguous because kornia's ``kernel_size`` is the blur).
         filt_size: binomial taps of the blur, 1..7.
@@ -47,7 +47,7 @@ class MaxBlurPool2d(nn.Module):
 
     def __init__(
         self,
-        channels: int,
+        channels: int | None = None,
         max_pool_size: int = 2,
         filt_size: int = 4,
         stride: int = 2,

@@ -26,7 +26,7 @@ class MaxPolyphasePool2d(nn.Module):
     max-pool wraps around too, so the layer is exactly shift-consistent for circular shifts.
 
     Args:
-        channels: channels of the input.
+        channels: channels of the input, checked on every call; ``None``: any number.
         max_pool_size: max-pool window (kornia's name; ``kernel_size`` is a deprecated alias,
             ambiguous because kornia's ``kernel_size`` is the blur).
         stride: subsampling factor.
@@ -46,7 +46,7 @@ class MaxPolyphasePool2d(nn.Module):
 
     def __init__(
         self,
-        channels: int,
+        channels: int | None = None,
         max_pool_size: int = 2,
         stride: int = 2,
         filt_size: int = 1,

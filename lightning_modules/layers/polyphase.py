@@ -130,7 +130,7 @@ class PolyphaseDownsample2d(nn.Module):
     residual block can subsample its shortcut on the grid its main path chose.
 
     Args:
-        channels: channels of the input.
+        channels: channels of the input, checked on every call; ``None``: any number.
         stride: subsampling factor (``stride**2`` candidate components).
         filt_size: binomial taps of the stride-1 blur, 1 (none) .. 7.
         norm: ``l2`` (paper default), ``l1`` or ``linf``.
@@ -152,7 +152,7 @@ class PolyphaseDownsample2d(nn.Module):
 
     def __init__(
         self,
-        channels: int,
+        channels: int | None = None,
         stride: int = 2,
         filt_size: int = 1,
         norm: str = "l2",
@@ -198,8 +198,8 @@ class PolyphaseDownsample2d(nn.Module):
         taps, s = self.blur.filt_size, self.stride
         padded = pad2d(x, self.blur.padding, self.pad_type)
         window = phase_window(padded, phase, s, x.shape[-2] - s + taps, x.shape[-1] - s + taps)
-        weight = self.blur.filt.to(x.dtype)
-        return F.conv2d(window, weight, stride=s, groups=self.blur.channels)
+        weight = self.blur.depthwise_weight(window)
+        return F.conv2d(window, weight, stride=s, groups=window.shape[1])
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, norm={self.norm!r}"
