@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 
+from invariance_recipes.common.borders import SHIFT_MODES
 from invariance_recipes.common.checks import check_choice
-from invariance_recipes.common.shift_modes import SHIFT_MODES
 from invariance_recipes.datamodules.placement import place
 
 #: Shift mode -> the OpenCV border mode that fills the pixels a shift vacates, in the order of
-#: ``invariance_recipes.common.shift_modes.SHIFT_MODES``.
+#: ``invariance_recipes.common.borders.SHIFT_MODES``.
 BORDER_MODES: Mapping[str, int] = MappingProxyType(
     dict(
         zip(
@@ -47,7 +47,7 @@ class Translation:
 
     Args:
         max_shift: whole pixels (>= 1), a fraction of the image side (0 < x < 1), or 0 for none.
-        mode: a shift mode (``invariance_recipes.common.shift_modes.SHIFT_MODES``).
+        mode: a shift mode (``invariance_recipes.common.borders.SHIFT_MODES``).
         p: probability that an image is shifted at all.
     """
 

@@ -13,8 +13,8 @@ from numbers import Integral
 import torch
 from torch import Tensor
 
+from invariance_recipes.common.borders import SHIFT_MODES
 from invariance_recipes.common.checks import check_choice
-from invariance_recipes.common.shift_modes import SHIFT_MODES
 from invariance_recipes.lightning_modules.fourier_shift import fourier_translate
 
 # Radius (pixels per axis) of the consistency pairs that training and the test report measure

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import SequentialSampler
 
 from formats import write_cifar10, write_image_folder
-from invariance_recipes.common.shift_modes import SHIFT_MODES
+from invariance_recipes.common.borders import SHIFT_MODES
 from invariance_recipes.datamodules import (
     DATASETS,
     PLACEMENTS,

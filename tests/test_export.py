@@ -87,7 +87,7 @@ def test_every_backbone_and_downsampling_mode_exports(
     torch.manual_seed(0)
     channels, size = (1, 28) if backbone == "small-cnn" else (3, 32)
     # circular padding with APS: the configuration that is exactly shift-invariant
-    padding = "circular" if downsample == "aps" else "zeros"
+    padding = "circular" if downsample == "aps" else "zero"
     net = build_net(
         backbone,
         in_channels=channels,

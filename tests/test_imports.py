@@ -70,7 +70,7 @@ def test_lazy_names_resolve_to_their_definitions() -> None:
     [
         (f"import {DATA_SIDE}", MODEL_SIDE),
         (f"import {MODEL_SIDE}, {MODEL_SIDE}.metrics, {MODEL_SIDE}.nets", DATA_SIDE),
-        ("import invariance_recipes.common.checks, invariance_recipes.common.shift_modes", "torch"),
+        ("import invariance_recipes.common.checks, invariance_recipes.common.borders", "torch"),
     ],
 )
 def test_the_model_side_and_the_data_side_do_not_import_each_other(

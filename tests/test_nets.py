@@ -25,6 +25,7 @@ from invariance_recipes.lightning_modules.nets import (
     DOWNSAMPLERS,
     HEADS,
     PADDING_MODES,
+    NetOptions,
     build_net,
 )
 
@@ -314,7 +315,7 @@ def test_networks_compile_to_one_graph(backbone: str, downsample: str) -> None:
         ({"backbone": "vgg"}, "unknown backbone 'vgg': choose one of small-cnn, resnet18"),
         ({"downsample": "maxpool"}, "unknown downsample 'maxpool': choose one of max, blur"),
         ({"head": "linear"}, "unknown head 'linear': choose one of flatten, mlp, gap, gmp"),
-        ({"padding_mode": "zero"}, "unknown padding_mode 'zero': choose one of zeros"),
+        ({"padding_mode": "replicate"}, "unknown padding_mode 'replicate': choose one of zero,"),
         ({"filt_size": 0}, "filt_size=0"),
         ({"filt_size": 8}, "filt_size=8"),
         ({"image_size": 4}, "image_size=4 is smaller than the total stride 8"),
@@ -363,3 +364,22 @@ def test_lps_hidden_divisor_narrows_every_scoring_net(backbone: str) -> None:
     forward_backward(net, 1, 16)
     with pytest.raises(ValueError, match="lps_hidden_divisor"):
         build_net(backbone, in_channels=1, num_classes=10, image_size=16, lps_hidden_divisor=0)
+
+
+@pytest.mark.parametrize("backbone", ["small-cnn", "resnet18"])
+def test_torchs_zeros_spelling_builds_the_zero_padded_network(backbone: str) -> None:
+    """One border vocabulary: ``zero`` everywhere, and ``zeros`` (torch's name, which older
+    checkpoints and commands store) builds the same network, whose convolutions pad with
+    zeros in torch's own terms."""
+    nets = []
+    for spelling in ("zero", "zeros"):
+        torch.manual_seed(0)
+        net = build_net(
+            backbone, in_channels=3, num_classes=10, image_size=32, padding_mode=spelling
+        )
+        assert NetOptions(padding_mode=spelling).padding_mode == "zero"
+        padded = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d) and any(m.padding)]
+        assert padded and all(m.padding_mode == "zeros" for m in padded)
+        nets.append(net.eval())
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(nets[0](x), nets[1](x))

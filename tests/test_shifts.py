@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from invariance_recipes.common.shift_modes import SHIFT_MODES
+from invariance_recipes.common.borders import SHIFT_MODES
 from invariance_recipes.lightning_modules.shifts import (
     offset_sweep,
     random_offsets,

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invariance_recipes.common.checks import check_choice, check_positive
+from invariance_recipes.common.borders import check_border
+from invariance_recipes.common.checks import check_positive
 from invariance_recipes.lightning_modules.layers.binomial import binomial_filter
 from invariance_recipes.lightning_modules.layers.blur_paths import (
     CONV_CHANNELS_LAST,
@@ -17,7 +18,7 @@ from invariance_recipes.lightning_modules.layers.blur_paths import (
     choose_path,
 )
 from invariance_recipes.lightning_modules.layers.checks import check_filt_size, check_stride
-from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, pad2d
+from invariance_recipes.lightning_modules.layers.padding import pad2d
 
 
 class BlurPool2d(nn.Module):
@@ -90,7 +91,7 @@ class BlurPool2d(nn.Module):
             check_positive("channels", channels)
         check_filt_size(filt_size)
         check_stride(stride)
-        check_choice("pad_type", pad_type, PAD_TYPES)
+        pad_type = check_border("pad_type", pad_type)
         self.channels = channels
         self.filt_size = filt_size
         self.stride = stride

@@ -7,14 +7,14 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from invariance_recipes.common.checks import check_choice, check_positive
+from invariance_recipes.common.borders import check_border, torch_padding_mode
+from invariance_recipes.common.checks import check_positive
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 
-CONV_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 # Blur padding that matches a convolution's: zero-padding a blur would darken the border, so
 # zero-padded convolutions get the reference's reflect padding; circular stays circular.
 BLUR_PAD_TYPES = {
-    "zeros": "reflect",
+    "zero": "reflect",
     "reflect": "reflect",
     "replicate": "replicate",
     "circular": "circular",
@@ -34,7 +34,7 @@ class ConvBlurPool2d(nn.Sequential):
             padding).
         stride: subsampling factor of the blur.
         filt_size: binomial taps of the blur, 1..7.
-        padding_mode: convolution padding, ``zeros``, ``reflect``, ``replicate`` or
+        padding_mode: convolution padding, ``zero`` (or torch's ``zeros``), ``reflect``, ``replicate`` or
             ``circular``; the blur pads the matching way (``reflect`` for ``zeros``).
         norm: BatchNorm after the convolution (the convolution then has no bias).
     Shape:
@@ -55,7 +55,7 @@ class ConvBlurPool2d(nn.Sequential):
         kernel_size: int = 3,
         stride: int = 2,
         filt_size: int = 4,
-        padding_mode: str = "zeros",
+        padding_mode: str = "zero",
         norm: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -63,7 +63,7 @@ class ConvBlurPool2d(nn.Sequential):
         check_positive("in_channels", in_channels)
         check_positive("out_channels", out_channels)
         check_positive("kernel_size", kernel_size)
-        check_choice("padding_mode", padding_mode, CONV_PADDING_MODES)
+        padding_mode = check_border("padding_mode", padding_mode)
         super().__init__(
             OrderedDict(
                 conv=nn.Conv2d(
@@ -71,7 +71,7 @@ class ConvBlurPool2d(nn.Sequential):
                     out_channels,
                     kernel_size,
                     padding="same",
-                    padding_mode=padding_mode,
+                    padding_mode=torch_padding_mode(padding_mode),
                     bias=not norm,
                     device=device,
                     dtype=dtype,

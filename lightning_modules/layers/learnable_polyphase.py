@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invariance_recipes.common.borders import check_border
 from invariance_recipes.common.checks import check_choice, check_positive
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 from invariance_recipes.lightning_modules.layers.checks import check_stride
-from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, pad2d
+from invariance_recipes.lightning_modules.layers.padding import pad2d
 from invariance_recipes.lightning_modules.layers.polyphase import polyphase_stack, take_phase
 
 MIXTURES = ("gumbel", "softmax")
@@ -139,7 +140,7 @@ class LearnablePolyphaseDownsample2d(nn.Module):
         super().__init__()
         check_stride(stride)
         check_choice("mixture", mixture, MIXTURES)
-        check_choice("pad_type", pad_type, PAD_TYPES)
+        pad_type = check_border("pad_type", pad_type)
         if not tau > 0:
             raise ValueError(f"tau={tau!r} is invalid: use a positive temperature such as 1.0")
         self.blur = BlurPool2d(channels, filt_size, 1, pad_type, device=device, dtype=dtype)

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invariance_recipes.common.checks import check_choice, check_positive
+from invariance_recipes.common.borders import check_border
+from invariance_recipes.common.checks import check_positive
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 from invariance_recipes.lightning_modules.layers.checks import renamed_argument
-from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES
 from invariance_recipes.lightning_modules.layers.same_max_pool import (
     SameMaxPool2d,
     takes_shift_path,
@@ -62,7 +62,7 @@ class MaxBlurPool2d(nn.Module):
             "MaxBlurPool2d", "kernel_size", kernel_size, "max_pool_size", max_pool_size
         )
         check_positive("max_pool_size", max_pool_size)
-        check_choice("pad_type", pad_type, PAD_TYPES)
+        pad_type = check_border("pad_type", pad_type)
         self.pool = SameMaxPool2d(max_pool_size, circular=pad_type == "circular")
         self.blur = BlurPool2d(channels, filt_size, stride, pad_type, device=device, dtype=dtype)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from invariance_recipes.common.checks import check_choice, check_positive
+from invariance_recipes.common.borders import check_border
+from invariance_recipes.common.checks import check_positive
 from invariance_recipes.lightning_modules.layers.checks import renamed_argument
 from invariance_recipes.lightning_modules.layers.learnable_polyphase import (
     LearnablePolyphaseDownsample2d,
 )
-from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES
 from invariance_recipes.lightning_modules.layers.same_max_pool import SameMaxPool2d
 
 
@@ -52,7 +52,7 @@ class MaxLearnablePolyphasePool2d(nn.Module):
             max_pool_size,
         )
         check_positive("max_pool_size", max_pool_size)
-        check_choice("pad_type", pad_type, PAD_TYPES)
+        pad_type = check_border("pad_type", pad_type)
         self.pool = SameMaxPool2d(max_pool_size, circular=pad_type == "circular")
         self.lps = LearnablePolyphaseDownsample2d(
             channels, stride, filt_size, hidden, mixture, tau, pad_type, device=device, dtype=dtype

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invariance_recipes.common.checks import check_choice, check_positive
+from invariance_recipes.common.borders import check_border
+from invariance_recipes.common.checks import check_positive
 from invariance_recipes.lightning_modules.layers.checks import renamed_argument
-from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES
 from invariance_recipes.lightning_modules.layers.polyphase import (
     PolyphaseDownsample2d,
     needs_kept_phase_only,
@@ -62,7 +62,7 @@ class MaxPolyphasePool2d(nn.Module):
             "MaxPolyphasePool2d", "kernel_size", kernel_size, "max_pool_size", max_pool_size
         )
         check_positive("max_pool_size", max_pool_size)
-        check_choice("pad_type", pad_type, PAD_TYPES)
+        pad_type = check_border("pad_type", pad_type)
         self.pool = SameMaxPool2d(max_pool_size, circular=pad_type == "circular")
         self.aps = PolyphaseDownsample2d(
             channels, stride, filt_size, norm, pad_type, device=device, dtype=dtype

@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from invariance_recipes.common.checks import check_choice
+from invariance_recipes.common.borders import BORDERS, check_border
 
-PAD_TYPES = ("reflect", "replicate", "zero", "circular")
+#: The pad types every layer takes: the project's border names (``zeros`` is read as ``zero``).
+PAD_TYPES = BORDERS
 _TORCH_MODES = {"reflect": "reflect", "replicate": "replicate", "zero": "constant"}
 
 
@@ -21,7 +22,7 @@ def pad2d(x: Tensor, padding: tuple[int, int, int, int], pad_type: str) -> Tenso
     mode that exists for any size); circular padding that wraps more than once repeats the
     input periodically, which keeps a circular layer exactly shift-equivariant.
     """
-    check_choice("pad_type", pad_type, PAD_TYPES)
+    pad_type = check_border("pad_type", pad_type)
     left, right, top, bottom = padding
     height, width = x.shape[-2:]
     if pad_type == "circular":

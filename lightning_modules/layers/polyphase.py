@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invariance_recipes.common.borders import check_border
 from invariance_recipes.common.checks import check_choice
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 from invariance_recipes.lightning_modules.layers.checks import check_stride
-from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, pad2d
+from invariance_recipes.lightning_modules.layers.padding import pad2d
 
 NORMS = ("l1", "l2", "linf")
 _ORDERS = {"l1": 1.0, "l2": 2.0, "linf": math.inf}
@@ -163,7 +164,7 @@ class PolyphaseDownsample2d(nn.Module):
         super().__init__()
         check_stride(stride)
         check_choice("norm", norm, NORMS)
-        check_choice("pad_type", pad_type, PAD_TYPES)
+        pad_type = check_border("pad_type", pad_type)
         self.blur = BlurPool2d(channels, filt_size, 1, pad_type, device=device, dtype=dtype)
         self.stride = stride
         self.norm = norm

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from invariance_recipes.common.borders import check_border
 from invariance_recipes.common.checks import check_choice
-from invariance_recipes.lightning_modules.layers import PAD_TYPES, BlurPool2d
+from invariance_recipes.lightning_modules.layers import BlurPool2d
 from invariance_recipes.lightning_modules.layers.checks import check_filt_size
 
 # Pointwise modules that may sit between a strided convolution and its nonlinearity, and
@@ -121,7 +122,7 @@ def antialias(
         ``(converted, changes)``: the converted copy and ``"name: what changed"`` lines.
     """
     check_filt_size(filt_size)
-    check_choice("pad_type", pad_type, PAD_TYPES)
+    pad_type = check_border("pad_type", pad_type)
     check_choice("layout", layout, LAYOUTS)
     conversion = _Conversion(copy.deepcopy(model), filt_size, pad_type)
     if layout == "pool-only":

@@ -70,7 +70,7 @@ def build_net(
             - ``downsample``: a key of
               :data:`~invariance_recipes.lightning_modules.nets.downsample.DOWNSAMPLERS`;
             - ``head``: a key of :data:`~invariance_recipes.lightning_modules.nets.heads.HEADS`;
-            - ``padding_mode``: convolution padding, ``zeros``, ``reflect`` or ``circular``;
+            - ``padding_mode``: convolution padding, ``zero``, ``reflect`` or ``circular``;
               blurs pad ``reflect`` for ``zeros`` and the same way otherwise, so a
               ``circular`` network with ``aps`` and a global pooling head is exactly
               invariant to circular shifts;

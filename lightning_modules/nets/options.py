@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
-from invariance_recipes.common.checks import check_choice, check_positive
+from invariance_recipes.common.borders import check_border
+from invariance_recipes.common.checks import check_positive
 from invariance_recipes.lightning_modules.layers.checks import check_filt_size
 
-PADDING_MODES = ("zeros", "reflect", "circular")
+PADDING_MODES = ("zero", "reflect", "circular")
 
 
 def _positive_ints(
@@ -41,7 +42,7 @@ class NetOptions:
     backbone: str = "small-cnn"
     downsample: str = "max"
     head: str = "flatten"
-    padding_mode: str = "zeros"
+    padding_mode: str = "zero"
     widths: tuple[int, ...] = (32, 64, 128)
     blocks_per_stage: int = 1
     mlp_hidden: tuple[int, ...] = (256,)
@@ -52,7 +53,10 @@ class NetOptions:
     lps_hidden_divisor: int = 1
 
     def __post_init__(self) -> None:
-        check_choice("padding_mode", self.padding_mode, PADDING_MODES)
+        # zeros (torch's spelling, in older checkpoints and commands) is read as zero
+        object.__setattr__(
+            self, "padding_mode", check_border("padding_mode", self.padding_mode, PADDING_MODES)
+        )
         check_filt_size(self.filt_size)
         check_positive("blocks_per_stage", self.blocks_per_stage)
         check_positive("lps_hidden_divisor", self.lps_hidden_divisor)

@@ -7,6 +7,7 @@ import math
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, ResNet, conv1x1
 
+from invariance_recipes.common.borders import torch_padding_mode
 from invariance_recipes.common.checks import check_positive
 from invariance_recipes.lightning_modules.nets.downsample import (
     create_activation,
@@ -121,7 +122,7 @@ class CifarResNet18(ResNet):
             nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
         for module in self.modules():
             if isinstance(module, nn.Conv2d) and any(module.padding):
-                module.padding_mode = options.padding_mode
+                module.padding_mode = torch_padding_mode(options.padding_mode)
         spatial = math.ceil(image_size / self.total_stride)
         self.head = ClassifierHead(512, spatial, num_classes, options)
 
