@@ -9,13 +9,14 @@ never are, so the shift metrics measure what the network learned, not what the l
 from __future__ import annotations
 
 from collections.abc import Sized
+from itertools import islice
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from invariance_recipes.datamodules.augment import (
     CanvasTransform,
@@ -43,10 +44,12 @@ DIGITS_OBJECT_SIZE, DIGITS_CANVAS_SIZE = 16, 32
 class CanvasDataset(Dataset[tuple[torch.Tensor, int]]):
     """One split: image ``i`` placed with its corner at ``positions[i]``, then transformed.
 
-    A random transform gets a seed drawn from torch's RNG for every sample: the process RNG, or a
-    worker's, which PyTorch seeds per worker from a base seed drawn from the process RNG. So
-    ``seed_everything`` and restoring torch's RNG state reproduce the augmentation exactly (how a
-    resumed run reproduces an uninterrupted one), and workers never repeat each other's shifts.
+    A random transform is driven by one seed per sample. The training sampler
+    (:class:`EpochShuffle`) passes it with the index, as ``(index, seed)``, drawn from
+    ``(seed, epoch, index)``: the shifts then depend neither on the loader workers nor on the
+    samples drawn before, so a run resumed mid-epoch or with workers repeats them exactly. A
+    bare index (a loader of the user's own) draws the seed from torch's RNG, the process's or
+    the worker's.
     """
 
     def __init__(self, split: Split, positions: np.ndarray, transform: CanvasTransform) -> None:
@@ -57,28 +60,58 @@ class CanvasDataset(Dataset[tuple[torch.Tensor, int]]):
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        seed = int(torch.randint(2**32, ())) if self.transform.random else None
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        if seed is None and self.transform.random:
+            seed = int(torch.randint(2**32, ()))
         top, left = self.positions[index]
         image = self.transform(self.split.images[index], int(top), int(left), seed)
         return image, int(self.split.labels[index])
 
 
-class EpochShuffle(RandomSampler):
-    """A random order that is a function of ``(seed, epoch)``.
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of sample ``index`` in ``epoch`` of a run seeded ``seed``."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
-    Lightning calls ``set_epoch`` before every epoch, so a run resumed from a checkpoint visits the
-    samples in the same order as an uninterrupted one; without ``set_epoch`` (a plain loop) the
-    generator simply advances and each pass gets a new order. As a ``RandomSampler`` it is
-    recognised as shuffled and replaced by Lightning's ``DistributedSampler`` under DDP.
+
+class EpochShuffle(DistributedSampler):
+    """The training order and every sample's augmentation seed, functions of
+    ``(seed, epoch)`` alone, so a resumed run continues exactly where it stopped.
+
+    - Order: ``DistributedSampler``'s (a permutation seeded with ``seed + epoch``, split over
+      the processes under DDP, where Lightning keeps it because it is one); Lightning calls
+      ``set_epoch`` before every epoch. A plain loop that never calls it gets a new epoch per
+      pass.
+    - Augmentation: each index comes with its seed, :func:`sample_seed`, as ``(index, seed)``.
+    - Resume: a sampler made with ``epoch`` and ``skip`` starts its first pass ``skip``
+      samples into that epoch (the samples the interrupted run had trained on), whenever that
+      pass begins (loader workers start it before Lightning's ``set_epoch``).
     """
 
-    def __init__(self, data_source: Sized, seed: int) -> None:
-        super().__init__(data_source, generator=torch.Generator().manual_seed(seed))
-        self.seed = seed
+    def __init__(self, data_source: Sized, seed: int, epoch: int = 0, skip: int = 0) -> None:
+        distributed = _distributed()
+        super().__init__(
+            data_source,  # type: ignore[arg-type]
+            num_replicas=None if distributed else 1,
+            rank=None if distributed else 0,
+            shuffle=True,
+            seed=seed,
+        )
+        self.epoch, self.skip, self._epoch_given = epoch, skip, True
 
     def set_epoch(self, epoch: int) -> None:
-        self.generator.manual_seed(self.seed + epoch)
+        if epoch != self.epoch:
+            self.skip = 0
+        super().set_epoch(epoch)
+        self._epoch_given = True
+
+    def __iter__(self):  # type: ignore[override]
+        if not self._epoch_given:  # a pass without set_epoch: the next epoch
+            self.epoch += 1
+        self._epoch_given = False
+        epoch, skip, self.skip = self.epoch, self.skip, 0
+        for index in islice(super().__iter__(), skip, None):
+            yield index, sample_seed(self.seed, epoch, index)
 
 
 def _distributed() -> bool:
@@ -129,7 +162,9 @@ class TranslationDataModule(LightningDataModule):
             5.0-5.2 s with 1 or 2). On machines with more cores or a GPU, raise it.
         pin_memory: ``None``: pin when CUDA is available.
         persistent_workers: ``None``: keep workers alive across epochs when there are any.
-        seed: seed of the split, the subsets, the positions and the shuffling order.
+        seed: seed of the split, the subsets and the positions: the same test images for
+            every run. The training order and augmentation follow torch's seed instead
+            (``seed_everything``), drawn once per DataModule and kept in its checkpoints.
     """
 
     def __init__(
@@ -203,6 +238,10 @@ class TranslationDataModule(LightningDataModule):
             num_workers > 0 if persistent_workers is None else persistent_workers
         )
         self.datasets: dict[str, CanvasDataset] = {}
+        self._resume_at = (0, 0)  # (epoch, samples to skip) of a restored checkpoint
+        # the seed of the training order and augmentation: drawn from torch's RNG at the first
+        # training loader (so seed_everything varies it), kept in checkpoints
+        self._shuffle_seed: int | None = None
 
     def prepare_data(self) -> None:
         """Download a torchvision set when ``download=True``, render syndigits if it is not
@@ -237,7 +276,33 @@ class TranslationDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._dataset("train")
-        return self._loader(dataset, EpochShuffle(dataset, self.hparams.seed))
+        if self._shuffle_seed is None:  # a run's own: torch's seed varies it, not the split's
+            self._shuffle_seed = int(torch.randint(2**31, ()))
+        epoch, skip = self._resume_at
+        self._resume_at = (0, 0)  # once: a loader built again later starts its epoch anew
+        return self._loader(dataset, EpochShuffle(dataset, self._shuffle_seed, epoch, skip))
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training stands, saved in every checkpoint: the epoch in progress and the
+        samples (per process) its finished batches took, or the next epoch once they are all
+        taken. Restored by :meth:`load_state_dict`, it makes the resumed loader continue there
+        (:class:`EpochShuffle`), whatever the loader workers."""
+        trainer = self.trainer
+        if trainer is None or self.datasets.get("train") is None:
+            return {}
+        loop = trainer.fit_loop
+        epoch = max(0, loop.epoch_progress.current.started - 1)
+        taken = loop.epoch_loop.batch_progress.current.processed * self.hparams.batch_size
+        if taken >= -(-len(self.datasets["train"]) // trainer.world_size):
+            epoch, taken = epoch + 1, 0
+        return {"epoch": epoch, "skip": taken, "shuffle_seed": self._shuffle_seed or 0}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Take the position :meth:`state_dict` saved (Lightning calls it before it builds
+        the training loader of a resumed fit)."""
+        self._resume_at = (int(state_dict.get("epoch", 0)), int(state_dict.get("skip", 0)))
+        if "shuffle_seed" in state_dict:
+            self._shuffle_seed = int(state_dict["shuffle_seed"])
 
     def val_dataloader(self) -> DataLoader:
         return self._evaluation_loader("val")

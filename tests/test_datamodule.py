@@ -28,7 +28,7 @@ from invariance_recipes.datamodules import (
     Translation,
     TranslationDataModule,
 )
-from invariance_recipes.datamodules.translation import EpochShuffle
+from invariance_recipes.datamodules.translation import EpochShuffle, sample_seed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -330,10 +330,16 @@ def test_same_seeds_give_identical_train_batches_and_others_differ() -> None:
 
     reference = run(0, 0)
     assert _same(reference, run(0, 0))
-    assert not _same(reference, run(1, 0))  # another data seed: split, positions, order
-    other_torch = run(0, 1)
-    assert all(torch.equal(ya, yb) for (_, ya), (_, yb) in zip(reference, other_torch, strict=True))
-    assert not _same(reference, other_torch)  # same order, other augmentation
+    assert not _same(reference, run(1, 0))  # another data seed: split and positions
+    other_torch = run(0, 1)  # another run seed: the same images, in another order and shifts
+
+    def epoch_labels(batches: list) -> list[int]:  # the first epoch's labels, sorted
+        return sorted(torch.cat([y for _, y in batches[:3]]).tolist())
+
+    assert epoch_labels(reference) == epoch_labels(other_torch)
+    assert not all(
+        torch.equal(ya, yb) for (_, ya), (_, yb) in zip(reference, other_torch, strict=True)
+    )
     assert not torch.equal(reference[0][1], reference[3][1])  # each epoch a new order
 
 
@@ -357,13 +363,37 @@ def test_restoring_torch_rng_state_reproduces_the_augmentation() -> None:
 def test_epoch_shuffle_order_is_a_function_of_seed_and_epoch() -> None:
     sampler = EpochShuffle(range(50), seed=3)
     sampler.set_epoch(2)
-    order = list(sampler)
+    keyed = list(sampler)
+    order = [index for index, _ in keyed]
     assert sorted(order) == list(range(50))
-    sampler.set_epoch(1)
-    assert list(sampler) != order
-    sampler.set_epoch(2)
-    assert list(sampler) == order
     assert order == torch.randperm(50, generator=torch.Generator().manual_seed(5)).tolist()
+    # each index with its augmentation seed, a function of (seed, epoch, index) only
+    assert all(seed == sample_seed(3, 2, index) for index, seed in keyed)
+    assert len({seed for _, seed in keyed}) == 50
+    sampler.set_epoch(1)
+    assert list(sampler) != keyed
+    sampler.set_epoch(2)
+    assert list(sampler) == keyed
+    again = list(sampler)  # a pass without set_epoch is the next epoch, as in a plain loop
+    assert [i for i, _ in again] == torch.randperm(
+        50, generator=torch.Generator().manual_seed(6)
+    ).tolist()
+
+
+def test_epoch_shuffle_resumes_mid_epoch_on_the_same_samples_and_seeds() -> None:
+    """A sampler made at (epoch 2, 20 samples taken) yields the rest of epoch 2 exactly, even
+    when its pass starts before Lightning's set_epoch (as loader workers start it)."""
+    whole = EpochShuffle(range(50), seed=3)
+    whole.set_epoch(2)
+    expected = list(whole)[20:]
+    resumed = EpochShuffle(range(50), seed=3, epoch=2, skip=20)
+    passes = iter(resumed)
+    first = next(passes)  # workers start the pass as the loader's iterator is made
+    resumed.set_epoch(2)  # then Lightning's call for the epoch already under way
+    assert [first, *passes] == expected
+    resumed.set_epoch(3)  # the next epoch is whole again
+    whole.set_epoch(3)
+    assert list(resumed) == list(whole)
 
 
 def test_evaluation_batches_do_not_depend_on_the_torch_seed() -> None:
@@ -432,8 +462,10 @@ def test_fits_and_tests_in_a_lightning_trainer() -> None:
     assert trainer.state.finished
     labels = dm.datasets["train"].split.labels
     train = torch.cat(model.labels["train"]).numpy()
-    for epoch in range(2):  # Lightning sets the epoch: the order is a function of (seed, epoch)
-        order = torch.randperm(64, generator=torch.Generator().manual_seed(4 + epoch)).numpy()
+    # Lightning sets the epoch: the order is a function of (the run's shuffle seed, epoch)
+    for epoch in range(2):
+        generator = torch.Generator().manual_seed(dm.state_dict()["shuffle_seed"] + epoch)
+        order = torch.randperm(64, generator=generator).numpy()
         assert np.array_equal(train[64 * epoch : 64 * (epoch + 1)], labels[order])
     val = torch.cat(model.labels["val"]).numpy()
     assert np.array_equal(val, np.tile(dm.datasets["val"].split.labels, 2))

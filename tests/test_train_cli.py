@@ -182,45 +182,88 @@ def test_resume_after_ctrl_c_matches_uninterrupted_run(workdir: Path) -> None:
         assert got[key] == pytest.approx(expected[key], abs=1e-6), key
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--variant", "nope"], "--variant: invalid choice: 'nope'"),
-        (["--config", "nope.yaml"], "key \"variant\": 'nope' not among choices"),
-        (["--model.nonsense", "1"], "nonsense"),
-        (["--resume", "--run_name", "never-ran"], "no run named 'never-ran'"),
-        (["--ckpt_path", "missing.ckpt"], "no checkpoint file at missing.ckpt"),
-        (
-            ["--ckpt_path", "corrupt.ckpt"],
-            "cannot read checkpoint corrupt.ckpt: the file is damaged",
-        ),
-        (
-            ["--variant", "baseline", "--ckpt_path", "runs/aps-seed0/checkpoints/last.ckpt"],
-            "downsample: checkpoint 'aps' vs this run 'max'",
-        ),
-        (["--accelerator", "gpu", "--devices", "4"], "error: trainer options"),
-        (["--accelerator", "cpu", "--devices", "512"], "--devices 512: this machine has"),
-        (["--data.max_shift", "-3"], "max_shift"),
-        (["--config", "broken.yaml"], "--config broken.yaml: not valid YAML at line 2"),
-        (["--config", "string.yaml"], "--config string.yaml: holds a str, not options"),
-        (["--max_epoch", "2"], "did you mean --max_epochs?"),
-        (["--model.lr", "-1"], "--model.lr -1.0: use a positive learning rate"),
-        (["--runs_dir", "corrupt.ckpt"], "--runs_dir corrupt.ckpt: cannot create a run folder"),
-        (["--devices", "0"], "fix --accelerator, --devices or --strategy"),
-    ],
-)
-def test_bad_input_is_one_clear_line(args, message, variant_runs, workdir: Path) -> None:
-    (workdir / "corrupt.ckpt").write_bytes(b"this is not a checkpoint")
-    (workdir / "nope.yaml").write_text("variant: nope\n")
-    (workdir / "broken.yaml").write_text("variant: [unclosed\n  - x: y\n")
-    (workdir / "string.yaml").write_text("just a string\n")
-    before = sorted(p.name for p in (workdir / "runs").iterdir())
-    proc = run_recipe("train.py", *QUICK, "--logger", "none", *args, cwd=workdir, timeout=120)
+def test_mid_epoch_sigterm_with_workers_resumes_bit_for_bit(workdir: Path) -> None:
+    """Stopped by SIGTERM in the middle of an epoch with two loader workers, the resumed run
+    ends with the weights and metrics of the uninterrupted run without workers (the ``full``
+    run of the test above): neither the stop nor the workers change one draw."""
+    args = [*QUICK, "--max_epochs", "3", "--logger", "csv"]
+    workers = [*args, "--data.num_workers", "2", "--run_name", "cut-workers"]
+    cut = subprocess.Popen(
+        [sys.executable, str(ROOT / "recipes/train.py"), *workers],
+        cwd=workdir,
+        env=recipe_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    for line in cut.stdout:
+        if "press Ctrl-C" in line:
+            cut.send_signal(signal.SIGTERM)  # stops after the batch it is on
+            break
+    cut.stdout.read()
+    assert cut.wait(timeout=120) == 143
+    checkpoints = workdir / "runs/cut-workers/checkpoints"
+    assert (checkpoints / "interrupted.ckpt").is_file()
+    resumed = run_recipe("train.py", *workers, "--resume", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert ": exact" in resumed.stdout
+    full = workdir / "runs/full"
+    assert read_test_metrics(workdir / "runs/cut-workers") == read_test_metrics(full)
+    final = [
+        torch.load(folder / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+        for folder in (full, checkpoints.parent)
+    ]
+    assert final[0].keys() == final[1].keys()
+    for key, value in final[0].items():
+        assert torch.equal(final[1][key], value), key
+
+
+BAD_INPUT = [
+    (["--variant", "nope"], "--variant: invalid choice: 'nope'"),
+    (["--config", "nope.yaml"], "key \"variant\": 'nope' not among choices"),
+    (["--model.nonsense", "1"], "nonsense"),
+    (["--resume", "--run_name", "never-ran"], "no run named 'never-ran'"),
+    (["--ckpt_path", "missing.ckpt"], "no checkpoint file at missing.ckpt"),
+    (["--ckpt_path", "corrupt.ckpt"], "cannot read checkpoint corrupt.ckpt: the file is damaged"),
+    (["--variant", "baseline", "--ckpt_path", "aps.ckpt"], "downsample: checkpoint 'aps' vs this run 'max'"),
+    (["--accelerator", "gpu", "--devices", "4"], "error: trainer options"),
+    (["--accelerator", "cpu", "--devices", "512"], "--devices 512: this machine has"),
+    (["--data.max_shift", "-3"], "max_shift"),
+    (["--config", "broken.yaml"], "--config broken.yaml: not valid YAML at line 2"),
+    (["--config", "string.yaml"], "--config string.yaml: holds a str, not options"),
+    (["--max_epoch", "2"], "did you mean --max_epochs?"),
+    (["--model.lr", "-1"], "--model.lr -1.0: use a positive learning rate"),
+    (["--runs_dir", "corrupt.ckpt"], "--runs_dir corrupt.ckpt: cannot create a run folder"),
+    (["--devices", "0"], "fix --accelerator, --devices or --strategy"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bad_input_runs(variant_runs, workdir: Path) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every bad command, each in a folder of its own (holding the files the commands name),
+    two at a time: they fail at start-up, so most of their time is the interpreter's."""
+    runs = {}
+    for i, (args, _) in enumerate(BAD_INPUT):
+        folder = workdir / "bad-input" / str(i)
+        folder.mkdir(parents=True)
+        (folder / "corrupt.ckpt").write_bytes(b"this is not a checkpoint")
+        (folder / "nope.yaml").write_text("variant: nope\n")
+        (folder / "broken.yaml").write_text("variant: [unclosed\n  - x: y\n")
+        (folder / "string.yaml").write_text("just a string\n")
+        (folder / "aps.ckpt").symlink_to(workdir / "runs/aps-seed0/checkpoints/last.ckpt")
+        runs[str(i)] = ("train.py", [*QUICK, "--logger", "none", *args], recipe_env())
+    return run_recipes(runs, cwd={name: workdir / "bad-input" / name for name in runs})
+
+
+@pytest.mark.parametrize(("case", "message"), [(i, m) for i, (_, m) in enumerate(BAD_INPUT)])
+def test_bad_input_is_one_clear_line(case: int, message: str, bad_input_runs, workdir) -> None:
+    proc = bad_input_runs[str(case)]
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()[-1:]
     assert line.startswith("error: ") and message in line, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    assert sorted(p.name for p in (workdir / "runs").iterdir()) == before  # no folder left
+    runs = workdir / "bad-input" / str(case) / "runs"
+    assert not runs.exists() or not any(runs.iterdir())  # no run folder left
 
 
 def test_help_lists_variants_and_print_config_resolves_the_preset(workdir: Path) -> None:

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import pytest
 
-from recipe_runs import QUICK, ROOT, read_test_metrics, recipe_env, run_recipe
+from recipe_runs import QUICK, ROOT, read_test_metrics, recipe_env, run_recipe, run_recipes
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef01234567"  # 40 characters, like a real key
 INIT_TIMEOUT_S = 8  # WANDB_INIT_TIMEOUT for the tests; the default is 30
@@ -177,23 +177,29 @@ def test_wandb_disabled_sends_nothing_from_train_evaluate_and_compare(
 ) -> None:
     """A key and a reachable server, but WANDB_MODE=disabled: not one request, no W&B files."""
     env = {**_env(_Records.url, tmp_path), "WANDB_MODE": "disabled"}
-    # batches of 10 learn enough in one epoch for evaluate.py to accept the model
-    trained = run_recipe(
-        "train.py",
-        *QUICK,
-        "--data.batch_size",
-        "10",
-        "--on_collapse",
-        "fail",
-        "--logger",
-        "wandb",
-        "--run_name",
-        "d",
+    # batches of 10 learn enough in one epoch for evaluate.py to accept the model; the
+    # comparison is independent of that run, so the two go side by side
+    compare_args = [
+        "--experiment", "small-shift", "--dataset", "digits", "--quick", "--variants",
+        "baseline", "--logger", "wandb", "--out", "results", "--", "--data.max_samples", "200",
+        "--trainer.max_epochs", "1", "--on_collapse", "warn",
+    ]  # fmt: skip
+    runs = run_recipes(
+        {
+            "train": (
+                "train.py",
+                [*QUICK, "--data.batch_size", "10", "--on_collapse", "fail", "--logger",
+                 "wandb", "--run_name", "d"],
+                env,
+            ),
+            "compare": ("compare.py", compare_args, env),
+        },
         cwd=tmp_path,
-        env=env,
-    )
+    )  # fmt: skip
+    trained, compared = runs["train"], runs["compare"]
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "WANDB_MODE=disabled" in trained.stdout + trained.stderr
+    assert compared.returncode == 0, compared.stderr[-3000:]
     evaluated = run_recipe(
         "evaluate.py",
         "--ckpt",
@@ -206,28 +212,6 @@ def test_wandb_disabled_sends_nothing_from_train_evaluate_and_compare(
         env=env,
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    compared = run_recipe(
-        "compare.py",
-        "--experiment",
-        "small-shift",
-        "--quick",
-        "--variants",
-        "baseline",
-        "--logger",
-        "wandb",
-        "--out",
-        "results",
-        "--",
-        "--data.max_samples",
-        "200",
-        "--trainer.max_epochs",
-        "1",
-        "--on_collapse",
-        "warn",
-        cwd=tmp_path,
-        env=env,
-    )
-    assert compared.returncode == 0, compared.stderr[-3000:]
     assert recording_server == []
     assert not list(tmp_path.rglob("wandb")) and not list(tmp_path.rglob("wandb_id"))
     assert (tmp_path / "results/results.md").is_file()

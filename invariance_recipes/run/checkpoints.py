@@ -23,10 +23,12 @@ INTERRUPTED = "interrupted.ckpt"
 
 
 def resume_checkpoint(
-    run_dir: Path | None, ckpt_path: str | None, resume: bool, num_workers: int = 0
+    run_dir: Path | None, ckpt_path: str | None, resume: bool
 ) -> tuple[Path | None, str]:
-    """The checkpoint to continue from and a line saying which state that is, and whether the
-    result will equal an uninterrupted run's (an explicit ``ckpt_path`` needs no run folder)."""
+    """The checkpoint to continue from and a line saying which state that is (an explicit
+    ``ckpt_path`` needs no run folder). From either checkpoint of a run the result equals an
+    uninterrupted run's: the training loader continues where it stopped, its order and
+    augmentation functions of (seed, epoch, sample) (``TranslationDataModule.state_dict``)."""
     if ckpt_path and ckpt_path != "last":
         path = Path(ckpt_path)
         if not path.is_file():
@@ -52,18 +54,10 @@ def resume_checkpoint(
         )
     if interrupted in steps and steps[interrupted] > steps.get(last, -1):
         return interrupted, (
-            f"resuming from {interrupted} (mid-epoch, step {steps[interrupted]}): the result "
-            "will not be bit-identical to an uninterrupted run (the epoch's data order and "
-            "augmentation restart instead of continuing where they stopped)"
+            f"resuming from {interrupted} (mid-epoch, step {steps[interrupted]}): exact, the "
+            "epoch continues where it stopped"
         )
-    where = f"{fallback}resuming from {last} (end of an epoch, step {steps[last]})"
-    if num_workers > 0:
-        return last, (
-            f"{where}: the result will not be bit-identical to an uninterrupted run (with "
-            f"--data.num_workers {num_workers} the loader workers start with new random seeds, "
-            "so the augmentation differs; --data.num_workers 0 resumes exactly)"
-        )
-    return last, f"{where}: exact"
+    return last, f"{fallback}resuming from {last} (end of an epoch, step {steps[last]}): exact"
 
 
 def _global_step(path: Path) -> int:

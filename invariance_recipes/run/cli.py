@@ -173,9 +173,7 @@ class TrainCLI(LightningCLI):
         logger: Any = None
         try:
             if not explicit:
-                self.ckpt_path, self.resume_note = resume_checkpoint(
-                    self.run_dir, None, resume, cfg.data.num_workers
-                )
+                self.ckpt_path, self.resume_note = resume_checkpoint(self.run_dir, None, resume)
                 if self.ckpt_path is not None:
                     check_checkpoint(self.ckpt_path, self.model)
             ckpt_dir = self.run_dir / CHECKPOINTS
