@@ -19,6 +19,7 @@ from invariance_recipes.compare.experiments import get_experiment
 from invariance_recipes.compare.provenance import commit, markdown_block, provenance
 from invariance_recipes.compare.results import (
     curve_accuracy,
+    intervals_markdown,
     markdown,
     paired_comparisons,
     plot_curves,
@@ -26,6 +27,7 @@ from invariance_recipes.compare.results import (
     write_rows,
 )
 from invariance_recipes.compare.run_rule import parse_flag
+from invariance_recipes.compare.statistics import wilson_interval
 
 N = 200
 SHA = np.array("same-images")
@@ -250,3 +252,14 @@ def test_seeds_tested_on_their_own_images_fall_back_to_t_over_seeds(runs) -> Non
     assert (acc.estimate.images, acc.estimate.df) == (1, 1)
     assert acc.difference == pytest.approx(0.035)
     assert acc.estimate.se == pytest.approx(np.std(diffs, ddof=1) / math.sqrt(2))
+
+
+def test_each_run_interval_counts_an_image_once_over_its_passes_and_quadrants() -> None:
+    """Four images, each in three quadrants (or passes): the per-run interval is over the 4
+    distinct images with their shares (1, 2/3, 1/3, 0: 50%), not over 12 outcomes."""
+    per_quadrant = np.array([[1, 1, 1], [1, 1, 0], [0, 1, 0], [0, 0, 0]], bool)
+    outcomes = {"r": {"index": np.arange(4), "acc@unseen": per_quadrant}}
+    lines = intervals_markdown([{"run": "r"}], ["acc@unseen"], outcomes)
+    low, high = wilson_interval(2.0, 4)  # the shares sum to 2 of 4 images
+    assert f"| r | 50.0 [{100 * low:.1f}, {100 * high:.1f}] |" in lines
+    assert any("over the 4 distinct test images" in line for line in lines)

@@ -426,8 +426,10 @@ def intervals_markdown(
             if values is None:
                 cells.append("n/a")
                 continue
-            low, high = wilson_interval(float(np.sum(values)), len(values))
-            cells.append(f"{100 * values.mean():.1f} [{100 * low:.1f}, {100 * high:.1f}]")
+            # an image measured in several passes or quadrants counts once, with its share
+            per_image = outcome_matrix([values])[0]
+            low, high = wilson_interval(float(per_image.sum()), len(per_image))
+            cells.append(f"{100 * per_image.mean():.1f} [{100 * low:.1f}, {100 * high:.1f}]")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

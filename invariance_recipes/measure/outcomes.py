@@ -96,8 +96,8 @@ def measure_run(
         outcomes[f"acc@{region}"] = there["acc"]
         if region != seen:
             unseen.append(there["acc"])
-    if unseen:
-        outcomes["acc@unseen"] = np.concatenate(unseen)
+    if unseen:  # [images, quadrants]: an image is one image, whichever quadrant it is in
+        outcomes["acc@unseen"] = np.stack(unseen, axis=1)
     columns = {
         key: float(values.mean())
         for key, values in outcomes.items()

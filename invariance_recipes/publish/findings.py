@@ -286,7 +286,7 @@ def exactness(results: Results, experiment: str, variant: str, column: str, what
             f"{experiment}: {variant} has no per-image outcomes of {column} in "
             f"{results.root / experiment}"
         )
-    every_seed = np.all(matrix > 0, axis=0)
+    every_seed = np.all(matrix == 1, axis=0)  # every pass of the image, in every seed
     k, n = int(np.count_nonzero(every_seed)), len(every_seed)
     low, high = wilson_interval(k, n)
     measured = (
