@@ -256,11 +256,11 @@ def test_another_process_renders_the_same_bytes(test_prefix) -> None:
 
 
 @pytest.mark.slow
-def test_full_set_sizes_balance_and_backgrounds(tmp_path_factory, test_prefix) -> None:
-    """The full build: split sizes, exact class balance, equal backgrounds in all three splits,
-    and the first images equal to a fresh render."""
-    data_dir = Path(tmp_path_factory.mktemp("data"))
-    splits = load_splits("syndigits", str(data_dir), 0.15, 0.15, seed=0)
+def test_full_set_sizes_balance_and_backgrounds(shared_data_dir: Path, test_prefix) -> None:
+    """The full build (the session's one render, which the comparison tests use too): split
+    sizes, exact class balance, equal backgrounds in all three splits, and the first images
+    equal to a fresh render."""
+    splits = load_splits("syndigits", str(shared_data_dir), 0.15, 0.15, seed=0)
     sizes = {name: len(split) for name, split in splits.items()}
     assert sizes == {"train": 20_400, "val": 3_600, "test": 5_000}
     for split in splits.values():
