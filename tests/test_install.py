@@ -217,7 +217,10 @@ def test_a_users_mypy_reads_our_types(core_venv: tuple[Path, Path], tmp_path: Pa
             timeout=600,
         )
         assert proc.returncode == expected, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert 'Argument 1 to "BlurPool2d" has incompatible type "str"; expected "int | None"' in proc.stdout
+    assert (
+        'Argument 1 to "BlurPool2d" has incompatible type "str"; expected "int | None"'
+        in proc.stdout
+    )
 
 
 def test_an_installed_copy_trains_with_its_console_script(
