@@ -44,11 +44,23 @@ def readme_and_results(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's wheel, built once from this checkout (no dependencies)."""
+    """The project's wheel, built from this checkout once per test worker (no dependencies)."""
+    from invariance_recipes.common.file_lock import file_lock
     from recipe_runs import ROOT
 
     out = tmp_path_factory.mktemp("wheel")
-    build = subprocess.run(
+    (ROOT / "build").mkdir(exist_ok=True)
+    with file_lock(ROOT / "build" / ".wheel.lock"):  # test workers build in turn: one build/
+        build = _build_wheel(out)
+    assert build.returncode == 0, build.stderr[-3000:]
+    (built,) = out.glob("invariance_recipes-*.whl")
+    return built
+
+
+def _build_wheel(out: Path) -> subprocess.CompletedProcess[str]:
+    from recipe_runs import ROOT
+
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -66,6 +78,3 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         text=True,
         timeout=600,
     )
-    assert build.returncode == 0, build.stderr[-3000:]
-    (built,) = out.glob("invariance_recipes-*.whl")
-    return built
