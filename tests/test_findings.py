@@ -15,6 +15,7 @@ from invariance_recipes.compare.results import RESULTS_CSV, RESULTS_MD, read_row
 from invariance_recipes.measure.outcomes import save_outcomes
 from invariance_recipes.publish.findings import (
     FINDINGS,
+    FINDINGS_DIR,
     Results,
     findings_command,
     findings_markdown,
@@ -216,6 +217,26 @@ def test_runs_that_did_not_train_are_left_out_and_listed(results: Path, tmp_path
     assert "Runs left out by the run rule (did not train): none." in findings_markdown(
         Results(results)
     )
+
+
+@pytest.mark.parametrize("damaged", ["outcomes", "results"])
+def test_a_damaged_file_is_one_line_naming_it(
+    damaged: str, results: Path, tmp_path: Path, capsys
+) -> None:
+    """A per-image outcomes file or a results.csv cut short by a kill: findings stops with one
+    line that names the file, and writes no report."""
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    if damaged == "outcomes":
+        path = next((copy / "small-shift" / "runs").glob("*/outcomes.npz"))
+    else:
+        path = copy / "small-shift" / RESULTS_CSV
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    assert findings_command(["--results", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and str(path) in err, err
+    assert "Traceback" not in err
+    assert not (copy / FINDINGS_DIR / RESULTS_MD).exists()
 
 
 def test_equivalence_needs_the_interval_inside_the_margin() -> None:
