@@ -148,25 +148,31 @@ def test_ddp_two_processes_match_single_process_evaluation(workdir: Path) -> Non
         )
 
 
-def test_resume_after_ctrl_c_matches_uninterrupted_run(workdir: Path) -> None:
-    args = [*QUICK, "--max_epochs", "3", "--logger", "csv"]
-    full = run_recipe("train.py", *args, "--run_name", "full", cwd=workdir)
-    assert full.returncode == 0, full.stderr[-3000:]
-
-    cut = subprocess.Popen(
-        [sys.executable, str(ROOT / "recipes/train.py"), *args, "--run_name", "cut"],
+def _stopped_once_training(workdir: Path, args: list[str], sig: signal.Signals) -> int:
+    """Start ``train.py args``, send ``sig`` as soon as training starts; its exit code."""
+    run = subprocess.Popen(
+        [sys.executable, str(ROOT / "recipes/train.py"), *args],
         cwd=workdir,
         env=recipe_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    for line in cut.stdout:
+    assert run.stdout is not None
+    for line in run.stdout:
         if "press Ctrl-C" in line:
-            cut.send_signal(signal.SIGINT)
+            run.send_signal(sig)
             break
-    cut.stdout.read()
-    assert cut.wait(timeout=120) == 130
+    run.stdout.read()
+    return run.wait(timeout=120)
+
+
+def test_resume_after_ctrl_c_matches_uninterrupted_run(workdir: Path) -> None:
+    args = [*QUICK, "--max_epochs", "3", "--logger", "csv"]
+    full = run_recipe("train.py", *args, "--run_name", "full", cwd=workdir)
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    assert _stopped_once_training(workdir, [*args, "--run_name", "cut"], signal.SIGINT) == 130
     last = torch.load(workdir / "runs/cut/checkpoints/last.ckpt", weights_only=False)
     assert last["epoch"] < 2  # it stopped early, at an epoch boundary
     assert not (workdir / "runs/cut/test_metrics.json").exists()
@@ -188,20 +194,8 @@ def test_mid_epoch_sigterm_with_workers_resumes_bit_for_bit(workdir: Path) -> No
     run of the test above): neither the stop nor the workers change one draw."""
     args = [*QUICK, "--max_epochs", "3", "--logger", "csv"]
     workers = [*args, "--data.num_workers", "2", "--run_name", "cut-workers"]
-    cut = subprocess.Popen(
-        [sys.executable, str(ROOT / "recipes/train.py"), *workers],
-        cwd=workdir,
-        env=recipe_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    for line in cut.stdout:
-        if "press Ctrl-C" in line:
-            cut.send_signal(signal.SIGTERM)  # stops after the batch it is on
-            break
-    cut.stdout.read()
-    assert cut.wait(timeout=120) == 143
+    # SIGTERM stops after the batch it is on
+    assert _stopped_once_training(workdir, workers, signal.SIGTERM) == 143
     checkpoints = workdir / "runs/cut-workers/checkpoints"
     assert (checkpoints / "interrupted.ckpt").is_file()
     resumed = run_recipe("train.py", *workers, "--resume", cwd=workdir)
