@@ -125,7 +125,11 @@ def test_quick_comparison_writes_csv_markdown_and_plots(comparison) -> None:
         assert row["trained"] == (row["untrained_reason"] == "")
         assert len(row["commit"]) == 40 and row["dirty"] in (0.0, 1.0)
     assert "## Convergence" in md and "Plateau rule:" in md and "Did-not-train rule" in md
-    assert "Step budget: 6 optimizer steps for every arm." in md
+    # the budget the runs got, in the setup line and the rules: --quick's, then the options
+    # after '--'
+    budget = "6 optimizer steps of 50 images for every arm, at most 120 images per split"
+    assert f"Step budget: {budget}." in md
+    assert f"{budget} (--quick). Command:" in md and "1600 optimizer steps" not in md
     assert "## Tuning" in md and "Not tuned" in md
     assert "- runs' code: " in md
 

@@ -19,6 +19,7 @@ from invariance_recipes.compare.convergence import (
     plateau,
     training_columns,
 )
+from invariance_recipes.compare.experiments import EXPERIMENTS, QUICK
 from invariance_recipes.lightning_modules.callbacks import CURVE_CSV, read_curve
 from invariance_recipes.run.training import TrainCLI
 
@@ -168,3 +169,16 @@ def test_experiments_list_their_variants_so_a_new_one_joins_none(monkeypatch) ->
     finally:
         monkeypatch.undo()
         importlib.reload(experiments)
+
+
+def test_the_budget_in_words_is_the_one_the_runs_get() -> None:
+    experiment = EXPERIMENTS["unseen-position"]
+    steps, batch = experiment.steps, experiment.batch_size
+    assert experiment.budget() == f"{steps} optimizer steps of {batch} images for every arm"
+    assert experiment.budget([*QUICK, "--trainer.max_epochs", "2"]) == (
+        "6 optimizer steps of 50 images for every arm, or 2 epochs if fewer, "
+        "at most 300 images per split"
+    )
+    assert experiment.describe(QUICK).endswith(
+        "6 optimizer steps of 50 images for every arm, at most 300 images per split"
+    )

@@ -263,3 +263,24 @@ def test_each_run_interval_counts_an_image_once_over_its_passes_and_quadrants() 
     low, high = wilson_interval(2.0, 4)  # the shares sum to 2 of 4 images
     assert f"| r | 50.0 [{100 * low:.1f}, {100 * high:.1f}] |" in lines
     assert any("over the 4 distinct test images" in line for line in lines)
+
+
+def test_protocol_columns_say_whether_they_have_per_image_outcomes(runs) -> None:
+    rows, outcomes = runs
+    column = "test/zhang2019/consistency_crop"
+    for row in rows:  # the crop protocol agrees on the same images as zero@4
+        row[column] = row["consistency_zero@4"]
+        outcomes[row["run"]] = {
+            **outcomes[row["run"]],
+            column: outcomes[row["run"]]["consistency_zero@4"],
+        }
+    md = markdown("x", "a test", "setup", "cmd", rows, ["acc", column], outcomes)
+    assert "measured per image on each run's tested checkpoint" in md
+    assert "no paired test" not in md
+    paired = next(line for line in md.splitlines() if line.startswith("| better | +"))
+    assert paired.strip("|").split("|")[2].strip().startswith("+20.0 [")  # paired like zero@4
+    # runs measured before protocol outcomes were recorded: their test's means only
+    for found in outcomes.values():
+        del found[column]
+    md = markdown("x", "a test", "setup", "cmd", rows, ["acc", column], outcomes)
+    assert "have no per-image outcomes, so no paired test" in md

@@ -481,14 +481,16 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
     if rows:
         rows = [row | experiment.derived(row) for row in rows]
         command = command_of(args, experiment, extra)
-        setup = f"{args.dataset}, {experiment.describe()}" + (" (--quick)" if args.quick else "")
+        overrides = [*(QUICK if args.quick else ()), *extra]
+        setup = f"{args.dataset}, {experiment.describe(overrides)}"
+        setup += " (--quick)" if args.quick else ""
         exact = shlex.join(["python", "recipes/compare.py", *args.argv])
         run_s = sum(float(r["wall_s"]) for r in rows)
         code = code_markdown(rows, args.allow_mixed_code)
         origin = markdown_block(provenance(exact, time.monotonic() - start, run_s, code))
         arms = list(dict.fromkeys((r["variant"], r["setting"]) for r in rows))
         sections = [
-            *convergence_markdown(rows, budget_of(experiment, extra, args.quick)),
+            *convergence_markdown(rows, experiment.budget(overrides)),
             *tuning_markdown(read_tuning(out), arms),
         ]
         md = markdown(
@@ -535,17 +537,6 @@ def mark_incomplete(md: str, names: list[str], rows: list[Row]) -> str:
     if marker in md:
         return md.replace(marker, marker + note + "\n", 1)
     return note + "\n" + md
-
-
-def budget_of(experiment: Experiment, extra: list[str], quick: bool) -> str:
-    """The step budget in words, as the runs got it (--quick and options after '--' win)."""
-    options = [*experiment.train_args(), *(QUICK if quick else ()), *extra]
-    steps = [options[i + 1] for i, a in enumerate(options[:-1]) if a == "--trainer.max_steps"]
-    epochs = [options[i + 1] for i, a in enumerate(options[:-1]) if a == "--trainer.max_epochs"]
-    text = f"{steps[-1]} optimizer steps for every arm"
-    if epochs and epochs[-1] != "-1":
-        text += f", or {epochs[-1]} epochs if fewer (set after '--')"
-    return text
 
 
 def save_figure(fig: Any, path: Path) -> Path:
@@ -800,7 +791,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "see recipes/evaluate.py --list-protocols)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke test: 2 epochs, at most 300 samples per split"
+        "--quick",
+        action="store_true",
+        help=f"a smoke test of the pipeline, not numbers to report: {' '.join(QUICK)}",
     )
     parser.add_argument(
         "--out",

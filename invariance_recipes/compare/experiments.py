@@ -9,7 +9,7 @@ every canvas, shift and offset doubles), so a GPU run of a preset asks the same 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -126,8 +126,9 @@ class Experiment:
             consistency_max_shift=px(self.consistency_max_shift),
         )
 
-    def describe(self) -> str:
-        """The setup in words, for the results report."""
+    def describe(self, overrides: Sequence[str] = ()) -> str:
+        """The setup in words, for the results report; ``overrides``: training options given
+        after the preset's (``--quick``'s, the user's after ``--``), which win."""
         if self.train_shifts:
             shifts = ", ".join(map(str, self.train_shifts))
             augmentation = f"every training image shifted by up to S px per axis, S in {{{shifts}}}"
@@ -138,8 +139,23 @@ class Experiment:
         view = f" seen through its centre {self.view_size}-px view" if self.view_size else ""
         return (
             f"objects placed {self.placement} on a {self.canvas}-px canvas{view}, "
-            f"{augmentation}, {self.steps} optimizer steps of {self.batch_size} images for every arm"
+            f"{augmentation}, {self.budget(overrides)}"
         )
+
+    def budget(self, overrides: Sequence[str] = ()) -> str:
+        """The training budget in words, as the runs get it (``overrides`` win)."""
+        options = [*self.train_args(), *overrides]
+        given = {a: options[i + 1] for i, a in enumerate(options[:-1]) if a.startswith("--")}
+        text = (
+            f"{given['--trainer.max_steps']} optimizer steps of {given['--data.batch_size']} "
+            "images for every arm"
+        )
+        epochs = given.get("--trainer.max_epochs", "-1")
+        if epochs != "-1":
+            text += f", or {epochs} epochs if fewer"
+        if "--data.max_samples" in given:
+            text += f", at most {given['--data.max_samples']} images per split"
+        return text
 
     def settings(self) -> dict[str, list[str]]:
         """The swept settings by name, each as its training options."""

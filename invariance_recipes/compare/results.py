@@ -63,8 +63,14 @@ LEGEND = {
     "(`receptive_field`) over the canvas side, in %; setting `stagesN-blocksM`: the small "
     "CNN with N stages of M conv blocks each.",
 }
-#: Protocol columns (``test/<protocol>/<metric>``) get a legend generated from the registry.
-PROTOCOL_NOTE = "They come from each run's test and have no per-image outcomes, so no paired test."
+#: Protocol columns (``test/<protocol>/<metric>``) get a legend generated from the registry,
+#: and a note on whether their per-image outcomes were recorded (runs measured before they were
+#: have their test's means only).
+PROTOCOL_NOTE = {
+    True: "They are measured per image on each run's tested checkpoint, with the same intervals "
+    "and paired tests as the other columns.",
+    False: "They come from each run's test and have no per-image outcomes, so no paired test.",
+}
 SETTING_LEGEND = "Setting `shiftS`: trained with every image shifted by up to S pixels per axis."
 CURVE = re.compile(r"^test/acc_at_shift/([+-]\d+)_([+-]\d+)$")
 
@@ -260,7 +266,7 @@ def markdown(
         + INTERVAL_NOTE,
         "",
         *(text for prefix, text in LEGEND.items() if any(c.startswith(prefix) for c in columns)),
-        *protocol_legend(columns),
+        *protocol_legend(columns, rows, outcomes),
         *([SETTING_LEGEND] if any(s.startswith("shift") for _, s in groups) else []),
         "",
         README_BLOCK[0],
@@ -434,10 +440,15 @@ def intervals_markdown(
     return lines
 
 
-def protocol_legend(columns: Sequence[str]) -> list[str]:
-    """The legend of the table's protocol columns (none without them)."""
-    names = list(dict.fromkeys(c.split("/")[1] for c in columns if c.startswith("test/")))
-    return [f"{legend(names)} {PROTOCOL_NOTE}"] if names else []
+def protocol_legend(columns: Sequence[str], rows: Sequence[Row], outcomes: Outcomes) -> list[str]:
+    """The legend of the table's protocol columns (none without them), saying whether every
+    run has their per-image outcomes."""
+    protocols = [c for c in columns if c.startswith("test/")]
+    if not protocols:
+        return []
+    names = list(dict.fromkeys(c.split("/")[1] for c in protocols))
+    per_image = bool(rows) and all(c in outcomes.get(r["run"], {}) for r in rows for c in protocols)
+    return [f"{legend(names)} {PROTOCOL_NOTE[per_image]}"]
 
 
 def _p(value: float) -> str:
