@@ -27,6 +27,7 @@ from invariance_recipes.lightning_modules.metrics import (
 from invariance_recipes.lightning_modules.metrics.protocols import FAST_PROTOCOLS
 from invariance_recipes.lightning_modules.metrics.report import REPORTED_MODES
 from invariance_recipes.lightning_modules.nets import DEFAULTS, NetOptions, build_net
+from invariance_recipes.lightning_modules.nets.downsample import DOWNSAMPLERS
 from invariance_recipes.lightning_modules.rng_state import collect_rng_states, restore_rng_states
 from invariance_recipes.lightning_modules.shifts import (
     CONSISTENCY_MAX_SHIFT,
@@ -64,12 +65,10 @@ class InvarianceClassifier(L.LightningModule):
         protocols: named protocols (``invariance_recipes.lightning_modules.metrics.PROTOCOLS``) the test also
             reports, each under ``test/<protocol>/<metric>``; crop protocols need a canvas
             larger than ``image_size`` (``--data.view_size``).
-        channels_last: keep the network's weights and its inputs in channels-last memory.
-            The small CNN's training step took 0.697x the time at 2 threads and 0.667x at 1
-            thread on a 2-core Xeon (ResNet-18: 1.01x and 0.997x; ``python
-            recipes/benchmark.py --only layout``). Off by default: it changes the float
-            rounding of every step, so the published comparisons, run contiguous, would no
-            longer repeat bit for bit.
+        channels_last: keep the network's weights and its inputs in channels-last memory;
+            ``None``: the downsampling method's measured choice (``Downsampler.channels_last``,
+            from ``python recipes/benchmark.py --only layout``), resolved here and saved in
+            the checkpoint. The choice changes the float rounding of every step.
     """
 
     def __init__(
@@ -100,7 +99,7 @@ class InvarianceClassifier(L.LightningModule):
         fill_value: Sequence[float] | float = 0.0,
         shift_seed: int = 0,
         protocols: Sequence[str] = FAST_PROTOCOLS,
-        channels_last: bool = False,
+        channels_last: bool | None = None,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -127,7 +126,9 @@ class InvarianceClassifier(L.LightningModule):
             num_classes=num_classes,
             image_size=image_size,
         )
-        if channels_last:
+        if channels_last is None:
+            self.hparams["channels_last"] = DOWNSAMPLERS[downsample].channels_last
+        if self.hparams["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)
         fill = float(fill_value) if isinstance(fill_value, (int, float)) else list(fill_value)
         self.register_buffer("fill", torch.tensor(fill, dtype=torch.float32), persistent=False)

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from invariance_recipes.lightning_modules import InvarianceClassifier
 from invariance_recipes.lightning_modules.classifier import OPTIMIZERS, SCHEDULERS
+from invariance_recipes.lightning_modules.nets.downsample import DOWNSAMPLERS
 
 BATCHES_PER_EPOCH = 4
 BATCH = 8
@@ -203,3 +204,18 @@ def test_every_network_option_is_a_classifier_parameter_with_its_default() -> No
         assert parameters[option.name].default == getattr(DEFAULTS, option.name), option.name
     model = small_model(head="gap", padding_mode="circular")
     assert model.net_options == NetOptions(head="gap", padding_mode="circular", widths=(4, 8))
+
+
+@pytest.mark.parametrize("downsample", list(DOWNSAMPLERS))
+def test_memory_layout_defaults_to_the_methods_measured_choice(downsample: str) -> None:
+    """``channels_last=None`` takes the downsampling method's choice and saves it, so a
+    checkpoint reloads in the layout it trained in; an explicit value wins."""
+    expected = DOWNSAMPLERS[downsample].channels_last
+    for given, layout in ((None, expected), (not expected, not expected)):
+        model = InvarianceClassifier(in_channels=3, downsample=downsample, channels_last=given)
+        assert model.hparams.channels_last is layout
+        conv = next(m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) is layout
+        assert conv.weight.is_contiguous() is not layout
+        reloaded = InvarianceClassifier(**model.hparams)
+        assert reloaded.hparams.channels_last is layout

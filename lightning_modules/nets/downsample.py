@@ -131,6 +131,9 @@ class Downsampler:
             method needs its own).
         onnx: whether a network with this method converts to ONNX (opset 18);
             ``torch.export`` holds every method.
+        channels_last: whether a network with this method trains in channels-last memory by
+            default: where it was faster at 1 and at 2 threads (``python recipes/benchmark.py
+            --only layout``); the polyphase and ideal resamplers were slower in it.
     """
 
     summary: str
@@ -142,6 +145,7 @@ class Downsampler:
     activation: ActivationFactory = _relu
     norm: NormFactory = nn.BatchNorm2d
     onnx: bool = True
+    channels_last: bool = True
 
 
 def _blur(channels: int, options: StepOptions) -> nn.Module:
@@ -210,6 +214,7 @@ DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
             block_step=_aps,
             shortcut=_aps,
             shares_phase=True,
+            channels_last=False,  # 1.05-1.16x contiguous (aps, aps-circular)
         ),
         "lps": Downsampler(
             "MaxPool(2, stride 1) + learnable polyphase sampling; in ResNet blocks LPS alone, "
@@ -218,6 +223,7 @@ DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
             block_step=_lps,
             shortcut=_lps_shortcut,
             shares_phase=True,
+            channels_last=False,  # 0.85-1.20x contiguous (lps, lps-circular)
         ),
         "alias-free": Downsampler(
             "ideal (FFT) low-pass + subsampling, and alias-free polynomial activations "
@@ -227,6 +233,7 @@ DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
             activation=AliasFreeActivation,
             norm=_image_norm,
             onnx=False,  # the ONNX converter refuses its ideal resampling
+            channels_last=False,  # 1.28-1.38x contiguous
         ),
     }
 )
