@@ -13,10 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # A small slice of digits, one epoch, no loader workers: a whole run in seconds. So few steps
 # may not learn yet: the plumbing is what these runs test, so a collapse only warns.
 QUICK = [
-    "--max_epochs", "1", "--data.max_samples", "200", "--data.batch_size", "50",
+    "--max_epochs", "1", "--data.max_samples", "100", "--data.batch_size", "50",
     "--data.num_workers", "0", "--model.curve_max_shift", "3",
     "--trainer.enable_progress_bar", "false", "--on_collapse", "warn",
 ]  # fmt: skip
+
+
+#: Images per split of a QUICK run (its test images too).
+QUICK_IMAGES = int(QUICK[QUICK.index("--data.max_samples") + 1])
 
 
 def recipe_env(**extra: str) -> dict[str, str]:

@@ -49,9 +49,8 @@ def user_project(tmp_path: Path) -> Path:
 
 
 def probe(python: Path | str, cwd: Path) -> dict[str, str]:
-    out = subprocess.run(
-        [str(python), "-c", PROBE], cwd=cwd, capture_output=True, text=True, check=True
-    )
+    out = subprocess.run([str(python), "-c", PROBE], cwd=cwd, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

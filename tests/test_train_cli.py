@@ -14,6 +14,7 @@ import torch
 from invariance_recipes.lightning_modules.variants import VARIANTS
 from recipe_runs import (
     QUICK,
+    QUICK_IMAGES,
     ROOT,
     is_share_of,
     read_test_metrics,
@@ -54,8 +55,8 @@ def test_every_variant_trains_end_to_end(variant: str, variant_runs, workdir: Pa
     assert glob.glob(str(run_dir / "checkpoints" / "best-epoch=*.ckpt"))
     assert (run_dir / "config.yaml").is_file()
     metrics = read_test_metrics(run_dir)
-    for key in SHARES:  # QUICK keeps 200 test images
-        assert is_share_of(metrics[key], 200), (key, metrics[key])
+    for key in SHARES:
+        assert is_share_of(metrics[key], QUICK_IMAGES), (key, metrics[key])
     assert 0.0 <= metrics["test/mac"] <= 1.0  # a mean change of probabilities
     assert any(k.startswith("test/acc_at_shift/") for k in metrics)
     for key in ("test/acc", "test/consistency_zero"):  # the final table

@@ -183,15 +183,15 @@ def test_wandb_disabled_sends_nothing_from_train_evaluate_and_compare(
     # comparison is independent of that run, so the two go side by side
     compare_args = [
         "--experiment", "small-shift", "--dataset", "digits", "--quick", "--variants",
-        "baseline", "--logger", "wandb", "--out", "results", "--", "--data.max_samples", "200",
+        "baseline", "--logger", "wandb", "--out", "results", "--", "--data.max_samples", "100",
         "--trainer.max_epochs", "1", "--on_collapse", "warn",
     ]  # fmt: skip
     runs = run_recipes(
         {
             "train": (
                 "train.py",
-                [*QUICK, "--data.batch_size", "10", "--on_collapse", "fail", "--logger",
-                 "wandb", "--run_name", "d"],
+                [*QUICK, "--data.max_samples", "200", "--data.batch_size", "10",
+                 "--on_collapse", "fail", "--logger", "wandb", "--run_name", "d"],
                 env,
             ),
             "compare": ("compare.py", compare_args, env),
