@@ -152,7 +152,34 @@ def test_sbatch_two_tasks_then_a_preempted_job_requeues_into_the_same_run(
     # USR1 lands mid-epoch or at an epoch boundary; the requeued job says which state it took,
     # and from either it ends with the uninterrupted run's metrics and weights, bit for bit
     assert "(mid-epoch" in log or "(end of an epoch" in log, log[-4000:]
+    # the stop saved, then rank 0 requeued the job (Lightning's own handler never ran)
+    assert f"requeued SLURM job {job}: it runs again with --resume" in log, log[-4000:]
+    assert "Handling auto-requeue signal" not in log
+    assert not list(run_dir.glob("hpc_ckpt_*.ckpt"))
     for key in expected:
         assert got[key] == expected[key], key
     for key, value in final["whole"]["state_dict"].items():
         assert torch.equal(final["preempted"]["state_dict"][key], value), key
+
+
+@pytest.mark.slow
+def test_a_requeue_that_slurm_refuses_is_one_line(slurm: None, monkeypatch) -> None:
+    """The real scontrol, asked to requeue a job that does not exist: the stopped run says it
+    could not and to resubmit, instead of raising."""
+    from invariance_recipes.run.requeue import requeue_job
+
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "999999")
+    message = requeue_job()
+    assert message.startswith("could not requeue SLURM job 999999 (")
+    assert message.endswith("); resubmit it") and "\n" not in message
+
+
+def test_the_template_asks_for_the_signal_the_requeue_and_one_log() -> None:
+    """What the requeue needs from SLURM, stated in the template: the signal before the time
+    limit, permission to requeue, and a log that a requeued job appends to (the first part
+    says why it was requeued)."""
+    directives = {
+        line.split()[1] for line in TEMPLATE.read_text().splitlines() if line.startswith("#SBATCH")
+    }
+    assert {"--signal=USR1@90", "--requeue", "--open-mode=append"} <= directives

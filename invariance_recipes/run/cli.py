@@ -45,7 +45,7 @@ from invariance_recipes.run.errors import (
     StoppedEarly,
     UsageError,
 )
-from invariance_recipes.run.graceful_stop import GracefulStop, handled_signals
+from invariance_recipes.run.graceful_stop import SIGNALS, GracefulStop
 from invariance_recipes.run.loggers import finish_wandb, make_logger
 from invariance_recipes.run.run_folders import CHECKPOINTS, remove_unstarted, resolve_run_dir
 
@@ -319,7 +319,7 @@ def run_cli(train: Callable[[Sequence[str]], Any], args: Sequence[str]) -> Any:
     a failed run exit 1, a stopped one 128 + the signal (130 SIGINT, 143 SIGTERM), also
     when the signal comes while the run starts (its folder is removed then)."""
     on_main = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, _stop_starting) for s in handled_signals()} if on_main else {}
+    previous = {s: signal.signal(s, _stop_starting) for s in SIGNALS} if on_main else {}
     try:
         return train(args)
     except Interrupted as err:  # a signal before training's own handling took over

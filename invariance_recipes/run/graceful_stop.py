@@ -6,8 +6,10 @@
   the current batch; during training the state is saved to ``interrupted.ckpt``, never over
   the epoch-boundary ``last.ckpt``.
 - During testing any of them stops at the end of the batch; training is complete then.
-- SIGUSR1 (what SLURM sends before a time limit) outside SLURM stops like SIGTERM, with exit
-  code 138; under SLURM it stays Lightning's, which saves and requeues the job.
+- SIGUSR1 (what SLURM sends before a time limit) stops like SIGTERM, with exit code 138; in
+  a SLURM batch job the stopped run then requeues the job (``invariance_recipes.run.requeue``).
+  This handler is installed before Lightning's, which then leaves SIGUSR1 alone: its own saves
+  inside the signal handler and can hang a DDP job.
 
 The signal handler only records the signal; the stop happens at a batch boundary (on every
 rank at the same batch), where the model and optimizer states are consistent.
@@ -15,7 +17,6 @@ rank at the same batch), where the model and optimizer states are consistent.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from pathlib import Path
@@ -29,13 +30,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from invariance_recipes.run.errors import Interrupted
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def handled_signals() -> tuple[int, ...]:
-    """The signals a run stops on by itself: SIGUSR1 too outside SLURM (under SLURM,
-    Lightning's requeue handler takes it, and it only installs itself where none is)."""
-    return SIGNALS if "SLURM_JOB_ID" in os.environ else (*SIGNALS, signal.SIGUSR1)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
 
 class GracefulStop(L.Callback):
@@ -54,7 +49,7 @@ class GracefulStop(L.Callback):
     def install(self) -> None:
         """Handle the signals from now on (the main thread only can)."""
         if threading.current_thread() is threading.main_thread():
-            for signum in handled_signals():
+            for signum in SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._on_signal)
 
     def uninstall(self) -> None:

@@ -29,6 +29,7 @@ from invariance_recipes.run.errors import (
 )
 from invariance_recipes.run.loggers import define_summaries, finish_wandb
 from invariance_recipes.run.noise import silence_known_noise
+from invariance_recipes.run.requeue import requeue_job, under_slurm_batch_job
 from invariance_recipes.run.run_folders import (
     CHECKPOINTS,
     remove_unstarted,
@@ -80,7 +81,10 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
             raise RunFailed(f"the model did not learn: {collapsed}")
     except (Interrupted, SIGTERMException) as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGTERM
-        stopped = StoppedEarly(_stopped_message(signum, stage, stop.saved, trainer), signum)
+        message = _stopped_message(signum, stage, stop.saved, trainer)
+        if signum == signal.SIGUSR1 and under_slurm_batch_job() and trainer.is_global_zero:
+            message += "; " + requeue_job()  # the time limit is near: run again, resumed
+        stopped = StoppedEarly(message, signum)
         _record(cli, "stopped", str(stopped), stopped.exit_code, signum == signal.SIGTERM)
         if stop.saved is None and stage == "fit" and cli.created_run_dir:
             remove_unstarted(run_dir)  # stopped before training: nothing to resume
@@ -142,8 +146,9 @@ def _record(
 
 
 def remove_leftover_checkpoints(run_dir: Path) -> None:
-    """Training is complete: a mid-epoch ``interrupted.ckpt`` and the ``hpc_ckpt_N.ckpt`` that
-    Lightning saves on a SLURM requeue are older than ``last.ckpt`` and never used again."""
+    """Training is complete: a mid-epoch ``interrupted.ckpt`` and any ``hpc_ckpt_N.ckpt`` (what
+    Lightning's own SLURM handler saved, in runs from before ``requeue``) are older than
+    ``last.ckpt`` and never used again."""
     for path in [run_dir / CHECKPOINTS / INTERRUPTED, *run_dir.glob("hpc_ckpt_*.ckpt")]:
         path.unlink(missing_ok=True)
 
@@ -160,6 +165,5 @@ def _stopped_message(signum: int, stage: str, saved: Path | None, trainer: objec
     return (
         f"stopped by {name} mid-epoch at step {getattr(trainer, 'global_step', '?')}; saved "
         f"{saved} ({CHECKPOINTS}/{LAST} still holds the last epoch boundary); continue with "
-        "the same command plus --resume (the result will not be bit-identical to an "
-        "uninterrupted run)"
+        "the same command plus --resume (exactly as if uninterrupted)"
     )
