@@ -180,7 +180,15 @@ class TrainCLI(LightningCLI):
             self.graceful_stop = GracefulStop(ckpt_dir / INTERRUPTED)
             self.collapse_check = CollapseCheck()
             callbacks = [
-                ModelCheckpoint(ckpt_dir, filename="best-{epoch}", monitor="val/acc", mode="max"),
+                # chosen where val/acc is logged: the epoch end that a resume at an epoch
+                # boundary replays has no validation, and would warn that val/acc is missing
+                ModelCheckpoint(
+                    ckpt_dir,
+                    filename="best-{epoch}",
+                    monitor="val/acc",
+                    mode="max",
+                    save_on_train_epoch_end=False,
+                ),
                 # Every epoch boundary, improved or not (save_last=True would write last.ckpt
                 # only when a best checkpoint is written, and --resume would go back epochs).
                 ModelCheckpoint(
