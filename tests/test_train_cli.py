@@ -270,3 +270,47 @@ def test_help_lists_variants_and_print_config_resolves_the_preset(workdir: Path)
     ).stdout
     assert "downsample: blur" in config
     assert "head: gap" in config
+
+
+def test_callbacks_given_on_the_command_line_join_the_runs_own(tmp_path: Path) -> None:
+    """``--trainer.callbacks+=`` reaches the trainer beside the run's own callbacks (Lightning's
+    CLI drops it when a run passes callbacks in code): an EarlyStopping that no epoch can
+    satisfy (val/acc must rise by 1.0) stops a 5-epoch run after its second epoch."""
+    from invariance_recipes.lightning_modules.callbacks import CURVE_CSV, read_curve
+    from invariance_recipes.run.training import TrainCLI
+
+    cli = TrainCLI(
+        [
+            "--data.dataset", "digits", "--data.max_samples", "40", "--data.batch_size", "10",
+            "--trainer.max_epochs", "5", "--logger", "none", "--model.protocols", "[]",
+            "--runs_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+            "--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor=val/acc",
+            "--trainer.callbacks.mode=max", "--trainer.callbacks.min_delta=1.0",
+            "--trainer.callbacks.patience=1",
+        ]
+    )  # fmt: skip
+    names = [type(callback).__name__ for callback in cli.trainer.callbacks]
+    assert "EarlyStopping" in names and "LearningCurve" in names
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert [row["epoch"] for row in read_curve(cli.run_dir / CURVE_CSV)] == [0, 1]
+
+
+def test_a_budget_inside_the_first_epoch_tests_the_last_weights(tmp_path: Path, capsys) -> None:
+    """No epoch ends before ``--trainer.max_steps``, so no validation picks a best checkpoint:
+    the run tests ``last.ckpt`` and says so, instead of Lightning's "no path" traceback."""
+    import json
+
+    from invariance_recipes.lightning_modules.callbacks import TESTED
+    from invariance_recipes.run.training import train
+
+    run_dir, metrics = train(
+        [
+            "--data.dataset", "digits", "--data.max_samples", "40", "--data.batch_size", "10",
+            "--trainer.max_steps", "2", "--logger", "none", "--model.protocols", "[]",
+            "--runs_dir", str(tmp_path), "--trainer.enable_progress_bar", "false",
+            "--on_collapse", "warn",
+        ]
+    )  # fmt: skip
+    assert "no validation chose a checkpoint: testing the last weights" in capsys.readouterr().out
+    assert json.loads((run_dir / TESTED).read_text())["checkpoint"] == "checkpoints/last.ckpt"
+    assert 0 <= metrics["test/acc"] <= 1

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import yaml
 from jsonargparse import ActionYesNo, ArgumentError, DefaultHelpFormatter
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -199,6 +199,7 @@ class TrainCLI(LightningCLI):
                 DivergenceGuard(),
                 self.collapse_check,
                 self.graceful_stop,
+                *self.configured_callbacks(),
             ]
             logger = make_logger(
                 cfg.logger,
@@ -215,6 +216,14 @@ class TrainCLI(LightningCLI):
         except BaseException:
             self.abandon_start(logger)
             raise
+
+    def configured_callbacks(self) -> list[Callback]:
+        """The user's ``--trainer.callbacks`` (Lightning's CLI drops them when callbacks are
+        passed to the trainer in code, as the run's own are)."""
+        configured = self._get(self.config_init, "trainer", default={}).get("callbacks")
+        if configured is None:
+            return []
+        return [configured] if isinstance(configured, Callback) else list(configured)
 
     def abandon_start(self, logger: Any) -> None:
         """A start that failed before training leaves nothing behind (W&B shows it failed)."""

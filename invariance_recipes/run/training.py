@@ -73,6 +73,13 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
             )
         stage = "test"
         best = trainer.checkpoint_callback.best_model_path  # the first one: best val/acc
+        if not best:  # no validation ran: the step budget ended within the first epoch
+            best = str(run_dir / CHECKPOINTS / LAST)
+            if trainer.is_global_zero:
+                print(
+                    "no epoch ended before --trainer.max_steps, so no validation chose a "
+                    f"checkpoint: testing the last weights ({CHECKPOINTS}/{LAST})"
+                )
         results = trainer.test(
             model, datamodule=data, ckpt_path=best, verbose=False, weights_only=True
         )
