@@ -291,6 +291,20 @@ def test_canvas_transform_shift_is_pixel_exact(mode: str) -> None:
     assert min(dys) < 0 < max(dys) and min(dxs) < 0 < max(dxs)
 
 
+@pytest.mark.parametrize("mode", SHIFT_MODES)
+def test_seeding_the_shift_alone_gives_the_whole_pipelines_pixels(mode: str) -> None:
+    """The transform seeds only its random step; albumentations' own seeding of the whole
+    pipeline (every step seeded alike) draws the same shift and probability for a seed."""
+    from invariance_recipes.datamodules.placement import place
+
+    images = np.random.default_rng(1).integers(0, 256, (60, 12, 12, 3), dtype=np.uint8)
+    transform = CanvasTransform(12, 24, Translation(max_shift=4, mode=mode, p=0.7), view_size=16)
+    for seed, image in enumerate(images):
+        transform.pipeline.set_random_seed(seed)
+        reference = transform.pipeline(image=place(image, 6, 6, 24))["image"]
+        assert torch.equal(transform(image, 6, 6, seed), reference), seed
+
+
 def test_training_images_are_shifted_copies_of_the_fixed_canvas() -> None:
     plain = quick(policy="none", max_samples=120)
     heavy = quick(policy="heavy", max_samples=120, shift_prob=0.5)
