@@ -291,6 +291,20 @@ def test_canvas_transform_shift_is_pixel_exact(mode: str) -> None:
     assert min(dys) < 0 < max(dys) and min(dxs) < 0 < max(dxs)
 
 
+def test_place_embeds_the_image_at_its_corner_on_a_zero_canvas() -> None:
+    from invariance_recipes.datamodules.placement import place
+
+    rng = np.random.default_rng(2)
+    image = rng.integers(1, 256, (5, 7, 3), dtype=np.uint8)
+    for top, left in [(0, 0), (6, 4), (3, 1)]:
+        pads = ((top, 11 - top - 5), (left, 11 - left - 7), (0, 0))
+        assert np.array_equal(place(image, top, left, 11), np.pad(image, pads))
+    with pytest.raises(ValueError, match="does not fit a 11-px canvas"):
+        place(image, 7, 0, 11)
+    with pytest.raises(ValueError, match="does not fit"):
+        place(image, 0, -1, 11)
+
+
 @pytest.mark.parametrize("mode", SHIFT_MODES)
 def test_seeding_the_shift_alone_gives_the_whole_pipelines_pixels(mode: str) -> None:
     """The transform seeds only its random step; albumentations' own seeding of the whole
