@@ -177,9 +177,11 @@ class InvarianceClassifier(L.LightningModule):
 
     def _measure_consistency(self) -> bool:
         every = self.hparams.consistency_every_n_epochs
-        epoch = self.current_epoch
-        last = self.trainer.max_epochs is not None and epoch + 1 >= self.trainer.max_epochs
-        return (epoch + 1) % every == 0 or last or self.trainer.sanity_checking
+        trainer, epoch = self.trainer, self.current_epoch
+        last_epoch = trainer.max_epochs is not None and 0 < trainer.max_epochs <= epoch + 1
+        # a step budget: the last validation is the one after which no whole epoch fits
+        last_steps = 0 < trainer.max_steps < trainer.global_step + trainer.num_training_batches
+        return (epoch + 1) % every == 0 or last_epoch or last_steps or trainer.sanity_checking
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         canvas, y = batch

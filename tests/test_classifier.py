@@ -36,10 +36,11 @@ def small_model(**options: object) -> InvarianceClassifier:
     return InvarianceClassifier(**{**defaults, **options})
 
 
-def trainer(epochs: int, *callbacks: Callback) -> Trainer:
+def trainer(epochs: int, *callbacks: Callback, max_steps: int = -1) -> Trainer:
     return Trainer(
         accelerator="cpu",
         max_epochs=epochs,
+        max_steps=max_steps,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -123,13 +124,21 @@ class LoggedConsistency(Callback):
 
 
 @pytest.mark.parametrize(("every", "measured"), [(1, [0, 1, 2, 3, 4]), (2, [1, 3, 4]), (5, [4])])
+@pytest.mark.parametrize("budget", ["epochs", "steps"])
 def test_consistency_is_measured_every_n_epochs_and_on_the_last(
-    every: int, measured: list[int]
+    every: int, measured: list[int], budget: str
 ) -> None:
+    """The last validated epoch measures it whether the budget is 5 epochs or a step budget
+    that ends one step into a sixth epoch (which is never validated)."""
     seed_everything(0)
     logged = LoggedConsistency()
     train, val = loaders()
-    trainer(5, logged).fit(small_model(consistency_every_n_epochs=every), train, val)
+    run = (
+        trainer(5, logged)
+        if budget == "epochs"
+        else trainer(-1, logged, max_steps=5 * BATCHES_PER_EPOCH + 1)
+    )
+    run.fit(small_model(consistency_every_n_epochs=every), train, val)
     assert logged.epochs == measured
 
 
