@@ -24,7 +24,8 @@ from invariance_recipes.lightning_modules.variants import VARIANTS
 from recipe_runs import run_recipe
 
 SECTIONS = {
-    "layers", "translate", "validation", "training", "data", "layout", "variants", "imports"
+    "layers", "translate", "validation", "training", "data", "layout", "variants", "imports",
+    "comparison",
 }  # fmt: skip
 PEERS = ("timm", "kornia", "antialiased-cnns")
 PADS = ("zero", "reflect")
@@ -106,6 +107,44 @@ def test_quick_run_costs_every_variant_against_the_default(quick_run) -> None:
         # The default variant is its own baseline: the same timings in every round.
         (default,) = (r for r in costs if r["ours"] == VARIANT)
         assert float(default["ratio"]) == 1.0 and default["ours_ms"] == default["baseline_ms"]
+
+
+def _phases(note: str) -> dict[str, float]:
+    """The phases a comparison row's note lists, in seconds."""
+    _, _, listed = note.partition(": ")
+    parts = (part.rsplit(" ", 2) for part in listed.split(", "))
+    return {name: float(value) for name, value, unit in parts if unit == "s"}
+
+
+@pytest.mark.slow
+def test_quick_run_splits_a_comparison_run_into_phases_and_projects_its_budget(
+    quick_run,
+) -> None:
+    """The phases add up to the whole run; the projection to the experiment's budget scales
+    the steps and the loading between them by the steps and keeps the one-off phases."""
+    from invariance_recipes.benchmarks.comparison import EXPERIMENT, PHASES, TARGET
+    from invariance_recipes.compare.experiments import get_experiment
+
+    _, out = quick_run
+    _, rows = read_csv(out / "cpu-quick.csv")
+    budget = get_experiment(EXPERIMENT).steps
+    for threads in {str(torch.get_num_threads()), "1"}:
+        measured, projected = (
+            r for r in rows if r["section"] == "comparison" and r["threads"] == threads
+        )
+        short, long = _phases(measured["note"]), _phases(projected["note"])
+        assert list(short) == list(long) == list(PHASES)
+        for row, phases in ((measured, short), (projected, long)):
+            # each phase printed to 3 digits: up to 5e-3 of rounding apiece
+            assert sum(phases.values()) == pytest.approx(float(row["ours_ms"]) / 1e3, rel=6e-3)
+            assert phases["steps"] == pytest.approx(float(row["baseline_ms"]) / 1e3, rel=6e-3)
+        steps = int(re.search(r"run of (\d+) steps", measured["setting"]).group(1))
+        for phase in ("steps", "loading"):
+            assert long[phase] == pytest.approx(short[phase] * budget / steps, rel=1.2e-2)
+        for phase in ("start", "build", "test", "measure"):
+            assert long[phase] == short[phase]
+        assert f"projected to {budget} steps" in projected["setting"]
+        assert float(projected["target"]) == TARGET and math.isinf(float(measured["target"]))
 
 
 @pytest.mark.slow

@@ -47,6 +47,9 @@ class Config:
     import_runs: int  # whole-process imports per module
     layout_batch_size: int  # channels-last against contiguous training steps
     layout_batches: int
+    comparison_arms: int  # arms of the comparison section's experiment, in its order
+    comparison_steps: int  # steps of each short comparison run
+    comparison_epoch_batches: int  # its steps per validation
 
 
 FULL = Config(
@@ -67,6 +70,9 @@ FULL = Config(
     import_runs=5,
     layout_batch_size=64,
     layout_batches=5,
+    comparison_arms=6,
+    comparison_steps=40,
+    comparison_epoch_batches=20,
 )
 QUICK = Config(
     layer_shapes=(((4, 8, 16, 16), (3, 4)), ((2, 16, 12, 12), (3,))),
@@ -82,6 +88,9 @@ QUICK = Config(
     import_runs=1,
     layout_batch_size=4,
     layout_batches=2,
+    comparison_arms=1,
+    comparison_steps=4,
+    comparison_epoch_batches=2,
 )
 
 

@@ -9,6 +9,7 @@ from types import MappingProxyType
 import torch
 
 from invariance_recipes.benchmarks.blur_paths import blur_path_rows
+from invariance_recipes.benchmarks.comparison import comparison_rows
 from invariance_recipes.benchmarks.imports import import_rows
 from invariance_recipes.benchmarks.layers import layer_rows
 from invariance_recipes.benchmarks.rows import Config, Row
@@ -42,6 +43,7 @@ SECTIONS: Mapping[str, Section] = MappingProxyType(
         "layout": Section(layout_rows),
         "variants": Section(variant_rows),
         "imports": Section(import_rows, per_thread_count=False),
+        "comparison": Section(comparison_rows),
         # the measurements behind lightning_modules/layers/blur_paths.py
         "blur-paths": Section(blur_path_rows, by_default=False),
     }
