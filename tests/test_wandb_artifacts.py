@@ -14,6 +14,7 @@ import yaml
 
 from invariance_recipes.compare.experiments import EXPERIMENTS
 from invariance_recipes.run.artifacts import (
+    CHECKPOINT_NAME,
     artifact_name,
     checkpoints_to_log,
     file_alias,
@@ -21,6 +22,7 @@ from invariance_recipes.run.artifacts import (
 )
 from invariance_recipes.run.loggers import WANDB_ID_FILE, run_id
 from recipe_runs import QUICK, recipe_env
+from wandb_artifact_server import Artifact, artifact_server
 from wandb_records import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,11 +87,12 @@ def test_references_and_aliases(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
-@pytest.mark.slow
-def test_sweep_run_offline_logs_the_tested_checkpoint(tmp_path: Path) -> None:
-    """One grid point as the agent starts it, offline, with the agent's run id: the run keeps
-    that id and records every checkpoint as a version of model-RUNID, the tested one last with
-    the aliases tested, best and latest."""
+@pytest.fixture(scope="module")
+def swept_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One grid point as the agent starts it, offline, with the agent's run id."""
+    tmp_path = tmp_path_factory.mktemp("sweep")
     point = {"model.lr": LR_GRID[2], "variant": "blurpool"}
     fixed = {k: v["value"] for k, v in SWEEP["parameters"].items() if "value" in v}
     fixed["data.dataset"] = "digits"  # the embedded digits: the quick run's data
@@ -98,6 +101,14 @@ def test_sweep_run_offline_logs_the_tested_checkpoint(tmp_path: Path) -> None:
     proc = subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
+    return proc, tmp_path
+
+
+@pytest.mark.slow
+def test_sweep_run_offline_logs_the_tested_checkpoint(swept_run) -> None:
+    """The run keeps the agent's id and records every checkpoint as a version of
+    model-RUNID, the tested one last with the aliases tested, best and latest."""
+    proc, tmp_path = swept_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "runs" / "sweep-learning-rate" / "blurpool-seed0"
     (run_file,) = run_dir.glob("wandb/offline-run-*/run-sweeprun1.wandb")
@@ -125,6 +136,68 @@ def test_sweep_run_offline_logs_the_tested_checkpoint(tmp_path: Path) -> None:
     assert f"evaluate --ckpt {run_dir.relative_to(tmp_path) / 'checkpoints' / tested_file} (" in (
         next_line
     )
+
+
+def _evaluate(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "invariance_recipes", "evaluate", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_evaluate_takes_the_tested_checkpoint_from_a_wandb_server(
+    swept_run, tmp_path: Path
+) -> None:
+    """``evaluate --ckpt wandb:me/PROJECT/model-sweeprun1:tested`` against a local W&B server
+    holding the sweep run's tested checkpoint: it asks for that alias, downloads the file
+    under ./artifacts, and reports what evaluating the file itself reports; an alias the
+    server does not hold is one line."""
+    proc, run_root = swept_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = run_root / "runs" / "sweep-learning-rate" / "blurpool-seed0"
+    tested = run_dir / json.loads((run_dir / "tested.json").read_text())["checkpoint"]
+    artifact = Artifact(
+        "me", "invariance-recipes", "model-sweeprun1", ("tested", "best", "latest"),
+        CHECKPOINT_NAME, tested.read_bytes(),
+    )  # fmt: skip
+    options = [
+        "--logger",
+        "none",
+        "--max_shifts",
+        "2",
+        "--curve_max_shift",
+        "2",
+        "--on_collapse",
+        "warn",
+    ]
+    reference = "wandb:me/invariance-recipes/model-sweeprun1"
+    with artifact_server(artifact) as url:
+        env = recipe_env(HOME=str(tmp_path), WANDB_BASE_URL=url, WANDB_API_KEY="x" * 40)
+        remote = _evaluate("--ckpt", f"{reference}:tested", "--out", "remote", *options,
+                           cwd=tmp_path, env=env)  # fmt: skip
+        missing = _evaluate("--ckpt", f"{reference}:v7", "--out", "missing", *options,
+                            cwd=tmp_path, env=env)  # fmt: skip
+    local = _evaluate("--ckpt", str(tested), "--out", "local", *options, cwd=tmp_path, env=env)
+    assert remote.returncode == 0, remote.stderr[-3000:]
+    assert local.returncode == 0, local.stderr[-3000:]
+    asked = [
+        r["variables"] for r in artifact.requests if r["operation"] == "ArtifactMembershipByName"
+    ]
+    assert {key: asked[0][key] for key in ("entity", "project", "name")} == {
+        "entity": "me",
+        "project": "invariance-recipes",
+        "name": "model-sweeprun1:tested",
+    }
+    (downloaded,) = (tmp_path / "artifacts").rglob(CHECKPOINT_NAME)
+    assert downloaded.read_bytes() == tested.read_bytes()
+    reports = [
+        json.loads((tmp_path / out / "report.json").read_text()) for out in ("remote", "local")
+    ]
+    assert reports[0].pop("checkpoint") == str(downloaded.relative_to(tmp_path))
+    assert reports[1].pop("checkpoint") == str(tested)
+    assert reports[0] == reports[1] and "acc" in reports[0]
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    (line,) = missing.stderr.strip().splitlines()[-1:]
+    assert line.startswith(f"error: --ckpt '{reference}:v7': cannot download the artifact")
 
 
 @pytest.mark.slow
