@@ -25,7 +25,8 @@ from invariance_recipes.benchmarks.translate import translate_rows
 @dataclass(frozen=True)
 class Section:
     """``rows(config, device, notes)``; ``per_thread_count``: run once per thread count
-    (``False`` for what torch's threads do not change, such as starting a process);
+    (``False``: at the first count only, for what torch's threads do not change, such as
+    starting a process, or what takes too long to repeat, such as whole comparison runs);
     ``by_default``: part of a run without ``--only`` (``False`` for measurements that only
     maintainers need, such as those behind a choice table)."""
 
@@ -43,7 +44,8 @@ SECTIONS: Mapping[str, Section] = MappingProxyType(
         "layout": Section(layout_rows),
         "variants": Section(variant_rows),
         "imports": Section(import_rows, per_thread_count=False),
-        "comparison": Section(comparison_rows),
+        # a whole comparison run per arm: over an hour at one thread count on a 2-core CPU
+        "comparison": Section(comparison_rows, per_thread_count=False),
         # the measurements behind lightning_modules/layers/blur_paths.py
         "blur-paths": Section(blur_path_rows, by_default=False),
     }
