@@ -19,6 +19,7 @@ more load of that checkpoint, and writing them).
 from __future__ import annotations
 
 import math
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -162,7 +163,7 @@ def comparison_rows(cfg: Config, device: torch.device, notes: list[str]) -> list
     experiment = get_experiment(EXPERIMENT)
     variants = list(experiment.variants[: cfg.comparison_arms])
     render_cache(experiment.dataset, default_data_dir())  # rendered once, before any timing
-    start = sorted(import_seconds(STACK) for _ in range(cfg.import_runs))[cfg.import_runs // 2]
+    start = statistics.median(import_seconds(STACK) for _ in range(cfg.import_runs))
     short = [
         "--trainer.max_steps", str(cfg.comparison_steps),
         "--trainer.limit_train_batches", str(cfg.comparison_epoch_batches),
@@ -200,11 +201,9 @@ def comparison_rows(cfg: Config, device: torch.device, notes: list[str]) -> list
                     "projected",
                 )
             )
-    note = (
+    notes.append(
         f"comparison: `start` is a fresh interpreter importing `{STACK}` (median of "
         f"{cfg.import_runs}), paid once per process: a comparison pays it once for all its runs, "
         "so the whole run here counts it for every run; loggers: CSV"
     )
-    if note not in notes:
-        notes.append(note)
     return rows
