@@ -11,8 +11,10 @@ and ``wandb sync`` uploads it with the run.
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 #: ``--log_model`` values; "false" logs nothing (the default: checkpoints can be large)
 LOG_MODEL = ("false", "best", "all")
@@ -21,6 +23,8 @@ REFERENCE_PREFIX = "wandb:"
 #: aliases of the version that holds the tested checkpoint
 TESTED_ALIASES = ("tested", "best", "latest")
 CHECKPOINT_NAME = "model.ckpt"  # the file's name inside each artifact version
+#: seconds to wait for a TCP connection to the W&B server before calling it unreachable
+CONNECT_TIMEOUT_S = 10.0
 
 
 def artifact_name(run_id: str) -> str:
@@ -86,7 +90,16 @@ def download_checkpoint(value: str, root: Path) -> Path:
     """The checkpoint file of artifact reference `value`, downloaded into `root`."""
     reference = parse_reference(value)
     import wandb
+    from wandb.sdk import wandb_setup
 
+    base_url = wandb_setup.singleton().settings.base_url
+    try:
+        _connect(base_url)
+    except OSError as err:
+        raise ValueError(
+            f"--ckpt {value!r}: cannot download the artifact (cannot reach {base_url}: "
+            f"{err.strerror or err}); check your network and WANDB_BASE_URL"
+        ) from None
     try:
         artifact = wandb.Api().artifact(reference, type="model")
         folder = Path(artifact.download(root=str(root / reference.replace("/", "_"))))
@@ -97,3 +110,13 @@ def download_checkpoint(value: str, root: Path) -> Path:
             "your W&B login (wandb login) and WANDB_BASE_URL"
         ) from None
     return folder / CHECKPOINT_NAME
+
+
+def _connect(url: str) -> None:
+    """Open and close one TCP connection to `url`'s host: W&B's own client retries an
+    unreachable server for minutes (and its service holds the process at exit), so an
+    address that refuses or never answers fails here, within ``CONNECT_TIMEOUT_S``."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    with socket.create_connection((parts.hostname or "", port), timeout=CONNECT_TIMEOUT_S):
+        pass
