@@ -1,11 +1,11 @@
-"""Run the recipes as a user does: real subprocesses of ``python recipes/<script>``."""
+"""Run the recipes as a user does: processes of their own running ``python recipes/<script>``
+(forks of a preloaded interpreter, see ``preloaded_python.py``)."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +33,19 @@ def recipe_env(**extra: str) -> dict[str, str]:
 def run_recipe(
     script: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "recipes" / script), *args],
-        cwd=cwd,
-        env=env or recipe_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    """``python recipes/SCRIPT ARGS`` in ``cwd``, as a fork of this worker's preloaded
+    interpreter (``preloaded_python.py``: the same run without importing the stack again)."""
+    global _preloaded
+    if _preloaded is None:
+        from preloaded_python import PreloadedPython
+
+        _preloaded = PreloadedPython()
+    return _preloaded.run(
+        ROOT / "recipes" / script, list(args), cwd=cwd, env=env or recipe_env(), timeout=timeout
     )
+
+
+_preloaded: Any = None  # started by the first run_recipe of this test process
 
 
 def run_recipes(

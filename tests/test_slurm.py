@@ -132,7 +132,8 @@ def test_sbatch_two_tasks_then_a_preempted_job_requeues_into_the_same_run(
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     state = wait_for(job, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600)
     log = (tmp_path / f"{job}.out").read_text()
-    assert state["JobState"] == "COMPLETED", log[-4000:]
+    why = {key: state.get(key) for key in ("JobState", "Reason", "ExitCode", "Restarts")}
+    assert state["JobState"] == "COMPLETED", f"{why}\n{log[-4000:]}"
     assert int(state["Restarts"]) == 1, log[-4000:]  # it was requeued once
     folders = sorted(p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith("."))
     assert folders == ["preempted", "whole"], folders  # the requeued job kept its folder
