@@ -104,6 +104,18 @@ def wait_for(job: str, done: set[str], timeout: float) -> dict[str, str]:
     raise AssertionError(f"job {job} did not finish in {timeout:.0f}s: {job_state(job)}")
 
 
+def wait_for_idle_node(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    states: list[str] = []
+    while time.monotonic() < deadline:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+        states = out.stdout.split()
+        if states and all(state == "idle" for state in states):
+            return
+        time.sleep(1)
+    raise AssertionError(f"the node did not become idle in {timeout:.0f}s: {states}")
+
+
 @pytest.mark.slow
 def test_sbatch_two_tasks_then_a_preempted_job_requeues_into_the_same_run(
     slurm: None, tmp_path: Path
@@ -127,8 +139,10 @@ def test_sbatch_two_tasks_then_a_preempted_job_requeues_into_the_same_run(
     # what SLURM sends 90 s before the time limit (--signal=USR1@90), sent now
     subprocess.run(["scancel", "--signal=USR1", job], check=True, timeout=30)
 
-    # requeued: SLURM holds it back for two minutes before it may start again; start it now
+    # requeued: SLURM holds it back for two minutes before it may start again; start it now,
+    # once the node has let go of the stopped attempt (its tasks may take seconds to end)
     wait_for(job, {"PENDING"}, timeout=120)
+    wait_for_idle_node(timeout=120)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
     state = wait_for(job, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=600)
     log = (tmp_path / f"{job}.out").read_text()
