@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -35,17 +36,17 @@ def run_recipe(
 ) -> subprocess.CompletedProcess[str]:
     """``python recipes/SCRIPT ARGS`` in ``cwd``, as a fork of this worker's preloaded
     interpreter (``preloaded_python.py``: the same run without importing the stack again)."""
-    global _preloaded
-    if _preloaded is None:
-        from preloaded_python import PreloadedPython
-
-        _preloaded = PreloadedPython()
-    return _preloaded.run(
+    return _preloaded_python().run(
         ROOT / "recipes" / script, list(args), cwd=cwd, env=env or recipe_env(), timeout=timeout
     )
 
 
-_preloaded: Any = None  # started by the first run_recipe of this test process
+@functools.cache
+def _preloaded_python() -> Any:
+    """This test process's preloaded interpreter, started by its first run_recipe."""
+    from preloaded_python import PreloadedPython
+
+    return PreloadedPython()
 
 
 def run_recipes(

@@ -131,20 +131,20 @@ def test_quick_run_splits_a_comparison_run_into_phases_and_projects_its_budget(
     _, out = quick_run
     _, rows = read_csv(out / "cpu-quick.csv")
     budget = get_experiment(EXPERIMENT).steps
-    for measured, projected in [[r for r in rows if r["section"] == "comparison"]]:
-        short, long = _phases(measured["note"]), _phases(projected["note"])
-        assert list(short) == list(long) == list(PHASES)
-        for row, phases in ((measured, short), (projected, long)):
-            # each phase printed to 3 digits: up to 5e-3 of rounding apiece
-            assert sum(phases.values()) == pytest.approx(float(row["ours_ms"]) / 1e3, rel=6e-3)
-            assert phases["steps"] == pytest.approx(float(row["baseline_ms"]) / 1e3, rel=6e-3)
-        steps = int(re.search(r"run of (\d+) steps", measured["setting"]).group(1))
-        for phase in ("steps", "loading"):
-            assert long[phase] == pytest.approx(short[phase] * budget / steps, rel=1.2e-2)
-        for phase in ("start", "build", "test", "measure"):
-            assert long[phase] == short[phase]
-        assert f"projected to {budget} steps" in projected["setting"]
-        assert float(projected["target"]) == TARGET and math.isinf(float(measured["target"]))
+    measured, projected = (r for r in rows if r["section"] == "comparison")
+    short, long = _phases(measured["note"]), _phases(projected["note"])
+    assert list(short) == list(long) == list(PHASES)
+    for row, phases in ((measured, short), (projected, long)):
+        # each phase printed to 3 digits: up to 5e-3 of rounding apiece
+        assert sum(phases.values()) == pytest.approx(float(row["ours_ms"]) / 1e3, rel=6e-3)
+        assert phases["steps"] == pytest.approx(float(row["baseline_ms"]) / 1e3, rel=6e-3)
+    steps = int(re.search(r"run of (\d+) steps", measured["setting"]).group(1))
+    for phase in ("steps", "loading"):
+        assert long[phase] == pytest.approx(short[phase] * budget / steps, rel=1.2e-2)
+    for phase in ("start", "build", "test", "measure"):
+        assert long[phase] == short[phase]
+    assert f"projected to {budget} steps" in projected["setting"]
+    assert float(projected["target"]) == TARGET and math.isinf(float(measured["target"]))
 
 
 @pytest.mark.slow

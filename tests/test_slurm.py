@@ -10,7 +10,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import torch
@@ -20,6 +22,8 @@ from scale_runs import assert_matches_single_process, only_run_folder
 
 TEMPLATE = ROOT / "recipes" / "slurm" / "train.sbatch"
 # Three epochs so that the second job is still training when it is preempted.
+T = TypeVar("T")
+
 TRAIN = [
     *QUICK,
     "--max_epochs",
@@ -93,27 +97,35 @@ def job_state(job: str) -> dict[str, str]:
     return dict(re.findall(r"(\w+)=(\S*)", out))
 
 
-def wait_for(job: str, done: set[str], timeout: float) -> dict[str, str]:
+def poll(read: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T | None:
+    """``read()`` every second until ``done`` holds; ``None`` when ``timeout`` runs out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = job_state(job)
-        if state.get("JobState") in done:
-            return state
+        value = read()
+        if done(value):
+            return value
         time.sleep(1)
-    subprocess.run(["scancel", job], timeout=30)
-    raise AssertionError(f"job {job} did not finish in {timeout:.0f}s: {job_state(job)}")
+    return None
+
+
+def wait_for(job: str, done: set[str], timeout: float) -> dict[str, str]:
+    state = poll(lambda: job_state(job), lambda s: s.get("JobState") in done, timeout)
+    if state is None:
+        subprocess.run(["scancel", job], timeout=30)
+        raise AssertionError(f"job {job} did not finish in {timeout:.0f}s: {job_state(job)}")
+    return state
+
+
+def node_states() -> list[str]:
+    return subprocess.run(
+        ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True
+    ).stdout.split()
 
 
 def wait_for_idle_node(timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    states: list[str] = []
-    while time.monotonic() < deadline:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
-        states = out.stdout.split()
-        if states and all(state == "idle" for state in states):
-            return
-        time.sleep(1)
-    raise AssertionError(f"the node did not become idle in {timeout:.0f}s: {states}")
+    idle = poll(node_states, lambda states: bool(states) and set(states) == {"idle"}, timeout)
+    if idle is None:
+        raise AssertionError(f"the node did not become idle in {timeout:.0f}s: {node_states()}")
 
 
 @pytest.mark.slow

@@ -196,20 +196,8 @@ def test_evaluate_an_unreachable_artifact_is_one_line(tmp_path: Path) -> None:
     env = recipe_env(
         HOME=str(tmp_path), WANDB_BASE_URL="http://127.0.0.1:9", WANDB_API_KEY="x" * 40
     )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "invariance_recipes",
-            "evaluate",
-            "--ckpt",
-            "wandb:me/invariance-recipes/model-sweeprun1:tested",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = _evaluate(
+        "--ckpt", "wandb:me/invariance-recipes/model-sweeprun1:tested", cwd=tmp_path, env=env
     )
     assert proc.returncode == 2, proc.stderr[-3000:]
     (line,) = proc.stderr.strip().splitlines()[-1:]
