@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from invariance_recipes.lightning_modules.layers import (
     AliasFreeActivation,
+    IdealLowPassDownsample2d,
     LearnablePolyphaseDownsample2d,
     MaxPolyphasePool2d,
     PolyphaseDownsample2d,
@@ -133,6 +134,31 @@ def test_alias_free_activation_squares_only_on_the_fine_grid(height: int, width:
     inputs = [x, layer.coefficients]
     grads = torch.autograd.grad(out, inputs, upstream)
     expected_grads = torch.autograd.grad(expected, inputs, upstream)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("nonlinearity", ["poly", "relu"])
+@pytest.mark.parametrize(("height", "width"), [(8, 8), (7, 7), (6, 9), (16, 12)])
+def test_a_strided_alias_free_activation_is_the_activation_then_the_ideal_step(
+    nonlinearity: str, height: int, width: int
+) -> None:
+    # The replaced pair: the stride-1 activation, then IdealLowPassDownsample2d(2). Values and
+    # gradients (input and coefficients) agree, on even, odd and mixed sides.
+    torch.manual_seed(4)
+    fused = AliasFreeActivation(3, nonlinearity, stride=2).double()
+    pair = AliasFreeActivation(3, nonlinearity).double()
+    if nonlinearity == "poly":
+        with torch.no_grad():
+            fused.coefficients.copy_(torch.randn(3, 3, dtype=torch.float64))
+        pair.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 3, height, width, dtype=torch.float64, requires_grad=True)
+    out, expected = fused(x), IdealLowPassDownsample2d(2)(pair(x))
+    assert out.shape == (2, 3, (height + 1) // 2, (width + 1) // 2)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    upstream = torch.randn_like(out)
+    grads = torch.autograd.grad(out, [x, *fused.parameters()], upstream)
+    expected_grads = torch.autograd.grad(expected, [x, *pair.parameters()], upstream)
     for grad, expected_grad in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-12)
 

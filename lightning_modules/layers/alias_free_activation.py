@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from invariance_recipes.common.checks import check_choice, check_positive
+from invariance_recipes.lightning_modules.layers.checks import check_stride
 from invariance_recipes.lightning_modules.layers.ideal_lowpass import (
     ideal_downsample,
     ideal_upsample,
@@ -45,6 +46,12 @@ class AliasFreeActivation(nn.Module):
     exactly equivariant to fractional shifts of inputs without Nyquist content.
     ``'relu'`` keeps ReLU, whose spectrum is unbounded: filtered, not exactly alias-free.
 
+    ``stride`` > 1 also downsamples, as an :class:`IdealLowPassDownsample2d` of that stride
+    after the layer would, in the same pass: two ideal low-passes compose to the narrower one,
+    so the squares on the 2x grid go straight to the output grid (stride ``2 * stride``) and
+    the affine part is downsampled on its own. The same function (equal to 1e-15 in float64,
+    tested) at fewer multiply-adds than the pair.
+
     Cost: an ideal upsampling to a 4x larger map and an ideal downsampling back, dense
     matrix products along each axis (see :class:`IdealLowPassDownsample2d`):
     ``O(C H W (H + W))`` multiply-adds against ``O(C H W)`` for a ReLU, many times its time
@@ -53,9 +60,10 @@ class AliasFreeActivation(nn.Module):
     Args:
         channels: channels of the input (one set of coefficients each).
         nonlinearity: ``poly`` or ``relu``.
+        stride: downsampling factor of the output (1: none).
     Shape:
         - Input: ``[N, channels, H, W]``.
-        - Output: the same shape.
+        - Output: ``[N, channels, ceil(H / stride), ceil(W / stride)]``.
 
     Examples:
         >>> import torch
@@ -68,14 +76,17 @@ class AliasFreeActivation(nn.Module):
         self,
         channels: int,
         nonlinearity: str = "poly",
+        stride: int = 1,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         check_positive("channels", channels)
         check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
+        check_stride(stride)
         self.channels = channels
         self.nonlinearity = nonlinearity
+        self.stride = stride
         if nonlinearity == "poly":
             init = torch.tensor(relu_fit_coefficients(), device=device, dtype=dtype)
             init = init.repeat(channels, 1)
@@ -94,14 +105,18 @@ class AliasFreeActivation(nn.Module):
                 f"AliasFreeActivation(channels={self.channels}) got an input of shape "
                 f"{tuple(x.shape)}: pass a [batch, {self.channels}, height, width] tensor"
             )
+        coarse = 2 * self.stride  # from the 2x grid straight to the output grid
         if self.nonlinearity == "relu":
-            return ideal_downsample(self.activate(ideal_upsample(x, 2)), 2)
+            return ideal_downsample(self.activate(ideal_upsample(x, 2)), coarse)
         # D(U(a + b x + c x^2)) = a + b D(U(x)) + c D(U(x)^2) (D and U linear, D(U(1)) = 1),
-        # and D(U(x)) is x without its Nyquist rows and columns: only the square runs on the
-        # 2x grid, and the affine part costs a pass over the coarse map.
+        # and D(U(x)) is x without its Nyquist rows and columns (which a further ideal
+        # downsampling removes anyway): only the square runs on the 2x grid, and the affine
+        # part costs a pass over the input map.
         a, b, c = (coef.view(1, -1, 1, 1).to(x.dtype) for coef in self.coefficients.unbind(1))
-        squared = ideal_downsample(ideal_upsample(x, 2).square(), 2)
-        return torch.addcmul(a + b * without_nyquist(x), c, squared)
+        squared = ideal_downsample(ideal_upsample(x, 2).square(), coarse)
+        linear = without_nyquist(x) if self.stride == 1 else ideal_downsample(x, self.stride)
+        return torch.addcmul(a + b * linear, c, squared)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, nonlinearity={self.nonlinearity!r}"
+        stride = f", stride={self.stride}" if self.stride != 1 else ""
+        return f"channels={self.channels}, nonlinearity={self.nonlinearity!r}{stride}"

@@ -134,6 +134,14 @@ class Downsampler:
         channels_last: whether a network with this method trains in channels-last memory by
             default: where it was faster at 1 and at 2 threads (``python recipes/benchmark.py
             --only layout``); the polyphase and ideal resamplers were slower in it.
+        compile: whether a network with this method is compiled by default
+            (``torch.compile``): where the compiled training step was faster at 1 and at 2
+            threads and the compilation pays for itself within a comparison's step budget
+            (``python recipes/benchmark.py --only compile``).
+        activation_strides: the method's activation also takes the stride of the step that
+            follows it (``activation(channels, stride=2)``), computing the pair exactly in
+            one cheaper pass; the small CNN then builds it in place of its last activation
+            and step.
     """
 
     summary: str
@@ -146,6 +154,8 @@ class Downsampler:
     norm: NormFactory = nn.BatchNorm2d
     onnx: bool = True
     channels_last: bool = True
+    compile: bool = False
+    activation_strides: bool = False
 
 
 def _blur(channels: int, options: StepOptions) -> nn.Module:
@@ -233,6 +243,7 @@ DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
             activation=AliasFreeActivation,
             norm=_image_norm,
             onnx=False,  # the ONNX converter refuses its ideal resampling
+            activation_strides=True,
             channels_last=False,  # 1.28-1.38x contiguous
         ),
     }
@@ -269,6 +280,12 @@ def create_norm(name: str, channels: int) -> nn.Module:
     return get_downsampler(name).norm(channels)
 
 
-def create_activation(name: str, channels: int) -> nn.Module:
-    """The nonlinearity after each convolution and BatchNorm of a ``downsample=name`` network."""
-    return get_downsampler(name).activation(channels)
+def create_activation(name: str, channels: int, stride: int = 1) -> nn.Module:
+    """The nonlinearity after each convolution and BatchNorm of a ``downsample=name`` network;
+    ``stride`` 2 (methods with ``activation_strides`` only) takes the step after it too."""
+    method = get_downsampler(name)
+    if stride == 1:
+        return method.activation(channels)
+    if not method.activation_strides:
+        raise ValueError(f"downsample={name!r}: its activation does not downsample")
+    return method.activation(channels, stride=stride)

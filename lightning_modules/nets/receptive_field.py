@@ -226,8 +226,9 @@ def _ideal(m: IdealLowPassDownsample2d, field: Field, walk: _Walk, name: str) ->
 
 
 def _alias_free_activation(m: AliasFreeActivation, field: Field, walk: _Walk, name: str) -> Field:
-    # ideal up- and down-sampling around a pointwise polynomial: infinite support, stride 1
-    return field.window(math.inf)
+    # ideal up- and down-sampling around a pointwise polynomial: infinite support, and the
+    # stride of the ideal downsampling it takes on
+    return field.window(math.inf, m.stride)
 
 
 def _max_blur(m: MaxBlurPool2d, field: Field, walk: _Walk, name: str) -> Field:

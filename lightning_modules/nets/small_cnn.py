@@ -46,10 +46,11 @@ def conv_bn_relu(
 class SmallCNN(nn.Module):
     """A CNN that trains in seconds per epoch on CPU, for comparing downsampling and heads.
 
-    One stage per entry of ``widths``: ``blocks_per_stage`` conv-BN-activation blocks (ReLU unless the
-    method brings its own), the last of
-    which downsamples by 2 the ``downsample`` way (see ``downsample.py``): ``strided``
-    gives its convolution stride 2, the others append their step. Every option has the same parameters, so a comparison
+    One stage per entry of ``widths``: ``blocks_per_stage`` conv-BN-activation blocks (ReLU
+    unless the method brings its own), the last of which downsamples by 2 the ``downsample``
+    way (see ``downsample.py``): ``strided`` gives its convolution stride 2, ``alias-free``
+    its activation (activation and ideal step as one function, in one pass), the others
+    append their step. Every option has the same parameters, so a comparison
     isolates the downsampling. The feature map has side ``ceil(image_size / 2**len(widths))``.
 
     Args:
@@ -68,6 +69,8 @@ class SmallCNN(nn.Module):
         check_positive("image_size", image_size)
         downsample, widths = options.downsample, options.widths
         strided = get_downsampler(downsample).step is None
+        # the last activation of a stage takes the step itself, where it can (the same function)
+        fused = get_downsampler(downsample).activation_strides
         self.in_channels = in_channels
         self.image_size = image_size
         self.total_stride = 2 ** len(widths)
@@ -82,18 +85,19 @@ class SmallCNN(nn.Module):
         for width in widths:
             inputs = [channels] + [width] * (options.blocks_per_stage - 1)
             strides = [1] * (options.blocks_per_stage - 1) + [2 if strided else 1]
+            act_strides = [1] * (options.blocks_per_stage - 1) + [2 if fused else 1]
             blocks = [
                 conv_bn_relu(
                     c,
                     width,
                     options.padding_mode,
                     s,
-                    create_activation(downsample, width),
+                    create_activation(downsample, width, a),
                     create_norm(downsample, width),
                 )
-                for c, s in zip(inputs, strides, strict=True)
+                for c, s, a in zip(inputs, strides, act_strides, strict=True)
             ]
-            if not strided:
+            if not (strided or fused):
                 blocks.append(create_downsample(width, options))
             stages.append(nn.Sequential(*blocks))
             channels = width
