@@ -69,6 +69,12 @@ class InvarianceClassifier(L.LightningModule):
             ``None``: the downsampling method's measured choice (``Downsampler.channels_last``,
             from ``python recipes/benchmark.py --only layout``), resolved here and saved in
             the checkpoint. The choice changes the float rounding of every step.
+        compile: compile the network with ``torch.compile`` (TorchInductor; on CPU it needs
+            a C++ compiler): the first step of each input shape and mode waits for the
+            compilation, later steps run fused kernels. ``None``: the downsampling
+            method's measured choice (``Downsampler.compile``, from ``python
+            recipes/benchmark.py --only compile``), saved in the checkpoint. The weights and
+            their names are the same either way; the float rounding is not.
     """
 
     def __init__(
@@ -100,6 +106,7 @@ class InvarianceClassifier(L.LightningModule):
         shift_seed: int = 0,
         protocols: Sequence[str] = FAST_PROTOCOLS,
         channels_last: bool | None = None,
+        compile: bool | None = None,
     ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -130,6 +137,10 @@ class InvarianceClassifier(L.LightningModule):
             self.hparams["channels_last"] = DOWNSAMPLERS[downsample].channels_last
         if self.hparams["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)
+        if compile is None:
+            self.hparams["compile"] = DOWNSAMPLERS[downsample].compile
+        if self.hparams["compile"]:
+            self.net.compile()  # in place: the state dict keeps the network's own names
         fill = float(fill_value) if isinstance(fill_value, (int, float)) else list(fill_value)
         self.register_buffer("fill", torch.tensor(fill, dtype=torch.float32), persistent=False)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")

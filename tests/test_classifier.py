@@ -200,6 +200,42 @@ def test_channels_last_trains_the_same_network_in_channels_last_memory() -> None
     torch.testing.assert_close(logits[True], logits[False], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_compile_trains_the_same_network_with_the_same_weight_names() -> None:
+    """``compile=True`` runs the network through torch.compile (a real compilation of the
+    forward and backward): the same steps give the same losses and weights up to float
+    rounding, and the state dict, hence every checkpoint, keeps the eager network's names."""
+    losses, weights, names = {}, {}, {}
+    for compiled in (False, True):
+        seed_everything(0)
+        model = small_model(compile=compiled).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+        losses[compiled] = []
+        for x, y in loaders()[0]:
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses[compiled].append(loss.item())
+        names[compiled] = list(model.state_dict())
+        weights[compiled] = torch.cat([p.detach().flatten() for p in model.net.parameters()])
+    assert names[True] == names[False]
+    torch.testing.assert_close(losses[True], losses[False], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(weights[True], weights[False], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("downsample", list(DOWNSAMPLERS))
+def test_compile_defaults_to_the_methods_measured_choice(downsample: str) -> None:
+    """``compile=None`` takes the downsampling method's choice and saves it, so a checkpoint
+    reloads compiled as it trained; an explicit value wins."""
+    expected = DOWNSAMPLERS[downsample].compile
+    for given, chosen in ((None, expected), (not expected, not expected)):
+        model = InvarianceClassifier(in_channels=3, downsample=downsample, compile=given)
+        assert model.hparams.compile is chosen
+        assert (model.net._compiled_call_impl is not None) is chosen
+        assert InvarianceClassifier(**model.hparams).hparams.compile is chosen
+
+
 def test_every_network_option_is_a_classifier_parameter_with_its_default() -> None:
     """The classifier's flat signature (what the CLI and configs show) and NetOptions agree:
     each field is a parameter with the field's default, and the model builds them once."""

@@ -49,8 +49,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         nargs="+",
         choices=list(SECTIONS),
         default=[name for name, section in SECTIONS.items() if section.by_default],
-        help="sections to run (default: all but blur-paths, the measurements behind the "
-        "BlurPool2d choice table)",
+        help="sections to run (default: all but "
+        + " and ".join(name for name, section in SECTIONS.items() if not section.by_default)
+        + ", the measurements behind a choice table: the BlurPool2d paths and each "
+        "downsampling method's compile default)",
     )
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per timing")
     parser.add_argument(

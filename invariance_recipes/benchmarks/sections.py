@@ -10,6 +10,7 @@ import torch
 
 from invariance_recipes.benchmarks.blur_paths import blur_path_rows
 from invariance_recipes.benchmarks.comparison import comparison_rows
+from invariance_recipes.benchmarks.compiled import compile_rows
 from invariance_recipes.benchmarks.imports import import_rows
 from invariance_recipes.benchmarks.layers import layer_rows
 from invariance_recipes.benchmarks.rows import Config, Row
@@ -43,6 +44,9 @@ SECTIONS: Mapping[str, Section] = MappingProxyType(
         "training": Section(training_rows),
         "layout": Section(layout_rows),
         "variants": Section(variant_rows),
+        # the measurements behind each Downsampler.compile: a compilation per variant and
+        # thread count (minutes on a 2-core CPU)
+        "compile": Section(compile_rows, by_default=False),
         "imports": Section(import_rows, per_thread_count=False),
         # a whole comparison run per arm: over an hour at one thread count on a 2-core CPU
         "comparison": Section(comparison_rows, per_thread_count=False),

@@ -163,12 +163,12 @@ def training_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[R
     def plain() -> float:
         model = fresh_model().to(device).train()
         optimizer = model.configure_optimizers()  # AdamW with the model's settings
-        return _timed_batches(
+        return timed_batches(
             loader, cfg.skip, device, lambda x, y: _plain_step(model, optimizer, x, y)
         )
 
     def load() -> float:
-        return _timed_batches(
+        return timed_batches(
             _endless(augmenting.train_dataloader()), cfg.skip, device, None, cfg.train_batches
         )
 
@@ -213,13 +213,10 @@ def layout_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Row
 
 def _layout_row(cfg: Config, device: torch.device, backbone: str, variant: str) -> Row:
     channels, side = LAYOUT_INPUTS[backbone]
-    options = {
-        key.removeprefix("model."): value
-        for key, value in get_variant(variant).defaults().items()
-        if key.startswith("model.")
-    }
     torch.manual_seed(0)
-    net = build_net(backbone, in_channels=channels, num_classes=10, image_size=side, **options)
+    net = build_net(
+        backbone, in_channels=channels, num_classes=10, image_size=side, **model_options(variant)
+    )
     initial = {key: value.clone() for key, value in net.state_dict().items()}
     x = torch.randn(cfg.layout_batch_size, channels, side, side)
     y = torch.randint(0, 10, (cfg.layout_batch_size,))
@@ -236,7 +233,7 @@ def _layout_row(cfg: Config, device: torch.device, backbone: str, variant: str) 
 
         batch = x.to(device, memory_format=layout), y.to(device)
         batches = itertools.repeat(batch, cfg.layout_batches + cfg.skip)
-        return _timed_batches(batches, cfg.skip, device, step)
+        return timed_batches(batches, cfg.skip, device, step)
 
     timings = alternate(
         {
@@ -269,7 +266,7 @@ def variant_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Ro
     def step_time(model: InvarianceClassifier) -> float:
         optimizer = model.configure_optimizers()
         step = functools.partial(_plain_step, model, optimizer)
-        return _timed_batches(itertools.repeat((x, y), batches), cfg.skip, device, step)
+        return timed_batches(itertools.repeat((x, y), batches), cfg.skip, device, step)
 
     arms = {name: (name, {}) for name in VARIANTS} | VARIANT_OPTIONS
     models = {
@@ -305,7 +302,7 @@ def _plain_step(
     optimizer.step()
 
 
-def _timed_batches(
+def timed_batches(
     batches: Iterator[tuple[Tensor, Tensor]] | DataLoader,
     skip: int,
     device: torch.device,
@@ -352,13 +349,8 @@ def _datamodule(cfg: Config, policy: str | None = None) -> TranslationDataModule
 def _model(
     data: TranslationDataModule, variant: str = VARIANT, **options: object
 ) -> InvarianceClassifier:
-    model = {
-        key.removeprefix("model."): value
-        for key, value in get_variant(variant).defaults().items()
-        if key.startswith("model.")
-    }
     return InvarianceClassifier(
-        **model,
+        **model_options(variant),
         **options,
         num_classes=data.num_classes,
         in_channels=data.in_channels,
@@ -366,6 +358,15 @@ def _model(
         fill_value=data.fill_value,
         scheduler="none",
     )
+
+
+def model_options(variant: str) -> dict[str, Any]:
+    """The variant's own ``--model.*`` defaults, as InvarianceClassifier keywords."""
+    return {
+        key.removeprefix("model."): value
+        for key, value in get_variant(variant).defaults().items()
+        if key.startswith("model.")
+    }
 
 
 def _memory_loader(data: TranslationDataModule, batch_size: int, batches: int) -> DataLoader:
