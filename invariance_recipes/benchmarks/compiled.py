@@ -86,9 +86,10 @@ def _compile_row(cfg: Config, device: torch.device, variant: str) -> Row:
         },
         cfg.run_rounds,
     )
-    eager, compiled = timings.median("eager step"), timings.median("compiled step")
+    eager = timings.median("eager step")
     compilation = max(first - (cfg.skip + 1) * eager, 0.0)  # those steps' own work, eagerly
-    saved = eager - compiled
+    ratio, _, _ = timings.ratio("compiled step", "eager step")
+    saved = eager * (1 - ratio)  # per step, from the paired ratio the row reports
     payback = (
         f"pays for itself after {math.ceil(compilation / saved):,} steps"
         if saved > 0
