@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from invariance_recipes.benchmarks.cli import parse_args, run
+from invariance_recipes.benchmarks.compiled import compile_row
 from invariance_recipes.benchmarks.rows import COLUMNS, QUICK
 from invariance_recipes.benchmarks.timing import Timings, alternate, interleaved
 from invariance_recipes.benchmarks.training import VARIANT, VARIANT_OPTIONS
@@ -203,6 +204,28 @@ def test_blur_paths_time_every_path_against_the_one_the_table_picks(tmp_path: Pa
         assert all(r.threads == 1 and r.ours_ms > 0 for r in others)
         peers = [r for r in mine if r.ours == chosen]  # the chosen path against the peer
         assert len(peers) <= 1 and all(r.ours_ms == others[0].baseline_ms for r in peers)
+
+
+@pytest.mark.slow
+def test_compile_row_times_a_real_compilation_and_when_it_pays_for_itself() -> None:
+    assert "compile" not in parse_args([]).only  # only on request: it feeds a choice
+    row = compile_row(QUICK, torch.device("cpu"), "global-pooling")
+    assert (row.section, row.ours, row.baseline, row.target) == (
+        "compile", "compiled step", "eager step", 1.0,
+    )  # fmt: skip
+    assert row.ours_ms > 0 and row.baseline_ms > 0
+    seconds, payback = re.fullmatch(
+        r"compilation ([\d.e+]+) s \(caches off\); (.*)", row.note
+    ).groups()
+    assert float(seconds) > 0  # caches off: the compilation really ran
+    if row.ratio >= 1:
+        assert payback == "never pays for itself"
+    else:  # the compilation over the time a step saves, at the row's paired ratio
+        steps = int(
+            re.fullmatch(r"pays for itself after ([\d,]+) steps", payback)[1].replace(",", "")
+        )
+        saved = row.baseline_ms / 1e3 * (1 - row.ratio)
+        assert steps == pytest.approx(float(seconds) / saved, rel=6e-3, abs=1)
 
 
 def test_out_must_be_a_folder(tmp_path: Path) -> None:

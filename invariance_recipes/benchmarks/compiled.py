@@ -32,7 +32,7 @@ def compile_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Ro
     rows = []
     for name in VARIANTS:
         try:
-            rows.append(_compile_row(cfg, device, name))
+            rows.append(compile_row(cfg, device, name))
         except Exception as err:  # inductor raises many types; each is a failed compilation
             first = (str(err).strip().splitlines() or [""])[0][:200]
             notes.append(
@@ -44,7 +44,7 @@ def compile_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Ro
     return rows
 
 
-def _compile_row(cfg: Config, device: torch.device, variant: str) -> Row:
+def compile_row(cfg: Config, device: torch.device, variant: str) -> Row:
     channels, side = LAYOUT_INPUTS["small-cnn"]
     models = {}
     for compiled in (False, True):
