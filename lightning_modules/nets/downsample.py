@@ -136,8 +136,11 @@ class Downsampler:
             --only layout``); the polyphase and ideal resamplers were slower in it.
         compile: whether a network with this method is compiled by default
             (``torch.compile``): where the compiled training step was faster at 1 and at 2
-            threads and the compilation pays for itself within a comparison's step budget
-            (``python recipes/benchmark.py --only compile``).
+            threads and the compilation pays for itself within the default run's 100 steps
+            (``python recipes/benchmark.py --only compile``, ``docs/benchmarks/compile``). No
+            method does: alias-free's compiled step was 0.874x eager at 1 thread and 0.822x
+            at 2, but its compilation (60-66 s) pays back only after 472-473 steps, and
+            evaluation compiles again; aps does not compile (an inductor assertion).
         activation_strides: the method's activation also takes the stride of the step that
             follows it (``activation(channels, stride=2)``), computing the pair exactly in
             one cheaper pass; the small CNN then builds it in place of its last activation
