@@ -78,11 +78,16 @@ def trial_record(trial: Trial, run_dir: Path) -> dict[str, Any]:
 
 
 def choose(records: Sequence[Mapping[str, Any]]) -> dict[str, float] | None:
-    """The grid point with the best validation accuracy (the first of equals, in grid order)."""
+    """The grid point with the best validation accuracy.
+
+    Among equals a plateaued curve goes first: at the same accuracy, one still rising or
+    falling at the budget would need a larger budget to be trained by the plateau rule. Then
+    the first in grid order. Both keys read the validation curve only.
+    """
     scored = [r for r in records if r["best_val_acc"] is not None]
     if not scored:
         return None
-    return dict(max(scored, key=lambda r: r["best_val_acc"])["values"])
+    return dict(max(scored, key=lambda r: (r["best_val_acc"], r["plateaued"] is True))["values"])
 
 
 def tuning_document(
@@ -101,7 +106,8 @@ def tuning_document(
         "trials": planned,
         "finished": finished,
         "complete": finished == planned,
-        "selected_on": "best validation accuracy of the learning curve (never the test split)",
+        "selected_on": "best validation accuracy of the learning curve, a plateaued curve first "
+        "among equals (never the test split)",
         "arms": {
             arm: {"trials": list(found), "choice": choose(found)} for arm, found in records.items()
         },
