@@ -17,6 +17,7 @@ import torch
 
 from invariance_recipes.benchmarks.cli import parse_args, run
 from invariance_recipes.benchmarks.compiled import compile_row
+from invariance_recipes.benchmarks.micro_batch import micro_batch_row
 from invariance_recipes.benchmarks.rows import COLUMNS, QUICK
 from invariance_recipes.benchmarks.timing import Timings, alternate, interleaved
 from invariance_recipes.benchmarks.training import VARIANT, VARIANT_OPTIONS
@@ -226,6 +227,28 @@ def test_compile_row_times_a_real_compilation_and_when_it_pays_for_itself() -> N
         )
         saved = row.baseline_ms / 1e3 * (1 - row.ratio)
         assert steps == pytest.approx(float(seconds) / saved, rel=6e-3, abs=1)
+
+
+def test_micro_batch_rows_time_parts_against_the_whole_batch_where_the_network_splits() -> None:
+    """Evaluation for every network; the training step only for one that may split it in
+    training (the alias-free net's per-image norm), not for a BatchNorm network."""
+    assert "micro-batch" not in parse_args([]).only  # only on request: it feeds a choice
+    cpu = torch.device("cpu")
+    alias_free = micro_batch_row(QUICK, cpu, "alias-free", 32)
+    baseline = micro_batch_row(QUICK, cpu, "baseline", 48)
+    images = 4 * QUICK.batch_size
+    assert [(r.setting, r.ours, r.baseline, r.note) for r in alias_free] == [
+        (f"alias-free small-cnn, {images} images of 3x32x32", "in parts of 16", "all at once",
+         "evaluation (inference mode)"),
+        (f"alias-free small-cnn, {QUICK.batch_size} images of 3x32x32", "in parts of 16",
+         "all at once", "training step (forward and backward)"),
+    ]  # fmt: skip
+    assert [(r.setting, r.ours) for r in baseline] == [
+        (f"baseline small-cnn, {images} images of 3x48x48", "in parts of 14")
+    ]
+    for row in (*alias_free, *baseline):
+        assert row.section == "micro-batch" and row.target == 1.0
+        assert row.ours_ms > 0 and row.baseline_ms > 0 and row.ratio > 0
 
 
 def test_out_must_be_a_folder(tmp_path: Path) -> None:

@@ -264,3 +264,47 @@ def test_memory_layout_defaults_to_the_methods_measured_choice(downsample: str) 
         assert conv.weight.is_contiguous() is not layout
         reloaded = InvarianceClassifier(**model.hparams)
         assert reloaded.hparams.channels_last is layout
+
+
+def test_micro_batches_split_only_where_the_parts_compute_the_whole_batchs_function() -> None:
+    """A batch larger than ``micro_batch`` runs in parts (counted by a hook on the network):
+    in evaluation for every network, in training only without BatchNorm on batch statistics
+    (a BatchNorm network in training sees the whole batch, which its statistics need). The
+    logits, and in training the gradients, equal those of the whole batch at once."""
+    x = torch.randn(21, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(21) % 10
+    calls: list[int] = []
+    for downsample, norm_couples in (("max", True), ("alias-free", False)):
+        torch.manual_seed(0)
+        split = small_model(in_channels=3, downsample=downsample, micro_batch=8)
+        whole = small_model(in_channels=3, downsample=downsample, micro_batch=0)
+        whole.load_state_dict(split.state_dict())
+        split.net.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+        for training in (False, True):
+            split.train(training), whole.train(training)
+            logits, reference = split(x), whole(x)
+            parts = [21] if training and norm_couples else [8, 8, 5]
+            assert calls == parts, (downsample, training)
+            calls.clear()
+            torch.testing.assert_close(logits, reference, rtol=1e-5, atol=1e-6)
+            if training:
+                for model, out in ((split, logits), (whole, reference)):
+                    model.zero_grad()
+                    torch.nn.functional.cross_entropy(out, y).backward()
+                for p, q in zip(split.parameters(), whole.parameters(), strict=True):
+                    torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("downsample", list(DOWNSAMPLERS))
+def test_micro_batch_defaults_to_the_methods_pixel_budget(downsample: str) -> None:
+    """``micro_batch=None`` takes the method's measured budget of pixels per forward pass,
+    in images of the model's size, and saves it; an explicit value wins; a negative one is
+    refused in one line that names the option."""
+    pixels = DOWNSAMPLERS[downsample].micro_batch_pixels
+    for side in (32, 48):
+        model = InvarianceClassifier(in_channels=3, downsample=downsample, image_size=side)
+        assert model.hparams.micro_batch == pixels // side**2 >= 1
+        assert InvarianceClassifier(**model.hparams).hparams.micro_batch == pixels // side**2
+    assert InvarianceClassifier(downsample=downsample, micro_batch=5).hparams.micro_batch == 5
+    with pytest.raises(ValueError, match=r"^micro_batch must be .*\(--model\.micro_batch\)$"):
+        InvarianceClassifier(downsample=downsample, micro_batch=-1)

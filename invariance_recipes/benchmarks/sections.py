@@ -13,6 +13,7 @@ from invariance_recipes.benchmarks.comparison import comparison_rows
 from invariance_recipes.benchmarks.compiled import compile_rows
 from invariance_recipes.benchmarks.imports import import_rows
 from invariance_recipes.benchmarks.layers import layer_rows
+from invariance_recipes.benchmarks.micro_batch import micro_batch_rows
 from invariance_recipes.benchmarks.rows import Config, Row
 from invariance_recipes.benchmarks.training import (
     layout_rows,
@@ -47,6 +48,8 @@ SECTIONS: Mapping[str, Section] = MappingProxyType(
         # the measurements behind each Downsampler.compile: a compilation per variant and
         # thread count (minutes on a 2-core CPU)
         "compile": Section(compile_rows, by_default=False),
+        # the measurements behind each Downsampler.micro_batch_pixels
+        "micro-batch": Section(micro_batch_rows, by_default=False),
         "imports": Section(import_rows, per_thread_count=False),
         # a whole comparison run per arm: over an hour at one thread count on a 2-core CPU
         "comparison": Section(comparison_rows, per_thread_count=False),
