@@ -161,13 +161,16 @@ def aps_net(
 def test_aps_circular_gap_small_cnn_is_invariant_to_circular_shifts(
     seed: int, multiple: int, channels: int, filt_size: int, data: st.DataObject
 ) -> None:
-    net = aps_net(channels, filt_size, seed)
+    # float64: two phases whose norms differ by a few 1e-8 (seed 2166, one channel, 4 taps,
+    # 24 px) are otherwise chosen by the rounding of a 32-bit sum, which the shift reorders
+    net = aps_net(channels, filt_size, seed).double()
     size = multiple * net.total_stride
     dy = data.draw(st.integers(0, size - 1), label="dy")
     dx = data.draw(st.integers(0, size - 1), label="dx")
-    x = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, channels, size, size, generator=generator, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(net(circular_shift(x, dy, dx)), net(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(net(circular_shift(x, dy, dx)), net(x), rtol=1e-9, atol=1e-12)
 
 
 def test_aps_circular_gap_small_cnn_is_invariant_to_all_shifts_of_an_image() -> None:
