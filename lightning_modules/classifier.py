@@ -82,8 +82,9 @@ class InvarianceClassifier(L.LightningModule):
             Only where the parts compute the same function as the whole batch: always in
             evaluation, in training only when no layer couples the images of a batch
             (BatchNorm on batch statistics). ``0``: never split. ``None``: the method's
-            measured budget, ``Downsampler.micro_batch_pixels // image_size**2`` images,
-            saved in the checkpoint. The float rounding may change with it.
+            measured budget of first-stage values, ``Downsampler.micro_batch_values //
+            (widths[0] * image_size**2)`` images, saved in the checkpoint. The float
+            rounding may change with it.
     """
 
     def __init__(
@@ -153,8 +154,8 @@ class InvarianceClassifier(L.LightningModule):
         if self.hparams["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)
         if micro_batch is None:
-            pixels = DOWNSAMPLERS[downsample].micro_batch_pixels
-            self.hparams["micro_batch"] = max(1, pixels // image_size**2)
+            values = DOWNSAMPLERS[downsample].micro_batch_values
+            self.hparams["micro_batch"] = max(1, values // (widths[0] * image_size**2))
         if compile is None:
             self.hparams["compile"] = DOWNSAMPLERS[downsample].compile
         if self.hparams["compile"]:

@@ -297,14 +297,18 @@ def test_micro_batches_split_only_where_the_parts_compute_the_whole_batchs_funct
 
 @pytest.mark.parametrize("downsample", list(DOWNSAMPLERS))
 def test_micro_batch_defaults_to_the_methods_pixel_budget(downsample: str) -> None:
-    """``micro_batch=None`` takes the method's measured budget of pixels per forward pass,
-    in images of the model's size, and saves it; an explicit value wins; a negative one is
-    refused in one line that names the option."""
-    pixels = DOWNSAMPLERS[downsample].micro_batch_pixels
-    for side in (32, 48):
-        model = InvarianceClassifier(in_channels=3, downsample=downsample, image_size=side)
-        assert model.hparams.micro_batch == pixels // side**2 >= 1
-        assert InvarianceClassifier(**model.hparams).hparams.micro_batch == pixels // side**2
+    """``micro_batch=None`` takes the method's measured budget of first-stage values per
+    forward pass, in images of the model's size and first-stage width, and saves it; an
+    explicit value wins; a negative one is refused in one line that names the option."""
+    values = DOWNSAMPLERS[downsample].micro_batch_values
+    for side, widths in ((32, (32, 64)), (48, (32, 64)), (16, (4, 8)), (224, (512, 512))):
+        images = max(1, values // (widths[0] * side**2))
+        model = InvarianceClassifier(
+            in_channels=3, downsample=downsample, image_size=side, widths=widths
+        )
+        assert model.hparams.micro_batch == images
+        assert InvarianceClassifier(**model.hparams).hparams.micro_batch == images
+    assert (values // (32 * 32**2), values // (4 * 16**2)) in ((32, 1024), (16, 512))
     assert InvarianceClassifier(downsample=downsample, micro_batch=5).hparams.micro_batch == 5
     with pytest.raises(ValueError, match=r"^micro_batch must be .*\(--model\.micro_batch\)$"):
         InvarianceClassifier(downsample=downsample, micro_batch=-1)

@@ -1,6 +1,6 @@
 """The micro-batch section: every variant's forward passes in parts of its default
 ``micro_batch`` against the whole batch at once: the measurement behind each downsampling
-method's ``Downsampler.micro_batch_pixels``.
+method's ``Downsampler.micro_batch_values``.
 
 Evaluation is timed on four training batches at once, as a protocol's two shifted copies of
 a test batch reach the network; training (forward and backward) on one training batch, for

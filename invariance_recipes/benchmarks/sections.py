@@ -48,7 +48,7 @@ SECTIONS: Mapping[str, Section] = MappingProxyType(
         # the measurements behind each Downsampler.compile: a compilation per variant and
         # thread count (minutes on a 2-core CPU)
         "compile": Section(compile_rows, by_default=False),
-        # the measurements behind each Downsampler.micro_batch_pixels
+        # the measurements behind each Downsampler.micro_batch_values
         "micro-batch": Section(micro_batch_rows, by_default=False),
         "imports": Section(import_rows, per_thread_count=False),
         # a whole comparison run per arm: over an hour at one thread count on a 2-core CPU

@@ -145,13 +145,16 @@ class Downsampler:
             follows it (``activation(channels, stride=2)``), computing the pair exactly in
             one cheaper pass; the small CNN then builds it in place of its last activation
             and step.
-        micro_batch_pixels: the pixels (images x height x width) of one forward pass that
+        micro_batch_values: the values of the first stage's feature map (images x its
+            channels x height x width) in one forward pass of the parts that
             ``InvarianceClassifier`` splits larger batches into, where the parts compute the
-            same function (``micro_batch``): maps that fit the CPU's caches. Measured per
-            method at 1 and 2 threads, evaluating 512 images in parts (``python
-            recipes/benchmark.py --only micro-batch``, ``docs/benchmarks/micro-batch``): 32
-            images of 32x32 for the BatchNorm networks, 16 for LPS and the alias-free
-            networks, whose maps are wider or on the 2x grid.
+            same function (``micro_batch``): maps that fit the CPU's caches, so a narrower
+            network or a smaller image takes more images a part. Measured per method at 1
+            and 2 threads with the small CNN's 32 first-stage channels, evaluating 512
+            images in parts (``python recipes/benchmark.py --only micro-batch``,
+            ``docs/benchmarks/micro-batch``): 32 images of 32x32 for the BatchNorm networks
+            (4 MiB of float32), 16 for LPS and the alias-free networks, whose maps are
+            wider or on the 2x grid.
     """
 
     summary: str
@@ -166,7 +169,7 @@ class Downsampler:
     channels_last: bool = True
     compile: bool = False
     activation_strides: bool = False
-    micro_batch_pixels: int = 32 * 32 * 32
+    micro_batch_values: int = 32 * 32 * 32 * 32
 
 
 def _blur(channels: int, options: StepOptions) -> nn.Module:
@@ -245,7 +248,7 @@ DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
             shortcut=_lps_shortcut,
             shares_phase=True,
             channels_last=False,  # 0.85-1.20x contiguous (lps, lps-circular)
-            micro_batch_pixels=16 * 32 * 32,
+            micro_batch_values=16 * 32 * 32 * 32,
         ),
         "alias-free": Downsampler(
             "ideal (FFT) low-pass + subsampling, and alias-free polynomial activations "
@@ -257,7 +260,7 @@ DOWNSAMPLERS: Mapping[str, Downsampler] = MappingProxyType(
             onnx=False,  # the ONNX converter refuses its ideal resampling
             activation_strides=True,
             channels_last=False,  # 1.28-1.38x contiguous
-            micro_batch_pixels=16 * 32 * 32,
+            micro_batch_values=16 * 32 * 32 * 32,
         ),
     }
 )
