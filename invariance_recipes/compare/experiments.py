@@ -276,6 +276,10 @@ _EXPERIMENTS = (
         excluded={"pyramid-pooling": "it is a control of the receptive-field experiment"},
         canvas=48,
         view_size=32,  # Zhang's crops: a 32-px view moves by up to 8 px over real content
+        # 20 epochs: at 1600 steps aps-circular had not plateaued at any learning rate of the
+        # grid (lr 1e-2: the last quarter still gained 0.75 points); the arms it shows least
+        # about, lps-circular and alias-free, learned slowest in the earlier short runs
+        steps=3200,
         max_shifts=(2, 4, 8),
         protocols=("zhang2019", "aps-circular", "afc-fractional", "afc-worst", "azulay-weiss"),
     ),
