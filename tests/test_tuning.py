@@ -5,6 +5,8 @@ from mixed or uncommitted code unless told otherwise."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -198,6 +200,17 @@ def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
     assert arm["choice"] == {"lr": max(best, key=lambda lr: (best[lr], -lr))}
     assert [r["values"]["lr"] for r in arm["trials"]] == [0.001, 0.003, 0.01]
 
+    # published, the tuning keeps its records but not its weights; continued from a clone, it
+    # reuses every finished trial instead of training it again
+    runs = out / "tuning" / "runs"
+    folders = sorted(p.name for p in runs.iterdir() if not p.name.startswith("."))
+    for run_dir in runs.iterdir():
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    before = (out / TUNING_JSON).read_text()
+    assert compare_command([*argv[:-3], "--tune", *argv[-3:]]) == 0
+    assert sorted(p.name for p in runs.iterdir() if not p.name.startswith(".")) == folders
+    assert (out / TUNING_JSON).read_text() == before
+
     assert compare_command(argv) == 0
     run_dir = out / "runs" / "small-shift-digits-quick-baseline-seed0"
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -265,3 +278,30 @@ def test_a_resumed_run_keeps_the_commit_it_started_from(tmp_path: Path) -> None:
     resumed, _ = train_or_reuse((*args, "--trainer.max_steps", "4"), "r", runs_dir)
     assert resumed == run_dir  # resumed, not started again
     assert json.loads((run_dir / STARTED_JSON).read_text()) == first
+
+
+def test_git_keeps_the_records_of_published_runs_and_not_their_weights() -> None:
+    """What a fresh clone gets of docs/results: each run's outcomes and curve, each tuning
+    run's options, curve, code and end-of-training mark (so ``--tune`` reuses it), and no
+    checkpoint."""
+    root = Path(__file__).resolve().parents[1]
+    run, trial = "docs/results/e/runs/r/", "docs/results/e/tuning/runs/t/"
+    kept = [
+        run + "outcomes.npz",
+        run + "curve.csv",
+        trial + "config.yaml",
+        trial + "curve.csv",
+        trial + "started.json",
+        trial + "test_metrics.json",
+        "docs/results/e/tuning.json",
+    ]
+    dropped = [run + "checkpoints/last.ckpt", run + "test_metrics.json"]
+    dropped += [trial + "checkpoints/last.ckpt", trial + "csv/version_0/metrics.csv"]
+    found = subprocess.run(
+        ["git", "check-ignore", "--no-index", *kept, *dropped],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert found.stdout.split() == dropped

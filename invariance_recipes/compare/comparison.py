@@ -109,7 +109,12 @@ from invariance_recipes.run.errors import (
     UsageError,
 )
 from invariance_recipes.run.loggers import run_id, start_wandb, wandb_mode
-from invariance_recipes.run.run_folders import has_checkpoint, resolve_run_dir, write_status
+from invariance_recipes.run.run_folders import (
+    has_checkpoint,
+    resolve_run_dir,
+    versions,
+    write_status,
+)
 from invariance_recipes.run.training import TEST_METRICS, train
 
 COMPARISON_JSON = "comparison.json"  # the options a results folder was made with
@@ -245,13 +250,13 @@ def train_or_reuse(args: tuple[str, ...], name: str, runs_dir: Path) -> tuple[Pa
     metrics. The folder records the code the run started from (``started.json``): measured
     before a fresh start and kept under the run's name until its folder exists, so a run
     resumed after a crash or a preemption keeps the commit it started from."""
-    try:  # the latest folder of this run name, if any
+    done = finished_run(runs_dir, name)
+    if done is not None and (metrics := finished_metrics(done)) is not None:
+        return done, metrics
+    try:  # the latest folder of this run name that holds a checkpoint, if any
         run_dir: Path | None = resolve_run_dir(runs_dir, name, resume=True)
     except UsageError:
         run_dir = None
-    metrics = finished_metrics(run_dir) if run_dir is not None else None
-    if metrics is not None:
-        return run_dir, metrics
     resume = run_dir is not None and has_checkpoint(run_dir)
     pending = runs_dir / STARTING_DIR / f"{name}.json"
     if resume:  # recorded at its first start (unknown if that predates the record)
@@ -614,12 +619,14 @@ def tune(
 
 
 def finished_run(runs_dir: Path, name: str) -> Path | None:
-    """The folder of a run whose training finished, if any."""
-    try:
-        run_dir = resolve_run_dir(runs_dir, name, resume=True)
-    except UsageError:
-        return None
-    return run_dir if (run_dir / TEST_METRICS).is_file() else None
+    """The newest folder of run ``name`` whose training finished (its test metrics written),
+    if any, with or without its checkpoints: a published run keeps its record, not its
+    weights, so a comparison continued from a fresh clone reuses it instead of training it
+    again."""
+    for _, run_dir in reversed(versions(runs_dir, name)):
+        if (run_dir / TEST_METRICS).is_file():
+            return run_dir
+    return None
 
 
 def run_shard(
