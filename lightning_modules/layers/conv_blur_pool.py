@@ -7,9 +7,10 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from invariance_recipes.common.borders import check_border, torch_padding_mode
+from invariance_recipes.common.borders import check_border
 from invariance_recipes.common.checks import check_positive
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
+from invariance_recipes.lightning_modules.layers.circular_conv import conv2d
 
 # Blur padding that matches a convolution's: zero-padding a blur would darken the border, so
 # zero-padded convolutions get the reference's reflect padding; circular stays circular.
@@ -66,12 +67,12 @@ class ConvBlurPool2d(nn.Sequential):
         padding_mode = check_border("padding_mode", padding_mode)
         super().__init__(
             OrderedDict(
-                conv=nn.Conv2d(
+                conv=conv2d(
                     in_channels,
                     out_channels,
                     kernel_size,
                     padding="same",
-                    padding_mode=torch_padding_mode(padding_mode),
+                    padding_mode=padding_mode,
                     bias=not norm,
                     device=device,
                     dtype=dtype,

@@ -6,8 +6,8 @@ import math
 
 from torch import Tensor, nn
 
-from invariance_recipes.common.borders import torch_padding_mode
 from invariance_recipes.common.checks import check_positive
+from invariance_recipes.lightning_modules.layers.circular_conv import conv2d
 from invariance_recipes.lightning_modules.nets.downsample import (
     create_activation,
     create_downsample,
@@ -29,14 +29,8 @@ def conv_bn_relu(
 ) -> nn.Sequential:
     """3x3 convolution (no bias: a normalization follows), BatchNorm (or ``norm``), ReLU (or
     ``activation``)."""
-    conv = nn.Conv2d(
-        in_channels,
-        out_channels,
-        3,
-        stride,
-        padding=1,
-        padding_mode=torch_padding_mode(padding_mode),
-        bias=False,
+    conv = conv2d(
+        in_channels, out_channels, 3, stride, padding=1, padding_mode=padding_mode, bias=False
     )
     act = nn.ReLU(inplace=True) if activation is None else activation
     norm = nn.BatchNorm2d(out_channels) if norm is None else norm
