@@ -5,6 +5,7 @@ The correctness of the fast paths it measures is tested with the layers (test_la
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import re
 import subprocess
@@ -96,10 +97,14 @@ def test_quick_run_costs_every_variant_against_the_default(quick_run) -> None:
         costs = [r for r in rows if r["section"] == "variants" and r["threads"] == threads]
         assert [r["ours"] for r in costs] == [*VARIANTS, *VARIANT_OPTIONS]
         assert {r["baseline"] for r in costs} == {VARIANT}
+        gflops = {}
         for row in costs:
-            rate, seconds, split = re.fullmatch(
-                r"([\d,]+) images/s: ([\d.e+]+) s per epoch of ([\d,]+) images", row["note"]
+            rate, seconds, split, gflop, share = re.fullmatch(
+                r"([\d,]+) images/s: ([\d.e+]+) s per epoch of ([\d,]+) images; "
+                rf"([\d.e+]+) GFLOP a step, ([\d.e+]+)x {VARIANT}'s",
+                row["note"],
             ).groups()
+            gflops[row["ours"]] = float(gflop), float(share)
             batch = int(row["setting"].split(", ")[1].split("x")[0])
             expected = batch / (float(row["ours_ms"]) / 1e3)  # images per second from the time
             # rounded to whole images per second, from a time the CSV keeps to 4 digits
@@ -109,6 +114,21 @@ def test_quick_run_costs_every_variant_against_the_default(quick_run) -> None:
             # 3 significant digits are printed: up to 5e-3 of rounding, on top of the time's
             per_epoch = int(split.replace(",", "")) / expected
             assert float(seconds) == pytest.approx(per_epoch, rel=7e-3)
+        # The FLOP count against the small CNN's convolutions counted by hand: forward, the
+        # weights' gradients, and the inputs' gradients but the image's (its head's matrix
+        # products add 0.2%; 3 significant digits are printed)
+        batch, channels, side = map(int, costs[0]["setting"].split(", ")[1].split("x")[:3])
+        widths = [channels, 32, 64, 128]
+        forward = [
+            2 * batch * c_in * c_out * 9 * (side // 2**i) ** 2
+            for i, (c_in, c_out) in enumerate(itertools.pairwise(widths))
+        ]
+        assert gflops["baseline"][0] == pytest.approx(
+            (3 * sum(forward) - forward[0]) / 1e9, rel=8e-3
+        )
+        assert gflops[VARIANT][1] == 1.0
+        # LPS's scoring network is the method's arithmetic; the authors' narrower one is less
+        assert gflops["lps"][1] > gflops["lps (lps_hidden_divisor=8)"][1] > 1.0
         # The default variant is its own baseline: the same timings in every round.
         (default,) = (r for r in costs if r["ours"] == VARIANT)
         assert float(default["ratio"]) == 1.0 and default["ours_ms"] == default["baseline_ms"]

@@ -10,7 +10,7 @@ the training step in channels-last against contiguous memory.
 - data: the DataModule's ``heavy`` train loader against that training step (is augmentation
   the bottleneck?).
 - variants: every variant's training step against the default variant's (what each strategy
-  costs).
+  costs), with the floating-point operations of each step counted, the floor of its time.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.flop_counter import FlopCounterMode
 
 from invariance_recipes.benchmarks.rows import Config, Row, compare, device_sync
 from invariance_recipes.benchmarks.timing import alternate
@@ -282,12 +283,27 @@ def variant_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[Ro
         f"small CNN, {cfg.batch_size}x{data.in_channels}x{side}x{side}, "
         f"{cfg.layout_batches} AdamW steps"
     )
+    flops = {name: step_flops(model, x, y) for name, model in models.items()}
     rows = []
     for name in arms:
         rate = cfg.batch_size / timings.median(name)
-        note = f"{rate:,.0f} images/s: {split / rate:.3g} s per epoch of {split:,} images"
+        note = (
+            f"{rate:,.0f} images/s: {split / rate:.3g} s per epoch of {split:,} images; "
+            f"{flops[name] / 1e9:.3g} GFLOP a step, {flops[name] / flops[VARIANT]:.3g}x "
+            f"{VARIANT}'s"
+        )
         rows.append(compare(timings, "variants", setting, name, VARIANT, math.inf, note))
     return rows
+
+
+def step_flops(model: InvarianceClassifier, x: Tensor, y: Tensor) -> int:
+    """The floating-point operations of one forward and backward pass on ``(x, y)``, as
+    PyTorch counts them (convolutions and matrix products; elementwise work is free): the
+    arithmetic a step cannot avoid, against which its time says how much is overhead."""
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
 
 
 def _plain_step(
