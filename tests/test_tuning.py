@@ -221,6 +221,24 @@ def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
     assert compare_command([*argv[:-3], "--tune", *argv[-3:]]) == 2
 
 
+@pytest.mark.slow
+def test_tunings_of_different_variants_add_up_to_one_file(tmp_path: Path) -> None:
+    """Two processes tuning different --variants into one folder (the slow arms first, say)
+    leave one tuning.json with both arms, complete when both are, in the registry's order."""
+    out = tmp_path / "results"
+    argv = ["--experiment", "small-shift", "--dataset", "digits", "--quick", "--logger", "none"]
+    argv += ["--out", str(out), "--tune"]
+    small = ["--", "--data.max_samples", "60"]
+    assert compare_command([*argv, "--variants", "global-pooling", *small]) == 0
+    first = json.loads((out / TUNING_JSON).read_text())
+    assert list(first["arms"]) == ["global-pooling"] and first["complete"]
+    assert compare_command([*argv, "--variants", "baseline", *small]) == 0
+    both = json.loads((out / TUNING_JSON).read_text())
+    assert list(both["arms"]) == ["baseline", "global-pooling"]
+    assert both["complete"] and both["trials"] == both["finished"] == 6
+    assert both["arms"]["global-pooling"] == first["arms"]["global-pooling"]
+
+
 def test_an_unfinished_tuning_stops_the_comparison(tmp_path: Path, capsys) -> None:
     """One shard of --tune has finished, the other not: no run may train with half the choices."""
     out = tmp_path / "out"

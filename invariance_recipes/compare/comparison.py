@@ -95,6 +95,7 @@ from invariance_recipes.compare.tuning import (
 from invariance_recipes.datamodules import DATASETS
 from invariance_recipes.lightning_modules.metrics.protocols import parse_protocols
 from invariance_recipes.lightning_modules.nets import BACKBONES, DEFAULTS
+from invariance_recipes.lightning_modules.variants import VARIANTS
 from invariance_recipes.measure.outcomes import (
     load_outcomes,
     outcomes_of_rows,
@@ -604,18 +605,30 @@ def tune(
             continue
         finally:
             finish_wandb(failed=False)
-        records: dict[str, list[dict]] = {arm_of(v, s): [] for v, s in arms}
-        for other in found:  # every finished tuning run, this shard's or another's
-            if (done := finished_run(runs_dir, other.name)) is not None:
-                records[other.arm].append(trial_record(other, done))
-        document = tuning_document(grid, experiment.steps, records, len(found))
-        atomic_write_json(out / TUNING_JSON, document)
+        record_tuning(out, experiment, label, variants)
     tuning = read_tuning(out)
     print("\n".join(tuning_markdown(tuning, arms)))
     print(f"choices in {out / TUNING_JSON}; the comparison's runs read them from there")
     if failures:
         print(f"{len(failures)} run(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
     return 1 if failures else 0
+
+
+def record_tuning(out: Path, experiment: Experiment, label: str, variants: list[str]) -> None:
+    """Rebuild ``tuning.json`` from every finished tuning run of ``variants``' arms and of the
+    arms the file lists already, so that shards, and processes tuning different
+    ``--variants``, add up to one file instead of overwriting each other's arms."""
+    listed = read_tuning(out) or {"arms": {}}
+    wanted = {*variants, *(arm.split("/")[0] for arm in listed["arms"])}
+    arms = [(v, s) for s in experiment.settings() for v in VARIANTS if v in wanted]
+    found = trials(label, experiment.tuning_grid, arms)
+    runs_dir = out / TUNING_DIR / "runs"
+    records: dict[str, list[dict]] = {arm_of(v, s): [] for v, s in arms}
+    for trial in found:
+        if (done := finished_run(runs_dir, trial.name)) is not None:
+            records[trial.arm].append(trial_record(trial, done))
+    document = tuning_document(experiment.tuning_grid, experiment.steps, records, len(found))
+    atomic_write_json(out / TUNING_JSON, document)
 
 
 def finished_run(runs_dir: Path, name: str) -> Path | None:
