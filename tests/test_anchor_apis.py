@@ -14,6 +14,7 @@ from invariance_recipes.lightning_modules import layers
 from invariance_recipes.lightning_modules.layers import (
     AliasFreeActivation,
     BlurPool2d,
+    CircularConv2d,
     ConvBlurPool2d,
     IdealLowPassDownsample2d,
     LearnablePolyphaseDownsample2d,
@@ -31,6 +32,7 @@ from invariance_recipes.lightning_modules.layers import (
 BUILD = {
     "AliasFreeActivation": lambda **kw: AliasFreeActivation(4, **kw),
     "BlurPool2d": lambda **kw: BlurPool2d(4, **kw),
+    "CircularConv2d": lambda **kw: CircularConv2d(4, 6, 3, padding=1, **kw),
     "ConvBlurPool2d": lambda **kw: ConvBlurPool2d(4, 6, **kw),
     "IdealLowPassDownsample2d": lambda **kw: IdealLowPassDownsample2d(**kw),
     "LearnablePolyphaseDownsample2d": lambda **kw: LearnablePolyphaseDownsample2d(4, **kw),

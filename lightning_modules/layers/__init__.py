@@ -7,6 +7,7 @@ from invariance_recipes.lightning_modules.layers.alias_free_activation import (
 )
 from invariance_recipes.lightning_modules.layers.binomial import binomial_filter
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
+from invariance_recipes.lightning_modules.layers.circular_conv import CircularConv2d
 from invariance_recipes.lightning_modules.layers.conv_blur_pool import ConvBlurPool2d
 from invariance_recipes.lightning_modules.layers.ideal_lowpass import (
     IdealLowPassDownsample2d,
@@ -24,7 +25,7 @@ from invariance_recipes.lightning_modules.layers.max_learnable_polyphase_pool im
     MaxLearnablePolyphasePool2d,
 )
 from invariance_recipes.lightning_modules.layers.max_polyphase_pool import MaxPolyphasePool2d
-from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, pad2d
+from invariance_recipes.lightning_modules.layers.padding import PAD_TYPES, circular_pad, pad2d
 from invariance_recipes.lightning_modules.layers.polyphase import (
     NORMS,
     PolyphaseDownsample2d,
@@ -47,6 +48,7 @@ __all__ = [
     "SPP_MODES",
     "AliasFreeActivation",
     "BlurPool2d",
+    "CircularConv2d",
     "ConvBlurPool2d",
     "IdealLowPassDownsample2d",
     "LearnablePolyphaseDownsample2d",
@@ -60,6 +62,7 @@ __all__ = [
     "SpatialPyramidPool2d",
     "aps_downsample",
     "binomial_filter",
+    "circular_pad",
     "ideal_downsample",
     "ideal_upsample",
     "pad2d",
