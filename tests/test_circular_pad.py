@@ -83,3 +83,19 @@ def test_a_circular_network_keeps_its_checkpoint_keys() -> None:
     assert convs and all(type(m) is CircularConv2d for m in convs if m.padding != (0, 0))
     plain = build_net("small-cnn", in_channels=1, num_classes=10, image_size=16)
     assert net.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_torch_func_transforms_go_through_it() -> None:
+    """``torch.func.grad`` and ``vmap`` of the pad equal those of PyTorch's own."""
+    generator = torch.Generator().manual_seed(7)
+    xs = torch.randn(4, 2, 3, 5, 4, generator=generator, dtype=torch.float64)
+    weights = torch.randn(2, 3, 7, 6, generator=generator, dtype=torch.float64)
+
+    def ours(x: torch.Tensor) -> torch.Tensor:
+        return (circular_pad(x, (1, 1, 1, 1)) * weights).square().sum()
+
+    def reference(x: torch.Tensor) -> torch.Tensor:
+        return (wrapped(x, (1, 1, 1, 1)) * weights).square().sum()
+
+    grads = torch.func.vmap(torch.func.grad(ours))(xs)
+    torch.testing.assert_close(grads, torch.func.vmap(torch.func.grad(reference))(xs))

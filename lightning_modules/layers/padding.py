@@ -61,10 +61,16 @@ def circular_pad(x: Tensor, padding: tuple[int, int, int, int]) -> Tensor:
 
 
 class _CircularPad(torch.autograd.Function):
+    # forward and backward are plain torch operations, so torch.func's transforms apply
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, x: Tensor, padding: tuple[int, int, int, int]) -> Tensor:
-        ctx.padding = padding
+    def forward(x: Tensor, padding: tuple[int, int, int, int]) -> Tensor:
         return F.pad(x, padding, mode="circular")
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, tuple[int, ...]], output: Tensor) -> None:
+        ctx.padding = inputs[1]
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
