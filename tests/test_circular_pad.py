@@ -99,3 +99,19 @@ def test_torch_func_transforms_go_through_it() -> None:
 
     grads = torch.func.vmap(torch.func.grad(ours))(xs)
     torch.testing.assert_close(grads, torch.func.vmap(torch.func.grad(reference))(xs))
+
+
+@pytest.mark.parametrize("padding", [(-1, 0, 0, 0), (0, 0, 5, 0), (0, 6, 0, 0)])
+def test_a_padding_it_cannot_wrap_is_one_line_naming_pad2d(
+    padding: tuple[int, int, int, int],
+) -> None:
+    with pytest.raises(ValueError, match=r"between 0 and the side it wraps; pad2d"):
+        circular_pad(torch.randn(1, 2, 4, 5), padding)
+
+
+def test_circular_conv_wraps_a_map_smaller_than_its_padding_periodically() -> None:
+    """A 5x5 convolution (padding 2) on a 1x2 map: each tap sees the map repeated."""
+    conv = CircularConv2d(1, 1, 5, padding=2, bias=False).double()
+    x = torch.randn(1, 1, 1, 2, dtype=torch.float64)
+    expected = F.conv2d(wrapped(x, (2, 2, 2, 2)), conv.weight)
+    torch.testing.assert_close(conv(x), expected, rtol=0, atol=1e-12)
