@@ -12,6 +12,7 @@ from invariance_recipes.common.checks import check_choice, check_positive
 from invariance_recipes.lightning_modules.layers.checks import check_stride
 from invariance_recipes.lightning_modules.layers.ideal_lowpass import (
     ideal_downsample,
+    ideal_downsample_square,
     ideal_upsample,
     without_nyquist,
 )
@@ -113,7 +114,7 @@ class AliasFreeActivation(nn.Module):
         # downsampling removes anyway): only the square runs on the 2x grid, and the affine
         # part costs a pass over the input map.
         a, b, c = (coef.view(1, -1, 1, 1).to(x.dtype) for coef in self.coefficients.unbind(1))
-        squared = ideal_downsample(ideal_upsample(x, 2).square(), coarse)
+        squared = ideal_downsample_square(ideal_upsample(x, 2), coarse)
         linear = without_nyquist(x) if self.stride == 1 else ideal_downsample(x, self.stride)
         return torch.addcmul(a + b * linear, c, squared)
 

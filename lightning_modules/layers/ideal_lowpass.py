@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -72,7 +73,11 @@ def _matrix(build, size: int, factor: int, x: Tensor) -> Tensor:
 def _separable(x: Tensor, build, factor: int) -> Tensor:
     """Apply a per-axis linear map (``build(size, factor, device, dtype)``) to both axes."""
     h, w = x.shape[-2:]
-    rows, cols = _matrix(build, h, factor, x), _matrix(build, w, factor, x)
+    return _both_axes(x, _matrix(build, h, factor, x), _matrix(build, w, factor, x))
+
+
+def _both_axes(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """``rows^T @ x @ cols`` for every plane of ``x``."""
     # Each axis is one matrix product over all planes; the other axis must then be the last
     # dimension, which takes one transposing copy. The result is left transposed in memory
     # (the last two dimensions swapped), and an input stored that way starts with its rows,
@@ -126,6 +131,49 @@ def ideal_upsample(x: Tensor, factor: int = 2) -> Tensor:
     h, w = x.shape[-2:]
     fine = _interleave(x, x @ _matrix(interpolation_matrix, w, factor, x), factor)
     return _interleave(fine, fine @ _matrix(interpolation_matrix, h, factor, x), factor)
+
+
+def ideal_downsample_square(x: Tensor, stride: int = 2) -> Tensor:
+    """``ideal_downsample(x.square(), stride)``, with a gradient that takes one pass over ``x``.
+
+    Autograd's gradient of the square (``2 x``, then times the incoming gradient) makes three
+    passes over ``x`` and allocates a map of its size for each; here the factor 2 goes onto the
+    incoming gradient, which is ``stride**2`` times smaller, and the downsampling's adjoint is
+    multiplied by ``x`` in place. The alias-free activation squares on its 2x grid, where
+    this was a fifth of the training step. Values and gradients are those of the plain
+    expression (tested); without a gradient to compute, or when compiling (the compiler
+    fuses the square itself), it is the plain expression.
+    """
+    if torch.is_grad_enabled() and x.requires_grad and not torch.compiler.is_compiling():
+        return _DownsampledSquare.apply(x, stride)
+    return ideal_downsample(x.square(), stride)
+
+
+class _DownsampledSquare(torch.autograd.Function):
+    # forward and backward are plain torch operations, so torch.func's transforms apply
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, stride: int) -> Tensor:
+        return ideal_downsample(x.square(), stride)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, int], output: Tensor) -> None:
+        ctx.save_for_backward(inputs[0])
+        ctx.stride = inputs[1]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (x,) = ctx.saved_tensors
+        h, w = x.shape[-2:]
+        rows = _matrix(downsample_matrix, h, ctx.stride, x)
+        cols = _matrix(downsample_matrix, w, ctx.stride, x)
+        # the adjoint rows @ g @ cols^T, ending with the product that leaves it in x's layout
+        spread = (2 * grad).mT.contiguous() @ rows.mT
+        spread = spread.mT.contiguous() @ cols.mT
+        if torch.is_grad_enabled():  # a second derivative needs the product out of place
+            return spread * x, None
+        return spread.mul_(x), None
 
 
 def _interleave(samples: Tensor, between: Tensor, factor: int) -> Tensor:
