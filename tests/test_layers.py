@@ -183,6 +183,41 @@ def test_blurpool_keeps_channels_last_and_bfloat16() -> None:
     torch.testing.assert_close(low.float(), out, rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("pad_type", PAD_TYPES)
+@pytest.mark.parametrize("filt_size", [2, 3, 4, 5])
+def test_the_dense_blur_of_a_channels_last_map_equals_the_reference(
+    filt_size: int, pad_type: str
+) -> None:
+    # Multiplied in the channels-last memory as it lies: small planes (one Kronecker product)
+    # and larger ones (two products), values, gradients and the layout of both.
+    generator = torch.Generator().manual_seed(filt_size)
+    for height, width in [(8, 8), (17, 16), (33, 31)]:
+        x = torch.randn(2, 5, height, width, generator=generator, dtype=torch.float64)
+        x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        out = BlurPool2d(5, filt_size, 2, pad_type).double().dense(x)
+        expected = reference_blur(x, filt_size, 2, pad_type)
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+        assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+        grad = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
+        (ours,) = torch.autograd.grad(out, x, grad)
+        (reference,) = torch.autograd.grad(expected, x, grad)
+        torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+        assert ours.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_fused_max_blur_pool_of_a_channels_last_map_equals_the_contiguous_one() -> None:
+    x = torch.randn(3, 6, 15, 18, dtype=torch.float64, requires_grad=True)
+    layer = MaxBlurPool2d(6, 2, 3, 2, "zero").double()
+    last = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    out, expected = layer(last), layer(x)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(expected)
+    torch.testing.assert_close(
+        torch.autograd.grad(out, last, grad)[0], torch.autograd.grad(expected, x, grad)[0]
+    )
+
+
 def test_blurpool_trains_after_running_under_inference_mode() -> None:
     layer = BlurPool2d(2, 3)
     x = torch.randn(1, 2, 10, 12, requires_grad=True)
