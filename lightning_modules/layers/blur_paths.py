@@ -53,28 +53,32 @@ class Choice:
 # docs/benchmarks/blur-paths` (interleaved medians of 11 rounds on an idle 2-core Xeon; the
 # file holds the run). Padding other than zero costs the dense path nothing (it is folded into
 # the matrices) and the convolution an extra padded copy, so the reflect measurements stand for
-# replicate and circular too. Where kornia is faster (3 taps on 16x128x56x56) it runs the same
-# conv2d as our conv path, which the 32x256x56x56 input makes the slower choice for the side.
+# replicate and circular too.
+#
+# Zero padding takes the convolution everywhere: it is the very ``conv2d`` kornia runs, so it
+# ties kornia on any machine, while the dense path's lead depends on the machine. On the Xeon
+# the dense path was the faster one on several settings (the times below); on a 2-core AMD
+# EPYC, at 1 thread (``docs/benchmarks/blur-paths-epyc``, beside two one-thread runs, so
+# its 2-thread rows are too noisy to choose from), it took 1.15x kornia's time on
+# 64x64x32x32 with 3 taps and 2.46x on 16x128x56x56, where the convolution took 0.807x and
+# 0.403x the dense path's (on 32x256x56x56 the dense path stayed the faster, 0.695x kornia). ("EPYC" below: that run, 1 thread.)
+_ZERO_PADDING = {
+    (1, 32, 3): "5.943 / 6.631 / 10.17, kornia 6.183; EPYC 12 / 10 / 23.7, kornia 10.9",
+    (1, 32, 4): "6.847 / 7.338 / 10.44, kornia 17.12; EPYC 13.6 / 12.4 / 24.5, kornia 21.1",
+    (1, 32, 5): "5.359 / 6.512 / 10.67, kornia 6.67; EPYC 16.5 / 16.2 / 27.7, kornia 16.9",
+    (1, 56, 3): "14.38 / 13.09 / 16.73, kornia 11.2; 112.8 / 143.7 / 144.8, kornia 144.3; "
+    "EPYC 26.3 / 10.7 / 16.7, kornia 10.9; 173 / 241 / 195, kornia 239",
+    (1, 56, 4): "15.08 / 12.11 / 17.96, kornia 26.03; 139.5 / 158.1 / 168.6, kornia 286.9; "
+    "EPYC 33.1 / 14.5 / 20.4, kornia 24.9; 218 / 292 / 217, kornia 476",
+    (2, 32, 3): "3.272 / 3.136 / 6.376, kornia 3.003",
+    (2, 32, 4): "3.712 / 3.372 / 5.591, kornia 16.92",
+    (2, 32, 5): "2.381 / 3.204 / 5.74, kornia 3.575",
+    (2, 56, 3): "7.586 / 6.221 / 8.656, kornia 4.939; 75.15 / 97.26 / 88.28, kornia 87.72",
+    (2, 56, 4): "9.987 / 5.71 / 10.61, kornia 23.47; 54.23 / 54.46 / 62.86, kornia 149",
+}
 CHOICES = MappingProxyType(
     {
-        (True, 1, 32, 3): Choice(DENSE, "5.943 / 6.631 / 10.17, kornia 6.183"),
-        (True, 1, 32, 4): Choice(DENSE, "6.847 / 7.338 / 10.44, kornia 17.12"),
-        (True, 1, 32, 5): Choice(DENSE, "5.359 / 6.512 / 10.67, kornia 6.67"),
-        (True, 1, 56, 3): Choice(
-            DENSE, "14.38 / 13.09 / 16.73, kornia 11.2; 112.8 / 143.7 / 144.8, kornia 144.3"
-        ),
-        (True, 1, 56, 4): Choice(
-            DENSE, "15.08 / 12.11 / 17.96, kornia 26.03; 139.5 / 158.1 / 168.6, kornia 286.9"
-        ),
-        (True, 2, 32, 3): Choice(CONV, "3.272 / 3.136 / 6.376, kornia 3.003 (the same conv2d)"),
-        (True, 2, 32, 4): Choice(CONV, "3.712 / 3.372 / 5.591, kornia 16.92"),
-        (True, 2, 32, 5): Choice(DENSE, "2.381 / 3.204 / 5.74, kornia 3.575"),
-        (True, 2, 56, 3): Choice(
-            DENSE, "7.586 / 6.221 / 8.656, kornia 4.939; 75.15 / 97.26 / 88.28, kornia 87.72"
-        ),
-        (True, 2, 56, 4): Choice(
-            CONV, "9.987 / 5.71 / 10.61, kornia 23.47; 54.23 / 54.46 / 62.86, kornia 149"
-        ),
+        **{(True, *key): Choice(CONV, measured) for key, measured in _ZERO_PADDING.items()},
         (False, 1, 32, 3): Choice(DENSE, "6.302 / 22.45 / 28.11, antialiased-cnns 21.49"),
         (False, 1, 32, 4): Choice(DENSE, "6 / 24.19 / 31.81, antialiased-cnns 23.44"),
         (False, 1, 32, 5): Choice(DENSE, "6.632 / 24.99 / 32.86, antialiased-cnns 24.69"),
