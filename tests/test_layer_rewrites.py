@@ -27,6 +27,23 @@ from test_layers import NUMPY_PAD, reference_blur
 PHASE_SIZES = [(8, 8), (6, 10)]  # multiples of the stride: the sizes the kept-phase path takes
 
 
+def assert_same_values_and_gradients(
+    out: torch.Tensor,
+    expected: torch.Tensor,
+    inputs: list[torch.Tensor],
+    expected_inputs: list[torch.Tensor] | None = None,
+    atol: float = 1e-12,
+) -> None:
+    """``out`` equals ``expected``, and so do their gradients for one random upstream
+    gradient, with respect to ``inputs`` (``expected_inputs`` for ``expected``, if others)."""
+    torch.testing.assert_close(out, expected, rtol=0, atol=atol)
+    upstream = torch.randn_like(out)
+    grads = torch.autograd.grad(out, inputs, upstream)
+    expected_grads = torch.autograd.grad(expected, expected_inputs or inputs, upstream)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, rtol=0, atol=atol)
+
+
 def reference_same_max(x: torch.Tensor, kernel: int, circular: bool) -> torch.Tensor:
     """Dense stride-1 max over ``kernel x kernel`` windows, padded ``(k - 1) // 2`` before and
     ``k // 2`` after by wrapping or by repeating the edge (np.pad index grids)."""
@@ -56,11 +73,7 @@ def test_max_polyphase_pool_computing_the_kept_phase_only_equals_the_dense_pool(
     expected_phase = select_phase(dense.detach())
     expected = take_phase(dense, expected_phase)
     assert torch.equal(phase, expected_phase)
-    assert torch.equal(out, expected)
-    upstream = torch.randn_like(out)
-    (grad,) = torch.autograd.grad(out, x, upstream)
-    (expected_grad,) = torch.autograd.grad(expected, x, upstream)
-    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0)
+    assert_same_values_and_gradients(out, expected, [x], atol=0)
     forced = torch.tensor([3, 0, 1, 2, 2, 1])  # a given phase (a residual shortcut's)
     assert torch.equal(layer.forward_with_phase(x, forced)[0], take_phase(dense, forced))
 
@@ -78,11 +91,7 @@ def test_aps_with_a_blur_computing_the_kept_phase_only_equals_the_dense_blur(
     dense = reference_blur(x, filt_size, 1, pad_type)
     expected = take_phase(dense, select_phase(dense.detach()))
     assert torch.equal(phase, select_phase(dense.detach()))
-    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
-    upstream = torch.randn_like(out)
-    (grad,) = torch.autograd.grad(out, x, upstream)
-    (expected_grad,) = torch.autograd.grad(expected, x, upstream)
-    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-12)
+    assert_same_values_and_gradients(out, expected, [x])
 
 
 def test_lps_scoring_without_its_second_convolution_has_the_reference_gradients() -> None:
@@ -163,13 +172,7 @@ def test_alias_free_activation_squares_only_on_the_fine_grid(height: int, width:
     fine = ideal_upsample(x, 2)
     expected = ideal_downsample(a + b * fine + c * fine**2, 2)
     out = layer(x)
-    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
-    upstream = torch.randn_like(out)
-    inputs = [x, layer.coefficients]
-    grads = torch.autograd.grad(out, inputs, upstream)
-    expected_grads = torch.autograd.grad(expected, inputs, upstream)
-    for grad, expected_grad in zip(grads, expected_grads, strict=True):
-        torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-12)
+    assert_same_values_and_gradients(out, expected, [x, layer.coefficients])
 
 
 @pytest.mark.parametrize("nonlinearity", ["poly", "relu"])
@@ -189,12 +192,9 @@ def test_a_strided_alias_free_activation_is_the_activation_then_the_ideal_step(
     x = torch.randn(2, 3, height, width, dtype=torch.float64, requires_grad=True)
     out, expected = fused(x), IdealLowPassDownsample2d(2)(pair(x))
     assert out.shape == (2, 3, (height + 1) // 2, (width + 1) // 2)
-    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
-    upstream = torch.randn_like(out)
-    grads = torch.autograd.grad(out, [x, *fused.parameters()], upstream)
-    expected_grads = torch.autograd.grad(expected, [x, *pair.parameters()], upstream)
-    for grad, expected_grad in zip(grads, expected_grads, strict=True):
-        torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-12)
+    assert_same_values_and_gradients(
+        out, expected, [x, *fused.parameters()], [x, *pair.parameters()]
+    )
 
 
 def test_ideal_lowpass_gives_the_same_values_for_an_input_stored_transposed() -> None:
