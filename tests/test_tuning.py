@@ -263,6 +263,40 @@ def test_an_unfinished_tuning_stops_the_comparison(tmp_path: Path, capsys) -> No
 
 
 @pytest.mark.slow
+def test_the_tuned_arms_may_be_compared_while_other_arms_still_tune(tmp_path: Path, capsys) -> None:
+    """Arms are tuned independently: an arm's comparison runs start once its own grid is done
+    (with its choice), an arm still tuning is refused by name, and tuning another arm is not
+    blocked by the runs of a tuned one, while tuning an arm that has runs is."""
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["--experiment", "small-shift", "--dataset", "digits", "--quick", "--logger", "none"]
+    argv += ["--out", str(out)]
+    small = ["--", "--data.max_samples", "60", "--on_collapse", "warn"]  # 6 steps learn little
+
+    def record(lr: float, acc: float) -> dict:
+        return {"values": {"lr": lr}, "run": f"r{lr}", "best_val_acc": acc, "plateaued": True}
+
+    tuned = [record(0.001, 0.5), record(0.003, 0.7)]  # global-pooling done, baseline not
+    document = tuning_document({"lr": (0.001, 0.003)}, 6, {"global-pooling": tuned}, 4)
+    (out / TUNING_JSON).write_text(json.dumps(document))
+
+    assert compare_command([*argv, "--variants", "global-pooling", "baseline", *small]) == 2
+    err = capsys.readouterr().err
+    assert "finish --tune (every shard) for baseline before their comparison runs" in err
+    assert not (out / "runs").exists()
+
+    assert compare_command([*argv, "--variants", "global-pooling", *small]) == 0
+    run_dir = out / "runs" / "small-shift-digits-quick-global-pooling-seed0"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["lr"] == 0.003
+
+    assert compare_command([*argv, "--tune", "--variants", "global-pooling", *small]) == 2
+    assert "1 comparison run(s) of global-pooling, trained before" in capsys.readouterr().err
+    tune_baseline = [*argv, "--tune", "--variants", "baseline"]
+    assert compare_command([*tune_baseline, "--shard", "1/2", *small]) == 0  # one trial of two
+    assert len(json.loads((out / TUNING_JSON).read_text())["arms"]["baseline"]["trials"]) == 1
+
+
+@pytest.mark.slow
 def test_a_resumed_run_keeps_the_commit_it_started_from(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     args = (

@@ -91,6 +91,7 @@ from invariance_recipes.compare.tuning import (
     tuned_args,
     tuning_document,
     tuning_markdown,
+    untuned_arms,
 )
 from invariance_recipes.datamodules import DATASETS
 from invariance_recipes.lightning_modules.metrics.protocols import parse_protocols
@@ -461,10 +462,12 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
     if args.tune:
         return tune(experiment, label, variants, common, out, shard)
     tuning = read_tuning(out)
-    if tuning is not None and not tuning["complete"]:
+    arms = [(variant, setting) for setting in experiment.settings() for variant in variants]
+    if tuning is not None and (untuned := untuned_arms(tuning, arms)):
         raise ValueError(
             f"{out / TUNING_JSON}: {tuning['finished']} of {tuning['trials']} tuning runs have "
-            "finished; finish --tune (every shard) before the comparison's runs"
+            f"finished; finish --tune (every shard) for {', '.join(untuned)} before their "
+            "comparison runs, or compare the tuned arms only (--variants)"
         )
     runs = plan(experiment, label, variants, args.seeds, common, tuning)
     names = [run.name for run in runs]
@@ -565,12 +568,16 @@ def tune(
     """Train every arm once per grid point (seed 0, no test; with ``shard``, its slice only)
     and record the choices by validation accuracy in ``tuning.json``, rebuilt after each run
     from every finished tuning run, so shards share it; returns the exit code."""
-    if trained := read_rows(out / RESULTS_CSV):
-        raise ValueError(
-            f"--tune: {out} already holds {len(trained)} run(s) trained without this tuning; "
-            "tune first, in a fresh --out (or delete that folder to start over)"
-        )
     arms = [(variant, setting) for setting in experiment.settings() for variant in variants]
+    names = {arm_of(*arm) for arm in arms}
+    rows = read_rows(out / RESULTS_CSV)
+    if trained := [r for r in rows if arm_of(r["variant"], r["setting"]) in names]:
+        raise ValueError(
+            f"--tune: {out} already holds {len(trained)} comparison run(s) of "
+            f"{', '.join(sorted({arm_of(r['variant'], r['setting']) for r in trained}))}, "
+            "trained before this tuning; tune an arm before its comparison runs (or delete "
+            "that folder to start over)"
+        )
     grid = experiment.tuning_grid
     found = trials(label, grid, arms)
     runs_dir = out / TUNING_DIR / "runs"

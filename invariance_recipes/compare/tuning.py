@@ -120,6 +120,15 @@ def read_tuning(out: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def untuned_arms(tuning: Mapping[str, Any], arms: Sequence[tuple[str, str]]) -> list[str]:
+    """The arms among ``arms`` (variant, setting) that the tuning file has not tuned at every
+    grid point: their runs would train with a choice that may still change. Arms are tuned
+    independently, so a comparison of the tuned arms may start while others still tune."""
+    points = len(grid_points(tuning["grid"]))
+    tuned = {arm: len(entry["trials"]) for arm, entry in tuning["arms"].items()}
+    return [arm_of(*arm) for arm in arms if tuned.get(arm_of(*arm), 0) < points]
+
+
 def tuned_args(tuning: Mapping[str, Any] | None, variant: str, setting: str) -> list[str]:
     """The training options an arm's runs take from the tuning file (none if untuned)."""
     if tuning is None:
