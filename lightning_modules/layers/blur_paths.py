@@ -61,7 +61,8 @@ class Choice:
 # EPYC, at 1 thread (``docs/benchmarks/blur-paths-epyc``, beside two one-thread runs, so
 # its 2-thread rows are too noisy to choose from), it took 1.15x kornia's time on
 # 64x64x32x32 with 3 taps and 2.46x on 16x128x56x56, where the convolution took 0.807x and
-# 0.403x the dense path's (on 32x256x56x56 the dense path stayed the faster, 0.695x kornia). ("EPYC" below: that run, 1 thread.)
+# 0.403x the dense path's (on 32x256x56x56 the dense path stayed the faster, 0.695x
+# kornia). ("EPYC" below: that run, 1 thread.)
 _ZERO_PADDING = {
     (1, 32, 3): "5.943 / 6.631 / 10.17, kornia 6.183; EPYC 12 / 10 / 23.7, kornia 10.9",
     (1, 32, 4): "6.847 / 7.338 / 10.44, kornia 17.12; EPYC 13.6 / 12.4 / 24.5, kornia 21.1",

@@ -73,11 +73,7 @@ def _matrix(build, size: int, factor: int, x: Tensor) -> Tensor:
 def _separable(x: Tensor, build, factor: int) -> Tensor:
     """Apply a per-axis linear map (``build(size, factor, device, dtype)``) to both axes."""
     h, w = x.shape[-2:]
-    return _both_axes(x, _matrix(build, h, factor, x), _matrix(build, w, factor, x))
-
-
-def _both_axes(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-    """``rows^T @ x @ cols`` for every plane of ``x``."""
+    rows, cols = _matrix(build, h, factor, x), _matrix(build, w, factor, x)
     # Each axis is one matrix product over all planes; the other axis must then be the last
     # dimension, which takes one transposing copy. The result is left transposed in memory
     # (the last two dimensions swapped), and an input stored that way starts with its rows,
