@@ -57,10 +57,10 @@ def fourier_translate(x: Tensor, offsets: Tensor | tuple[float, float]) -> Tenso
     rows = _ramp(offsets[:, 0], torch.fft.fftfreq(height, device=x.device, dtype=compute))
     cols = _ramp(offsets[:, 1], torch.fft.rfftfreq(width, device=x.device, dtype=compute))
     spectrum = torch.fft.rfft2(x.to(compute))
-    shifted = torch.fft.irfft2(
-        spectrum * (rows[:, :, None] * cols[:, None, :])[:, None], s=(height, width)
-    )
-    return shifted.to(x.dtype)
+    # in place: the spectrum is this call's own, and a second complex batch would cost about
+    # as much as one of the transforms at small sizes
+    spectrum.mul_((rows[:, :, None] * cols[:, None, :])[:, None])
+    return torch.fft.irfft2(spectrum, s=(height, width)).to(x.dtype)
 
 
 def _ramp(shift: Tensor, frequencies: Tensor) -> Tensor:

@@ -71,14 +71,15 @@ def test_quick_run_writes_one_positive_ratio_per_comparison(quick_run) -> None:
             assert row["holds"] == "n/a", row
         elif abs(ratio - target) > 1e-3 * target:  # the CSV rounds to 4 digits
             assert (row["holds"] == "yes") == (ratio <= target), row
-    # Every translate mode, each against its floor: the Fourier shift against one FFT round trip.
+    # Every translate mode, each against its floor and target: the Fourier shift against one
+    # FFT round trip (at most 1.5x), the integer shifts against a copy (at most 2x).
     floors = {
-        row["ours"]: row["baseline"]
+        row["ours"]: (row["baseline"], float(row["target"]))
         for row in rows
         if row["section"] == "translate" and row["threads"] == "1"
     }
     assert floors == {
-        f"translate({mode})": "rfft2 + irfft2" if mode == "fourier" else "x.clone()"
+        f"translate({mode})": ("rfft2 + irfft2", 1.5) if mode == "fourier" else ("x.clone()", 2.0)
         for mode in ("zero", "reflect", "circular", "fourier")
     }
     # The avg-pool floor needs no peer; a missing peer leaves a note instead of rows.

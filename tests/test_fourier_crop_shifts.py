@@ -31,6 +31,42 @@ def test_fourier_shift_moves_a_band_limited_signal_exactly(offset: tuple[float, 
     torch.testing.assert_close(shifted, band_limited(*offset), rtol=0, atol=1e-12)
 
 
+def band_limited_slope(dy: float, dx: float) -> torch.Tensor:
+    """d/d(dy) and d/d(dx) of :func:`band_limited` at (dy, dx): [2, 1, 1, SIZE, SIZE]."""
+    n = torch.arange(SIZE, dtype=torch.float64)
+    rows, cols = (n - dy)[:, None], (n - dx)[None, :]
+    sines = [
+        (a * torch.sin(2 * math.pi * (ky * rows + kx * cols) / SIZE + phase), ky, kx)
+        for ky, kx, a, phase in COSINES
+    ]
+    return torch.stack(
+        [sum(s * 2 * math.pi * k[axis] / SIZE for s, *k in sines)[None, None] for axis in (0, 1)]
+    )
+
+
+@pytest.mark.parametrize("size", [(12, 9), (8, 10)])
+def test_fourier_shift_gradient_for_the_images_is_the_opposite_shift(size: tuple[int, int]) -> None:
+    # the adjoint of a band-limited circular shift is the shift back (the Nyquist rows and
+    # columns of even sides are scaled by cos(pi d), which is its own adjoint)
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 2, *size, dtype=torch.float64, generator=generator, requires_grad=True)
+    weights = torch.randn(3, 2, *size, dtype=torch.float64, generator=generator)
+    offsets = torch.tensor([[0.5, -1.25], [2.0, 0.3], [-3.7, 4.0]], dtype=torch.float64)
+    (translate(x, offsets, "fourier") * weights).sum().backward()
+    torch.testing.assert_close(x.grad, translate(weights, -offsets, "fourier"), rtol=0, atol=1e-12)
+
+
+def test_fourier_shift_gradient_for_the_offsets_is_the_signal_slope() -> None:
+    offsets = torch.tensor([[0.5, -1.25]], dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(
+        1, 1, SIZE, SIZE, dtype=torch.float64, generator=torch.Generator().manual_seed(3)
+    )
+    (translate(band_limited(0.0, 0.0), offsets, "fourier") * weights).sum().backward()
+    slope = band_limited_slope(0.5, -1.25)
+    expected = torch.stack([(slope[axis] * weights).sum() for axis in (0, 1)])[None]
+    torch.testing.assert_close(offsets.grad, expected, rtol=0, atol=1e-9)
+
+
 def test_integer_fourier_shifts_equal_roll_per_sample() -> None:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(5, 3, 12, 9, generator=generator)
