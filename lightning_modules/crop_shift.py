@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from invariance_recipes.lightning_modules.offset_pairs import per_sample
+
 
 def view_margin(canvas_size: tuple[int, int], view_size: int) -> tuple[int, int]:
     """The margin (H - V, W - V) that a view of side `view_size` leaves on the canvas."""
@@ -59,14 +61,7 @@ def crop_windows(x: Tensor, starts: Tensor | tuple[int, int], view_size: int) ->
     starts = torch.as_tensor(starts)
     if starts.is_floating_point() or starts.is_complex() or starts.dtype == torch.bool:
         raise ValueError(f"crop starts must be integer pixels, got dtype {starts.dtype}")
-    if starts.shape == (2,):
-        starts = starts.expand(b, 2)
-    if starts.shape != (b, 2):
-        raise ValueError(
-            f"crop starts must be one (top, left) or one per sample [B={b}, 2], got shape "
-            f"{tuple(starts.shape)}"
-        )
-    starts = starts.long()
+    starts = per_sample(starts, b, "crop starts", "(top, left)").long()
     if starts.device.type == "cpu" and b:
         low, high = starts.aminmax(dim=0)
         if low.min() < 0 or high[0] > margin_y or high[1] > margin_x:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from invariance_recipes.lightning_modules.offset_pairs import per_sample
+
 
 def fourier_translate(x: Tensor, offsets: Tensor | tuple[float, float]) -> Tensor:
     """Shift every image of `x` [B, C, H, W] by its own real offset (dy, dx), circularly.
@@ -39,13 +41,7 @@ def fourier_translate(x: Tensor, offsets: Tensor | tuple[float, float]) -> Tenso
     offsets = torch.as_tensor(offsets, device=x.device)
     if offsets.is_complex() or offsets.dtype == torch.bool:
         raise ValueError(f"offsets must be real pixels (dy, dx), got dtype {offsets.dtype}")
-    if offsets.shape == (2,):
-        offsets = offsets.expand(b, 2)
-    if offsets.shape != (b, 2):
-        raise ValueError(
-            f"offsets must be one (dy, dx) or one per sample [B={b}, 2], got shape "
-            f"{tuple(offsets.shape)}"
-        )
+    offsets = per_sample(offsets, b, "offsets", "(dy, dx)")
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     offsets = offsets.to(compute)
     height, width = x.shape[-2:]

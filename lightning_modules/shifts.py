@@ -16,6 +16,7 @@ from torch import Tensor
 from invariance_recipes.common.borders import SHIFT_MODES
 from invariance_recipes.common.checks import check_choice
 from invariance_recipes.lightning_modules.fourier_shift import fourier_translate
+from invariance_recipes.lightning_modules.offset_pairs import per_sample
 
 # Radius (pixels per axis) of the consistency pairs that training and the test report measure
 # by default: the one name and value of that quantity.
@@ -224,14 +225,7 @@ def _as_offsets(offsets: Tensor | tuple[int, int], b: int, h: int, w: int) -> Te
             f"offsets must be integer pixels, got dtype {offsets.dtype}; "
             "pass e.g. offsets.round().long()"
         )
-    if offsets.shape == (2,):
-        offsets = offsets.expand(b, 2)
-    if offsets.shape != (b, 2):
-        raise ValueError(
-            f"offsets must be one (dy, dx) or one per sample [B={b}, 2], got shape "
-            f"{tuple(offsets.shape)}"
-        )
-    offsets = offsets.long()
+    offsets = per_sample(offsets, b, "offsets", "(dy, dx)").long()
     if offsets.device.type != "cpu" or b == 0:  # reading accelerator offsets would stall it
         return offsets
     (low_dy, low_dx), (high_dy, high_dx) = (t.tolist() for t in offsets.aminmax(dim=0))

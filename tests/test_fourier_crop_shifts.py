@@ -130,3 +130,22 @@ def test_crop_range_beyond_the_margin_is_a_one_line_error() -> None:
         crop_windows(torch.zeros(2, 1, 16, 16), torch.tensor([[0, 0], [5, 1]]), 12)
     with pytest.raises(ValueError, match=r"view_size=20 does not fit a 16x16 canvas"):
         center_view(torch.zeros(2, 1, 16, 16), 20)
+
+
+@pytest.mark.parametrize(
+    ("move", "message"),
+    [
+        (lambda x, p: translate(x, p, "zero"), r"offsets must be one \(dy, dx\)"),
+        (lambda x, p: translate(x, p.float(), "fourier"), r"offsets must be one \(dy, dx\)"),
+        (lambda x, p: crop_windows(x, p, 6), r"crop starts must be one \(top, left\)"),
+    ],
+)
+def test_pairs_of_the_wrong_shape_are_a_one_line_error(move, message) -> None:
+    x = torch.zeros(3, 1, 8, 8)
+    one, each = torch.tensor([1, 2]), torch.tensor([[1, 2], [0, 1], [2, 0]])
+    # one pair for the batch and one per sample both move every image
+    torch.testing.assert_close(move(x, one), move(x, one.expand(3, 2)))
+    assert move(x, each).shape[0] == 3
+    for bad in (torch.tensor([[1, 2], [0, 1]]), torch.tensor([1, 2, 3]), torch.zeros(3, 2, 1)):
+        with pytest.raises(ValueError, match=message + r" or one per sample \[B=3, 2\], got shape"):
+            move(x, bad.long())
