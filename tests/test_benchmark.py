@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from invariance_recipes.benchmarks.cli import parse_args, run
 from invariance_recipes.benchmarks.compiled import compile_row
@@ -231,7 +232,9 @@ def test_blur_paths_time_every_path_against_the_one_the_table_picks(tmp_path: Pa
 @pytest.mark.slow
 def test_compile_row_times_a_real_compilation_and_when_it_pays_for_itself() -> None:
     assert "compile" not in parse_args([]).only  # only on request: it feeds a choice
+    counters.clear()
     row = compile_row(QUICK, torch.device("cpu"), "global-pooling")
+    assert counters["stats"]["unique_graphs"] >= 1  # the compiled step really compiled
     assert (row.section, row.ours, row.baseline, row.target) == (
         "compile", "compiled step", "eager step", 1.0,
     )  # fmt: skip
@@ -239,7 +242,7 @@ def test_compile_row_times_a_real_compilation_and_when_it_pays_for_itself() -> N
     seconds, payback = re.fullmatch(
         r"compilation ([\d.e+]+) s \(caches off\); (.*)", row.note
     ).groups()
-    assert float(seconds) > 0  # caches off: the compilation really ran
+    assert float(seconds) >= 0  # the first step beyond the eager ones (0 if noise hid it)
     if row.ratio >= 1:
         assert payback == "never pays for itself"
     else:  # the compilation over the time a step saves, at the row's paired ratio

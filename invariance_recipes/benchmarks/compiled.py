@@ -74,6 +74,7 @@ def compile_row(cfg: Config, device: torch.device, variant: str) -> Row:
 
         return timed_batches(itertools.repeat((x, y), count + cfg.skip), cfg.skip, device, step)
 
+    torch.compiler.reset()  # a fresh compilation, whatever this process compiled before
     with torch._inductor.config.patch(force_disable_caches=True):
         sync()
         start = time.perf_counter()
