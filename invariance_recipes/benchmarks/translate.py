@@ -54,17 +54,13 @@ def translate_rows(cfg: Config, device: torch.device, notes: list[str]) -> list[
         steps = _steps(x, offsets)
         timings = interleaved(steps, cfg.rounds, cfg.min_block, device_sync(device))
         setting = f"{shape_text(shape)}, offsets up to {CONSISTENCY_MAX_SHIFT} px"
-        rows += [
-            compare(
-                timings,
-                "translate",
-                setting,
-                f"translate({mode})",
-                FLOORS.get(mode, COPY_FLOOR).name,
-                FLOORS.get(mode, COPY_FLOOR).target,
+        for mode in TRANSLATE_MODES:
+            floor = FLOORS.get(mode, COPY_FLOOR)
+            rows.append(
+                compare(
+                    timings, "translate", setting, f"translate({mode})", floor.name, floor.target
+                )
             )
-            for mode in TRANSLATE_MODES
-        ]
     return rows
 
 
