@@ -6,12 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invariance_recipes.common.borders import check_border
-from invariance_recipes.common.checks import check_positive
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
-from invariance_recipes.lightning_modules.layers.checks import renamed_argument
 from invariance_recipes.lightning_modules.layers.same_max_pool import (
-    SameMaxPool2d,
+    max_pool_first,
     takes_shift_path,
 )
 
@@ -58,12 +55,7 @@ class MaxBlurPool2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        max_pool_size = renamed_argument(
-            "MaxBlurPool2d", "kernel_size", kernel_size, "max_pool_size", max_pool_size
-        )
-        check_positive("max_pool_size", max_pool_size)
-        pad_type = check_border("pad_type", pad_type)
-        self.pool = SameMaxPool2d(max_pool_size, circular=pad_type == "circular")
+        self.pool, pad_type = max_pool_first("MaxBlurPool2d", max_pool_size, kernel_size, pad_type)
         self.blur = BlurPool2d(channels, filt_size, stride, pad_type, device=device, dtype=dtype)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -5,13 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from invariance_recipes.common.borders import check_border
-from invariance_recipes.common.checks import check_positive
-from invariance_recipes.lightning_modules.layers.checks import renamed_argument
 from invariance_recipes.lightning_modules.layers.learnable_polyphase import (
     LearnablePolyphaseDownsample2d,
 )
-from invariance_recipes.lightning_modules.layers.same_max_pool import SameMaxPool2d
+from invariance_recipes.lightning_modules.layers.same_max_pool import max_pool_first
 
 
 class MaxLearnablePolyphasePool2d(nn.Module):
@@ -44,16 +41,9 @@ class MaxLearnablePolyphasePool2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        max_pool_size = renamed_argument(
-            "MaxLearnablePolyphasePool2d",
-            "kernel_size",
-            kernel_size,
-            "max_pool_size",
-            max_pool_size,
+        self.pool, pad_type = max_pool_first(
+            "MaxLearnablePolyphasePool2d", max_pool_size, kernel_size, pad_type
         )
-        check_positive("max_pool_size", max_pool_size)
-        pad_type = check_border("pad_type", pad_type)
-        self.pool = SameMaxPool2d(max_pool_size, circular=pad_type == "circular")
         self.lps = LearnablePolyphaseDownsample2d(
             channels, stride, filt_size, hidden, mixture, tau, pad_type, device=device, dtype=dtype
         )

@@ -6,15 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from invariance_recipes.common.borders import check_border
-from invariance_recipes.common.checks import check_positive
-from invariance_recipes.lightning_modules.layers.checks import renamed_argument
 from invariance_recipes.lightning_modules.layers.polyphase import (
     PolyphaseDownsample2d,
     needs_kept_phase_only,
     phase_window,
 )
-from invariance_recipes.lightning_modules.layers.same_max_pool import SameMaxPool2d
+from invariance_recipes.lightning_modules.layers.same_max_pool import max_pool_first
 
 
 class MaxPolyphasePool2d(nn.Module):
@@ -58,12 +55,9 @@ class MaxPolyphasePool2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        max_pool_size = renamed_argument(
-            "MaxPolyphasePool2d", "kernel_size", kernel_size, "max_pool_size", max_pool_size
+        self.pool, pad_type = max_pool_first(
+            "MaxPolyphasePool2d", max_pool_size, kernel_size, pad_type
         )
-        check_positive("max_pool_size", max_pool_size)
-        pad_type = check_border("pad_type", pad_type)
-        self.pool = SameMaxPool2d(max_pool_size, circular=pad_type == "circular")
         self.aps = PolyphaseDownsample2d(
             channels, stride, filt_size, norm, pad_type, device=device, dtype=dtype
         )

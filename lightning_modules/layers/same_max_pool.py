@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from invariance_recipes.common.borders import check_border
 from invariance_recipes.common.checks import check_positive
+from invariance_recipes.lightning_modules.layers.checks import renamed_argument
 from invariance_recipes.lightning_modules.layers.padding import pad2d
 
 
@@ -102,3 +104,15 @@ def window_max(x: Tensor, dim: int, before: int, after: int, circular: bool) -> 
 
 def _max_into(target: Tensor, source: Tensor) -> None:
     torch.maximum(target, source, out=target)
+
+
+def max_pool_first(
+    layer: str, max_pool_size: int, kernel_size: int | None, pad_type: str
+) -> tuple[SameMaxPool2d, str]:
+    """The dense max a ``Max*Pool2d`` layer runs before its downsampling, wrapping when the
+    layer pads circularly, and the checked ``pad_type`` (``kernel_size``: the deprecated name
+    of ``max_pool_size``)."""
+    size = renamed_argument(layer, "kernel_size", kernel_size, "max_pool_size", max_pool_size)
+    check_positive("max_pool_size", size)
+    pad_type = check_border("pad_type", pad_type)
+    return SameMaxPool2d(size, circular=pad_type == "circular"), pad_type
