@@ -83,7 +83,10 @@ def test_quick_comparison_writes_csv_markdown_and_plots(comparison) -> None:
     ]
     for row in rows:
         assert row["run"] == f"{LABEL}-{row['variant']}-seed0"
-        assert row["wall_s"] > 0
+        seconds = json.loads((out / "runs" / row["run"] / "status.json").read_text())["seconds"]
+        assert seconds["train"] > 0 and seconds["test"] > 0
+        # its training and test as recorded, and the measurement after them
+        assert row["wall_s"] > seconds["train"] + seconds["test"]
         for key in ("acc", "flip_rate", "consistency_zero@2", "consistency_circular@8"):
             assert is_share_of(row[key], 120), (key, row[key])  # of the 120 test images
         # measured on the checkpoint the training run tested: the shared numbers agree

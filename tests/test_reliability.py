@@ -70,12 +70,14 @@ def _status(run_dir: Path) -> dict[str, object]:
 def test_sigterm_mid_training_keeps_the_epoch_checkpoint_and_exits_143(workdir: Path) -> None:
     run_dir = workdir / "runs/term"
     last, interrupted = run_dir / "checkpoints/last.ckpt", run_dir / "checkpoints/interrupted.ckpt"
+    began = time.monotonic()
     run = Started([*LONG, "--run_name", "term"], workdir, "term")
     run.wait_for(last.is_file, "the first epoch's last.ckpt")
     time.sleep(0.5)  # into the second epoch
     epoch_steps = _step(last)
     run.proc.send_signal(signal.SIGTERM)
     assert run.proc.wait(timeout=60) == 143, run.text()[-3000:]
+    first_attempt = time.monotonic() - began
 
     assert _step(last) % epoch_steps == 0  # still an epoch boundary
     assert _step(interrupted) > _step(last)
@@ -86,14 +88,45 @@ def test_sigterm_mid_training_keeps_the_epoch_checkpoint_and_exits_143(workdir: 
     assert "--resume" in stderr
     assert "Traceback" not in stderr
 
+    # the training time so far travels in the checkpoint; made an hour longer here, so that
+    # the finished run's record can only reach it by counting the first attempt
+    state = torch.load(interrupted, map_location="cpu", weights_only=False)
+    elapsed = state["callbacks"]["Timer"]["time_elapsed"]
+    assert 0 < elapsed["train"] < first_attempt
+    elapsed["train"] += 3600
+    torch.save(state, interrupted)
+
+    began = time.monotonic()
     resumed = run_recipe(
         "train.py", *LONG, "--run_name", "term", "--resume", cwd=workdir, timeout=900
     )
+    second_attempt = time.monotonic() - began
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming from {Path('runs/term/checkpoints/interrupted.ckpt')}" in resumed.stdout
     assert "(mid-epoch" in resumed.stdout and ": exact, the epoch continues" in resumed.stdout
     assert read_test_metrics(run_dir)["test/acc"] >= 0
-    assert _status(run_dir)["status"] == "finished"
+    status = _status(run_dir)
+    assert status["status"] == "finished"
+    seconds = status["seconds"]
+    assert elapsed["train"] < seconds["train"] < elapsed["train"] + second_attempt
+    assert 0 < seconds["test"] < second_attempt
+
+
+@pytest.mark.slow
+def test_max_time_still_ends_training_and_the_run_records_it(workdir: Path) -> None:
+    """The run's own timer (which carries the training time across resumes) replaces the one
+    Lightning adds for --trainer.max_time, so the option must still stop a long run in time."""
+    run_dir = workdir / "runs/timed"
+    args = [*QUICK, "--max_epochs", "10000", "--trainer.max_time", "00:00:00:03"]
+    began = time.monotonic()
+    timed = run_recipe("train.py", *args, "--logger", "none", "--run_name", "timed", cwd=workdir)
+    took = time.monotonic() - began
+    assert timed.returncode == 0, timed.stderr[-3000:]
+    assert "Time limit reached" in timed.stdout + timed.stderr
+    assert "Ignoring `Trainer(max_time" not in timed.stdout + timed.stderr
+    assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["epoch"] < 9999
+    seconds = _status(run_dir)["seconds"]
+    assert 3 <= seconds["train"] < took and 0 < seconds["test"] < took - seconds["train"]
 
 
 @pytest.mark.slow

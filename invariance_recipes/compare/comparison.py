@@ -113,6 +113,7 @@ from invariance_recipes.run.errors import (
 from invariance_recipes.run.loggers import run_id, start_wandb, wandb_mode
 from invariance_recipes.run.run_folders import (
     has_checkpoint,
+    recorded_seconds,
     resolve_run_dir,
     versions,
     write_status,
@@ -277,6 +278,10 @@ def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
     table's columns, the per-image outcomes for the paired tests, and whether it trained."""
     start = time.monotonic()
     run_dir, metrics = train_or_reuse(run.args, run.name, runs_dir)
+    trained = time.monotonic()
+    # training and test over every attempt (a resumed run began in another invocation), as
+    # the run recorded them; runs trained before they did count this invocation's
+    recorded = recorded_seconds(run_dir)
     measured, outcomes = measure(experiment, run_dir)
     path = save_outcomes(outcomes, run_dir)
     num_classes = DATASETS[experiment.dataset].num_classes or int(outcomes["label"].max()) + 1
@@ -296,7 +301,8 @@ def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
     active = active_wandb_run()
     if active is not None:  # the dashboard shows the comparison's numbers too
         active.summary.update({f"compare/{k}": v for k, v in measured.items()})
-    return row | measured | metrics | {"wall_s": time.monotonic() - start}
+    trained_s = trained - start if recorded is None else recorded
+    return row | measured | metrics | {"wall_s": trained_s + time.monotonic() - trained}
 
 
 def measured_intact(row: Row, out: Path) -> bool:

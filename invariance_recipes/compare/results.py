@@ -262,8 +262,8 @@ def markdown(
         f"Setup: {setup}. Command: `{command}`",
         "",
         f"Test-set numbers in %, seeds {', '.join(map(str, seeds))}; images: distinct test "
-        "images per run; time: training and evaluation of one run in seconds, mean over seeds. "
-        + INTERVAL_NOTE,
+        "images per run; time: training (every attempt of a resumed run), test and measurement of "
+        "one run in seconds, mean over seeds. " + INTERVAL_NOTE,
         "",
         *(text for prefix, text in LEGEND.items() if any(c.startswith(prefix) for c in columns)),
         *protocol_legend(columns, rows, outcomes),

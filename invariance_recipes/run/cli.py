@@ -19,7 +19,7 @@ import torch
 import yaml
 from jsonargparse import ActionYesNo, ArgumentError, DefaultHelpFormatter
 from lightning.pytorch import Callback, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -179,6 +179,8 @@ class TrainCLI(LightningCLI):
             ckpt_dir = self.run_dir / CHECKPOINTS
             self.graceful_stop = GracefulStop(ckpt_dir / INTERRUPTED)
             self.collapse_check = CollapseCheck()
+            configured = self.configured_callbacks()
+            self.timer = self.training_timer(configured)
             callbacks = [
                 # chosen where val/acc is logged: the epoch end that a resume at an epoch
                 # boundary replays has no validation, and would warn that val/acc is missing
@@ -199,7 +201,8 @@ class TrainCLI(LightningCLI):
                 DivergenceGuard(),
                 self.collapse_check,
                 self.graceful_stop,
-                *self.configured_callbacks(),
+                *([] if self.timer in configured else [self.timer]),
+                *configured,
             ]
             logger = make_logger(
                 cfg.logger,
@@ -211,11 +214,24 @@ class TrainCLI(LightningCLI):
                 config=self.resolved_config(),
             )
             return super().instantiate_trainer(
-                default_root_dir=str(self.run_dir), logger=logger, callbacks=callbacks, **kwargs
+                default_root_dir=str(self.run_dir),
+                logger=logger,
+                callbacks=callbacks,
+                **{**kwargs, "max_time": None},  # self.timer enforces it
             )
         except BaseException:
             self.abandon_start(logger)
             raise
+
+    def training_timer(self, configured: list[Callback]) -> Timer:
+        """Lightning's Timer: its training time travels in the checkpoints, so a resumed run
+        counts every attempt. It enforces ``--trainer.max_time`` as Lightning's own would (the
+        trainer adds none beside it); a Timer in ``--trainer.callbacks`` is used as it is."""
+        given = next((c for c in configured if isinstance(c, Timer)), None)
+        if given is not None:
+            return given
+        max_time = self._get(self.config_init, "trainer", default={}).get("max_time")
+        return Timer(duration=max_time, interval="step")
 
     def configured_callbacks(self) -> list[Callback]:
         """The user's ``--trainer.callbacks`` (Lightning's CLI drops them when callbacks are

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,9 @@ from invariance_recipes.run.errors import UsageError
 RUN_DIR_ENV = "INVARIANCE_RUN_DIR"  # hands the run folder to DDP worker processes
 CHECKPOINTS = "checkpoints"
 STATUS = "status.json"  # how the run ended: finished, failed or stopped
+#: The status key of a finished run's seconds per stage: ``training`` over every attempt (a
+#: resumed run included) and ``test``.
+SECONDS = "seconds"
 HANDOFF_TIMEOUT = timedelta(seconds=120)  # how long other ranks wait for rank 0's choice
 
 
@@ -100,9 +104,18 @@ def remove_unstarted(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def write_status(run_dir: Path, status: str, reason: str = "", exit_code: int = 0) -> None:
-    """Record how the run ended (``finished``, ``failed`` or ``stopped``) in the run folder."""
-    record = {"status": status, "reason": reason, "exit_code": exit_code}
+def write_status(
+    run_dir: Path,
+    status: str,
+    reason: str = "",
+    exit_code: int = 0,
+    seconds: Mapping[str, float] | None = None,
+) -> None:
+    """Record how the run ended (``finished``, ``failed`` or ``stopped``) in the run folder,
+    with the seconds it spent in each stage when it finished (:data:`SECONDS`)."""
+    record: dict[str, Any] = {"status": status, "reason": reason, "exit_code": exit_code}
+    if seconds is not None:
+        record[SECONDS] = dict(seconds)
     atomic_write_json(run_dir / STATUS, record)
 
 
@@ -110,6 +123,13 @@ def read_status(run_dir: Path) -> dict[str, Any]:
     """The recorded end of a run; ``{}`` while it runs or when it never recorded one."""
     path = run_dir / STATUS
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def recorded_seconds(run_dir: Path) -> float | None:
+    """Training (every attempt) and test seconds of a finished run; ``None`` when its status
+    does not record them (runs trained before it did)."""
+    seconds = read_status(run_dir).get(SECONDS)
+    return float(sum(seconds.values())) if seconds else None
 
 
 def _global_rank() -> int:

@@ -63,6 +63,8 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
             if isinstance(trainer.logger, WandbLogger):
                 define_summaries(trainer.logger)
         trainer.fit(model, datamodule=data, ckpt_path=cli.ckpt_path, weights_only=True)
+        # read now: the test's checkpoint load gives the timer that checkpoint's training time
+        training_s = cli.timer.time_elapsed("train")
         if trainer.is_global_zero:
             remove_leftover_checkpoints(run_dir)
         if stop.stop_after_epoch:
@@ -122,7 +124,9 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
     metrics = {k: float(v) for k, v in results[0].items()} if results else {}
     if trainer.is_global_zero:
         atomic_write_json(run_dir / TEST_METRICS, metrics)
-        write_status(run_dir, "finished", f"collapsed: {collapsed}" if collapsed else "")
+        seconds = {"train": training_s, "test": cli.timer.time_elapsed("test")}
+        reason = f"collapsed: {collapsed}" if collapsed else ""
+        write_status(run_dir, "finished", reason, seconds=seconds)
         if collapsed:
             print(
                 f"warning: the model did not learn (--on_collapse warn): {collapsed}",
