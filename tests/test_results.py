@@ -19,6 +19,7 @@ from invariance_recipes.compare.experiments import get_experiment
 from invariance_recipes.compare.provenance import commit, markdown_block, provenance
 from invariance_recipes.compare.results import (
     curve_accuracy,
+    header,
     intervals_markdown,
     markdown,
     paired_comparisons,
@@ -277,10 +278,20 @@ def test_protocol_columns_say_whether_they_have_per_image_outcomes(runs) -> None
     md = markdown("x", "a test", "setup", "cmd", rows, ["acc", column], outcomes)
     assert "measured per image on each run's tested checkpoint" in md
     assert "no paired test" not in md
+    # a ratio over each run's correct images has no outcome per test image: said by name
+    among_correct = "test/zhang2019/consistency_among_correct_crop"
+    for row in rows:
+        row[among_correct] = row["consistency_zero@4"]
+    mixed = markdown("x", "a test", "setup", "cmd", rows, ["acc", column, among_correct], outcomes)
+    assert (
+        "with the same intervals and paired tests as the other columns. Except "
+        f"`{header(among_correct)}`: they have no per-image outcomes, so Student's t over the "
+        "seeds' values and no paired test."
+    ) in mixed
     paired = next(line for line in md.splitlines() if line.startswith("| better | +"))
     assert paired.strip("|").split("|")[2].strip().startswith("+20.0 [")  # paired like zero@4
     # runs measured before protocol outcomes were recorded: their test's means only
     for found in outcomes.values():
         del found[column]
     md = markdown("x", "a test", "setup", "cmd", rows, ["acc", column], outcomes)
-    assert "have no per-image outcomes, so no paired test" in md
+    assert "have no per-image outcomes, so Student's t over the seeds' values and no paired" in md

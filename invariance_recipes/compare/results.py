@@ -69,7 +69,8 @@ LEGEND = {
 PROTOCOL_NOTE = {
     True: "They are measured per image on each run's tested checkpoint, with the same intervals "
     "and paired tests as the other columns.",
-    False: "They come from each run's test and have no per-image outcomes, so no paired test.",
+    False: "They have no per-image outcomes, so Student's t over the seeds' values and no "
+    "paired test.",
 }
 SETTING_LEGEND = "Setting `shiftS`: trained with every image shifted by up to S pixels per axis."
 CURVE = re.compile(r"^test/acc_at_shift/([+-]\d+)_([+-]\d+)$")
@@ -447,8 +448,16 @@ def protocol_legend(columns: Sequence[str], rows: Sequence[Row], outcomes: Outco
     if not protocols:
         return []
     names = list(dict.fromkeys(c.split("/")[1] for c in protocols))
-    per_image = bool(rows) and all(c in outcomes.get(r["run"], {}) for r in rows for c in protocols)
-    return [f"{legend(names)} {PROTOCOL_NOTE[per_image]}"]
+    without = [
+        c for c in protocols if not rows or any(c not in outcomes.get(r["run"], {}) for r in rows)
+    ]
+    if not without or len(without) == len(protocols):
+        return [f"{legend(names)} {PROTOCOL_NOTE[not without]}"]
+    # e.g. the `if correct` columns: a ratio over each run's own correct images, not an outcome
+    # of every test image
+    others = ", ".join(f"`{header(c)}`" for c in without)
+    note = PROTOCOL_NOTE[False]
+    return [f"{legend(names)} {PROTOCOL_NOTE[True]} Except {others}: {note[0].lower()}{note[1:]}"]
 
 
 def _p(value: float) -> str:
