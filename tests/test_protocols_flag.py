@@ -63,3 +63,23 @@ def test_evaluate_unknown_protocol_is_one_line(capsys) -> None:
     assert capsys.readouterr().err.splitlines() == [
         "error: unknown --protocols 'zhang2020': choose one of " + ", ".join(evaluation.PROTOCOLS)
     ]
+
+
+def test_the_command_reproduces_the_table_that_other_processes_added_rows_to(
+    tmp_path: Path,
+) -> None:
+    """Two processes fill one folder (``--variants lps-circular`` beside the other arms): the
+    table's command names every arm and seed of its rows, not only this invocation's."""
+    argv = ["--experiment", "small-shift", "--variants", "lps-circular", "--seeds", "5"]
+    args, extra = parse_args([*argv, "--out", str(tmp_path)])
+    experiment = experiment_of(args)
+    rows = [{"variant": v, "seed": s} for v in ("lps-circular", "baseline") for s in range(5)]
+    assert command_of(args, experiment, extra, rows) == (
+        "python recipes/compare.py --experiment small-shift --variants baseline lps-circular "
+        "--seeds 5"
+    )
+    every_arm = [{"variant": v, "seed": s} for v in experiment.variants for s in range(5)]
+    assert command_of(args, experiment, extra, every_arm) == (
+        "python recipes/compare.py --experiment small-shift --seeds 5"
+    )
+    assert command_of(args, experiment, extra) == " ".join(["python recipes/compare.py", *argv])

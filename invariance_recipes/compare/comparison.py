@@ -174,13 +174,23 @@ def label_of(args: argparse.Namespace) -> str:
     return f"{args.experiment}{dataset}{'-quick' if args.quick else ''}"
 
 
-def command_of(args: argparse.Namespace, experiment: Experiment, extra: list[str]) -> str:
-    """The command line that reproduces the comparison (without output and logger choices)."""
+def command_of(
+    args: argparse.Namespace, experiment: Experiment, extra: list[str], rows: Sequence[Row] = ()
+) -> str:
+    """The command line that reproduces the comparison (without output and logger choices):
+    with ``rows``, the variants and seeds of the table they make, which other processes
+    writing to the same folder (other variants, more seeds) may have added to."""
     parts = ["python recipes/compare.py", "--experiment", args.experiment]
-    if args.variants and list(args.variants) != list(experiment.variants):
-        parts += ["--variants", *args.variants]
-    if args.seeds != 1:
-        parts += ["--seeds", str(args.seeds)]
+    variants, seeds = list(args.variants or experiment.variants), args.seeds
+    if rows:
+        present = {r["variant"] for r in rows}
+        variants = [v for v in experiment.variants if v in present]
+        variants += sorted(present - set(variants))
+        seeds = max(int(r["seed"]) for r in rows) + 1
+    if set(variants) != set(experiment.variants):
+        parts += ["--variants", *variants]
+    if seeds != 1:
+        parts += ["--seeds", str(seeds)]
     if args.dataset != EXPERIMENTS[args.experiment].dataset:
         parts += ["--dataset", args.dataset]
     if args.backbone != "small-cnn":
@@ -495,7 +505,7 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
         rows, failures, stopped = run_all(runs, experiment, out)
     if rows:
         rows = [row | experiment.derived(row) for row in rows]
-        command = command_of(args, experiment, extra)
+        command = command_of(args, experiment, extra, rows)
         overrides = [*(QUICK if args.quick else ()), *extra]
         setup = f"{args.dataset}, {experiment.describe(overrides)}"
         setup += " (--quick)" if args.quick else ""
