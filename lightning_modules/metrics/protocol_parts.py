@@ -191,10 +191,11 @@ RANGES: dict[str, RandomRange | FixedRange] = {
         FixedRange("diagonal [0, D]", "every diagonal corner (o, o), o = 0..D", _diagonal, "D"),
         FixedRange("grid [1, m)^2", "every (dy, dx) with 1 <= dy, dx < m", _grid),
         FixedRange(
-            "fractions 1/u",
-            "every (-a/u, -b/u), a, b = 1..u-1, for the up-factors u of max_up (3 and 4 for 4: "
+            "fractions a/u, u an up-factor of U",
+            "every (-a/u, -b/u), a, b = 1..u-1, for the up-factors u of U (3 and 4 for 4: "
             "thirds, quarters and halves of a pixel); content moves up and left",
             _fractions,
+            "U",
         ),
     )
 }

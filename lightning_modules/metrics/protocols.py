@@ -96,7 +96,7 @@ class ProtocolSpec:
         if self.paper_range == 0:
             return f"{self.range.symbol} = H - V"
         if self.paper_size == 0:
-            return f"{self.paper_range} at every size"
+            return f"{self.range.symbol} = {self.paper_range} at every size"
         return f"{self.range.symbol} = round({self.paper_range} V / {self.paper_size})"
 
     def table_row(self) -> dict[str, str]:
@@ -288,7 +288,7 @@ _PRESETS = (
         "mod 4 AFC's up-3 filter weighs the Nyquist row twice; ours keeps its real part.",
         measure=MEASURES["worst-case"],
         sources=(SOURCES["fourier"],),
-        range=RANGES["fractions 1/u"],
+        range=RANGES["fractions a/u, u an up-factor of U"],
         paper_range=4,
         paper_size=0,
         reference="unshifted and every shift",
