@@ -24,7 +24,14 @@ from invariance_recipes.compare.experiments import (
     get_experiment,
     measure,
 )
-from invariance_recipes.compare.results import aggregate, header, markdown, read_rows, write_plots
+from invariance_recipes.compare.results import (
+    TIMED,
+    aggregate,
+    header,
+    markdown,
+    read_rows,
+    write_plots,
+)
 from invariance_recipes.datamodules import TranslationDataModule
 from invariance_recipes.lightning_modules.crop_shift import center_view
 from invariance_recipes.lightning_modules.metrics.protocols import headline_key
@@ -87,6 +94,7 @@ def test_quick_comparison_writes_csv_markdown_and_plots(comparison) -> None:
         assert seconds["train"] > 0 and seconds["test"] > 0
         # its training and test as recorded, and the measurement after them
         assert row["wall_s"] > seconds["train"] + seconds["test"]
+        assert row[TIMED] == 1.0
         for key in ("acc", "flip_rate", "consistency_zero@2", "consistency_circular@8"):
             assert is_share_of(row[key], 120), (key, row[key])  # of the 120 test images
         # measured on the checkpoint the training run tested: the shared numbers agree

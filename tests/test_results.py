@@ -18,6 +18,7 @@ from scipy.stats import t as student_t
 from invariance_recipes.compare.experiments import get_experiment
 from invariance_recipes.compare.provenance import commit, markdown_block, provenance
 from invariance_recipes.compare.results import (
+    TIMED,
     curve_accuracy,
     header,
     intervals_markdown,
@@ -25,6 +26,7 @@ from invariance_recipes.compare.results import (
     paired_comparisons,
     plot_curves,
     read_rows,
+    time_legend,
     write_rows,
 )
 from invariance_recipes.compare.run_rule import parse_flag
@@ -295,3 +297,16 @@ def test_protocol_columns_say_whether_they_have_per_image_outcomes(runs) -> None
         del found[column]
     md = markdown("x", "a test", "setup", "cmd", rows, ["acc", column], outcomes)
     assert "have no per-image outcomes, so Student's t over the seeds' values and no paired" in md
+
+
+def test_time_legend_says_which_runs_count_only_their_last_invocation(tmp_path: Path) -> None:
+    timed = {"run": "a", "wall_s": 10.0, TIMED: 1.0}
+    assert "started before" not in time_legend([timed, timed | {"run": "b"}])
+    # a row written before runs recorded their training time has no such column at all
+    write_rows(tmp_path / "results.csv", [timed, {"run": "old", "wall_s": 5.0}])
+    rows = read_rows(tmp_path / "results.csv")
+    assert time_legend(rows).endswith(
+        "(1 of 2 runs started before runs recorded their training time and count only the "
+        "invocation that finished them: less than their whole time where a stop interrupted "
+        "them)."
+    )

@@ -64,6 +64,7 @@ from invariance_recipes.compare.results import (
     README_BLOCK,
     RESULTS_CSV,
     RESULTS_MD,
+    TIMED,
     Row,
     columns_of,
     markdown,
@@ -312,7 +313,8 @@ def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
     if active is not None:  # the dashboard shows the comparison's numbers too
         active.summary.update({f"compare/{k}": v for k, v in measured.items()})
     trained_s = trained - start if recorded is None else recorded
-    return row | measured | metrics | {"wall_s": trained_s + time.monotonic() - trained}
+    wall = {"wall_s": trained_s + time.monotonic() - trained, TIMED: float(recorded is not None)}
+    return row | measured | metrics | wall
 
 
 def measured_intact(row: Row, out: Path) -> bool:

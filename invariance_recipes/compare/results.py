@@ -44,6 +44,9 @@ SCATTER_PNG = "accuracy_vs_consistency.png"
 REGIONS_PNG = "accuracy_per_region.png"
 RF_PLOT_PNG = "unseen_accuracy_vs_receptive_field.png"
 KEYS = ("experiment", "variant", "setting", "seed", "run", "outcomes", "wall_s")
+#: 1 when a row's ``wall_s`` holds every attempt of its run (recorded by the run), 0 or absent
+#: when the run predates that record and only the invocation that finished it was timed
+TIMED = "wall_s_all_attempts"
 # untrained_reason: why a run did not train (compare/convergence.py); commit: the code it started from
 TEXT = ("experiment", "variant", "setting", "run", "outcomes", "untrained_reason", "commit")
 REFERENCE = "baseline"  # the variant every other one is compared with
@@ -263,8 +266,7 @@ def markdown(
         f"Setup: {setup}. Command: `{command}`",
         "",
         f"Test-set numbers in %, seeds {', '.join(map(str, seeds))}; images: distinct test "
-        "images per run; time: training (every attempt of a resumed run), test and measurement of "
-        "one run in seconds, mean over seeds. " + INTERVAL_NOTE,
+        f"images per run; {time_legend(rows)} " + INTERVAL_NOTE,
         "",
         *(text for prefix, text in LEGEND.items() if any(c.startswith(prefix) for c in columns)),
         *protocol_legend(columns, rows, outcomes),
@@ -285,6 +287,22 @@ def markdown(
     lines += intervals_markdown(rows, columns, outcomes)
     text = "\n".join(lines).rstrip("\n") + "\n"
     return text + ("\n" + provenance if provenance else "")
+
+
+def time_legend(rows: Sequence[Row]) -> str:
+    """What the time column counts, and which runs it undercounts."""
+    text = (
+        "time: training (every attempt of a resumed run), test and measurement of one run in "
+        "seconds, mean over seeds"
+    )
+    untimed = sum(float(row.get(TIMED) or 0.0) != 1.0 for row in rows)
+    if untimed:
+        text += (
+            f" ({untimed} of {len(rows)} runs started before runs recorded their training time "
+            "and count only the invocation that finished them: less than their whole time "
+            "where a stop interrupted them)"
+        )
+    return text + "."
 
 
 def left_out_markdown(left_out: Sequence[tuple[Row, str]]) -> list[str]:
