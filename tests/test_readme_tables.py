@@ -58,7 +58,7 @@ def test_the_readme_part_of_a_new_results_file_is_its_marked_block() -> None:
     part = readme_part(md)
     assert part.startswith("| variant | seeds | images | accuracy | time (s) |\n")
     assert "| blurpool | 1 | n/a | 95.0 | 5 |" in part
-    assert "per-image outcomes of both are missing" in part  # the paired caption goes along
+    assert "no variant has per-image outcomes" in part  # the paired caption goes along
     assert "Setup:" not in part
 
 

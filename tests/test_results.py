@@ -167,8 +167,15 @@ def test_runs_on_different_images_are_not_paired(runs) -> None:
 def test_without_outcomes_the_report_says_so(runs) -> None:
     rows, _ = runs
     md = markdown("x", "a test", "setup", "cmd", rows, ["acc"])
-    assert "per-image outcomes of both are missing" in md
+    assert "No paired comparison with baseline: no variant has per-image outcomes" in md
     assert "Each run" not in md
+    # only the reference arm, or none of it: said so, not blamed on missing outcomes
+    alone = [row for row in rows if row["variant"] == "baseline"]
+    assert "the table has no variant besides baseline." in markdown(
+        "x", "t", "s", "c", alone, ["acc"]
+    )
+    others = [row for row in rows if row["variant"] != "baseline"]
+    assert "the table has no baseline run." in markdown("x", "t", "s", "c", others, ["acc"])
 
 
 def test_provenance_records_commit_versions_machine_and_command() -> None:

@@ -394,7 +394,14 @@ def paired_markdown(
     """The paired-comparison table (lines), with its caption naming the method."""
     found = paired_comparisons(rows, columns, outcomes, reference)
     if not found:
-        return [f"No paired comparison with {reference}: per-image outcomes of both are missing."]
+        variants = {row["variant"] for row in rows}
+        if reference not in variants:
+            why = f"the table has no {reference} run"
+        elif variants == {reference}:
+            why = f"the table has no variant besides {reference}"
+        else:
+            why = "no variant has per-image outcomes for the same seeds as it"
+        return [f"No paired comparison with {reference}: {why}."]
     tested = [c for c in columns if any(p.column == c for p in found)]
     swept = any(p.setting != "default" for p in found)
     cells: dict[tuple[str, str], dict[str, str]] = {}
