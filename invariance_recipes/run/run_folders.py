@@ -23,7 +23,7 @@ from invariance_recipes.run.errors import UsageError
 RUN_DIR_ENV = "INVARIANCE_RUN_DIR"  # hands the run folder to DDP worker processes
 CHECKPOINTS = "checkpoints"
 STATUS = "status.json"  # how the run ended: finished, failed or stopped
-#: The status key of a finished run's seconds per stage: ``training`` over every attempt (a
+#: The status key of a finished run's seconds per stage: ``train`` over every attempt (a
 #: resumed run included) and ``test``.
 SECONDS = "seconds"
 HANDOFF_TIMEOUT = timedelta(seconds=120)  # how long other ranks wait for rank 0's choice
