@@ -3,6 +3,7 @@ and outcomes.npz): every verdict and interval checked against numbers computed b
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from scipy.stats import t as student_t
 
 from invariance_recipes.compare.results import RESULTS_CSV, RESULTS_MD, read_rows, write_rows
+from invariance_recipes.compare.tuning import TUNING_JSON, arm_of, tuning_document
 from invariance_recipes.measure.outcomes import save_outcomes
 from invariance_recipes.publish.findings import (
     FINDINGS,
@@ -182,8 +184,34 @@ def test_a_missing_comparison_is_named_with_the_command(tmp_path: Path, capsys) 
     assert "recipes/compare.py --experiment small-shift --seeds 5" in err
 
 
-def test_the_report_has_one_row_per_claim_and_names_its_sources(results: Path) -> None:
-    text = findings_markdown(Results(results))
+def to_standard(results: Path, dest: Path) -> Path:
+    """A copy of the results brought up to the evidence standard: seeds 3 and 4 repeat seeds 0
+    and 1 (rows and outcomes), every run records a plateau, and every arm has a finished
+    tuning grid."""
+    shutil.copytree(results, dest)
+    for folder in (p for p in dest.iterdir() if (p / RESULTS_CSV).is_file()):
+        rows = read_rows(folder / RESULTS_CSV)
+        extra = []
+        for row in (r for r in rows if r["seed"] in (0, 1)):
+            run = row["run"].replace(f"seed{row['seed']}", f"seed{row['seed'] + 3}")
+            copy = {**row, "seed": row["seed"] + 3, "run": run}
+            if row["outcomes"]:
+                shutil.copytree(folder / "runs" / row["run"], folder / "runs" / run)
+                copy["outcomes"] = f"runs/{run}/outcomes.npz"
+            extra.append(copy)
+        rows = [{**r, "plateaued": 1.0} for r in [*rows, *extra]]
+        write_rows(folder / RESULTS_CSV, rows)
+        trial = {"values": {"lr": 0.003}, "run": "t", "best_val_acc": 0.9, "plateaued": True}
+        arms = {arm_of(r["variant"], r["setting"]): [trial] for r in rows}
+        document = tuning_document({"lr": (0.003,)}, 10, arms, planned=len(arms))
+        (folder / TUNING_JSON).write_text(json.dumps(document))
+    return dest
+
+
+def test_the_report_has_one_row_per_claim_and_names_its_sources(
+    results: Path, tmp_path: Path
+) -> None:
+    text = findings_markdown(Results(to_standard(results, tmp_path / "results")))
     table = [line for line in text.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + len(FINDINGS)
     assert "small-shift at abcdef0 (clean)" in text
@@ -191,6 +219,49 @@ def test_the_report_has_one_row_per_claim_and_names_its_sources(results: Path) -
     # the unseen-position claim: one measurement not established, none failing
     assert table[5].endswith("| not established |")
     assert table[1].endswith("| holds |")
+
+
+def test_a_claim_below_the_evidence_standard_is_not_established(results: Path) -> None:
+    """Three seeds, no plateau record and no tuning: every claim shows its numbers, and the
+    verdict its intervals give stays in them, but none is established."""
+    text = findings_markdown(Results(results))
+    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    assert "difference +12.0" in table[0] and "greater: holds" in table[0]
+    assert table[0].endswith(
+        "| not established: below the standard (small-shift: 3 seeds an arm, 5 needed, runs "
+        "without a plateau record, arms not tuned on validation) |"
+    )
+    assert all("| not established: below the standard (" in row for row in table)
+    assert "unseen-position: 3 seeds an arm" in table[4]
+
+
+def test_one_arm_short_of_seeds_holds_back_only_the_claims_that_read_it(
+    results: Path, tmp_path: Path
+) -> None:
+    """blurpool seed 4 did not plateau, so the run rule leaves it out: blurpool has 4 seeds
+    that trained, and only the claims reading blurpool fall below the standard."""
+    copy = to_standard(results, tmp_path / "results")
+    path = copy / "small-shift" / RESULTS_CSV
+    rows = read_rows(path)
+    for row in rows:
+        if row["variant"] == "blurpool" and row["seed"] == 4:
+            row["plateaued"] = 0.0
+    write_rows(path, rows)
+    (copy / "unseen-position" / TUNING_JSON).unlink()
+    text = findings_markdown(Results(copy))
+    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    by_claim = {row.split(" | ")[0].removeprefix("| "): row for row in table}
+    below = "| not established: below the standard (small-shift: 4 seeds an arm, 5 needed) |"
+    assert by_claim["anti-aliasing raises consistency, and accuracy with it"].endswith(below)
+    assert by_claim[
+        "AFC stays correct under fractional shifts where BlurPool and APS do not"
+    ].endswith(below)
+    assert by_claim["APS is 100% consistent under circular shifts"].endswith("| holds |")
+    assert by_claim[
+        "global pooling recognises objects in unseen positions, flatten and MLP heads do not"
+    ].endswith(
+        "| not established: below the standard (unseen-position: arms not tuned on validation) |"
+    )
 
 
 def test_one_failing_measurement_fails_the_claim() -> None:

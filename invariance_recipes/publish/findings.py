@@ -21,7 +21,9 @@ A measurement tests one of four kinds of claim: *greater* (holds when the 95% in
 above minus the equivalence margin by a one-sided test, fails when the interval lies below it);
 *equal* (TOST within the margin); *exact* (every distinct test image, in every seed); else *not
 established*, which is not *equal*. An accuracy shown beside a consistency claim is context and
-does not decide it. Runs that did not train (``compare.run_rule``) are left out and listed.
+does not decide it. Runs that did not train (``compare.run_rule``) are left out and listed. A
+claim whose arms fall short of the evidence standard (``evidence_standard``: seeds, a plateau
+record, tuning) is not established, with its numbers shown and the shortfall named.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +59,13 @@ from invariance_recipes.compare.statistics import (
     outcome_matrix,
     wilson_interval,
 )
+from invariance_recipes.compare.tuning import read_tuning
 from invariance_recipes.measure.outcomes import outcomes_of_rows
+from invariance_recipes.publish.evidence_standard import (
+    PUBLISHED_SEEDS,
+    arm_shortfalls,
+    describe_shortfalls,
+)
 
 FINDINGS_DIR = "findings"  # docs/results/findings/results.md
 COMMIT = re.compile(r"^- commit: (\S+)(.*)$", re.MULTILINE)
@@ -117,6 +125,18 @@ class Results:
             if all("images_sha256" in o for o in pair):
                 check_same_images(pair, [a["run"], b["run"]])
 
+    def below_standard(self, arms: Iterable[tuple[str, str, str]]) -> str:
+        """Why the (experiment, variant, setting) arms fall short of the evidence standard, per
+        experiment ("" when they meet it)."""
+        lacking: dict[str, list[dict[str, int]]] = {}
+        for experiment, variant, setting in sorted(set(arms)):
+            rows = list(self.by_seed(experiment, variant, setting).values())
+            tuning = read_tuning(self.root / experiment)
+            lacking.setdefault(experiment, []).append(
+                arm_shortfalls(rows, tuning, variant, setting)
+            )
+        return "; ".join(filter(None, (describe_shortfalls(e, a) for e, a in lacking.items())))
+
     def loaded(self) -> list[str]:
         """The experiments read so far."""
         return sorted(self._rows)
@@ -138,6 +158,8 @@ class Evidence:
         verdict: ``holds``, ``fails``, ``not established``, or ``context`` for a number shown
             beside the claim that does not decide it.
         method: how the interval was computed.
+        arms: the (experiment, variant, setting) arms it read, which the evidence standard
+            (``evidence_standard``) checks.
     """
 
     measured: str
@@ -145,6 +167,7 @@ class Evidence:
     high: float
     verdict: str
     method: str
+    arms: tuple[tuple[str, str, str], ...] = ()
 
 
 def verdict(low: float, high: float) -> str:
@@ -254,7 +277,8 @@ def difference(
     method = _method(e, a_images and b_images) + (
         f", {claim}{margin}" if claim != "context" else ""
     )
-    return Evidence(measured, low, high, VERDICTS[claim](e), method)
+    arms = ((experiment, *arm), (experiment, *reference))
+    return Evidence(measured, low, high, VERDICTS[claim](e), method, arms)
 
 
 def arm_mean(
@@ -273,7 +297,14 @@ def arm_mean(
     low, high = e.interval()
     arm = _name((variant, setting))
     measured = f"{what}: {arm} {_pct(e.mean)} [{_pct(low)}, {_pct(high)}]"
-    return Evidence(measured, low, high, VERDICTS[claim](e), _method(e, images))
+    return Evidence(
+        measured,
+        low,
+        high,
+        VERDICTS[claim](e),
+        _method(e, images),
+        ((experiment, variant, setting),),
+    )
 
 
 def exactness(results: Results, experiment: str, variant: str, column: str, what: str) -> Evidence:
@@ -294,7 +325,12 @@ def exactness(results: Results, experiment: str, variant: str, column: str, what
         f"[{_pct(low)}, {_pct(high)}]"
     )
     return Evidence(
-        measured, low - 1, high - 1, "holds" if k == n else "fails", "Wilson over distinct images"
+        measured,
+        low - 1,
+        high - 1,
+        "holds" if k == n else "fails",
+        "Wilson over distinct images",
+        ((experiment, variant, "default"),),
     )
 
 
@@ -514,7 +550,10 @@ def findings_markdown(results: Results, provenance_block: str = "") -> str:
         f"±{margin} points; an exact claim holds only if every distinct test image agrees in "
         "every seed (Wilson interval over distinct images). Otherwise: not established, which "
         "is not equal. Accuracy stands beside every consistency claim as context; a claim with "
-        "several deciding measurements holds when all of them do and fails when one fails.",
+        "several deciding measurements holds when all of them do and fails when one fails. Whatever "
+        "its intervals say, a claim is not established when an arm it reads falls below the "
+        f"standard: at least {PUBLISHED_SEEDS} seeds that trained, runs that record whether "
+        "their validation accuracy plateaued, and a learning rate tuned on validation.",
         "",
         README_BLOCK[0],
         "| claim | paper | the paper reports | we measure (95% interval) | here |",
@@ -524,6 +563,8 @@ def findings_markdown(results: Results, provenance_block: str = "") -> str:
         evidence = finding.measure(results)
         measured = "; ".join(f"{e.measured} ({e.method}: {e.verdict})" for e in evidence)
         verdicts = overall([e.verdict for e in evidence])
+        if short := results.below_standard(arm for e in evidence for arm in e.arms):
+            verdicts = f"not established: below the standard ({short})"
         lines.append(
             f"| {finding.claim} | {finding.paper} | {finding.paper_reports} | {measured} | "
             f"{verdicts} |"
