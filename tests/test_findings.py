@@ -264,6 +264,35 @@ def test_one_arm_short_of_seeds_holds_back_only_the_claims_that_read_it(
     )
 
 
+def test_a_claim_without_its_runs_is_not_measured_and_the_others_are(
+    results: Path, tmp_path: Path, capsys
+) -> None:
+    """A comparison under way: small-shift has no blurpool runs yet and augmentation-sweep no
+    results at all. The claims reading them say which runs are missing, the rest are measured,
+    and the report is written."""
+    copy = to_standard(results, tmp_path / "results")
+    path = copy / "small-shift" / RESULTS_CSV
+    write_rows(path, [r for r in read_rows(path) if r["variant"] != "blurpool"])
+    shutil.rmtree(copy / "augmentation-sweep")
+    assert findings_command(["--results", str(copy)]) == 0
+    capsys.readouterr()
+    text = (copy / FINDINGS_DIR / RESULTS_MD).read_text()
+    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    by_claim = {row.split(" | ")[0].removeprefix("| "): row for row in table}
+    no_blurpool = "| nothing yet | not measured: small-shift has no trained run of blurpool |"
+    assert by_claim["anti-aliasing raises consistency, and accuracy with it"].endswith(no_blurpool)
+    assert by_claim[
+        "AFC stays correct under fractional shifts where BlurPool and APS do not"
+    ].endswith(no_blurpool)
+    assert by_claim["augmentation helps within its range more than beyond it"].endswith(
+        f"not measured: {copy / 'augmentation-sweep' / RESULTS_CSV} is missing: run python "
+        "recipes/compare.py --experiment augmentation-sweep --seeds 5 --out "
+        f"{copy / 'augmentation-sweep'} |"
+    )
+    assert by_claim["APS is 100% consistent under circular shifts"].endswith("| holds |")
+    assert "augmentation-sweep at" not in text and "small-shift at abcdef0" in text
+
+
 def test_one_failing_measurement_fails_the_claim() -> None:
     assert overall(["holds", "fails"]) == "fails"
     assert overall(["holds", "not established"]) == "not established"

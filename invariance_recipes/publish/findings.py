@@ -23,7 +23,9 @@ above minus the equivalence margin by a one-sided test, fails when the interval 
 established*, which is not *equal*. An accuracy shown beside a consistency claim is context and
 does not decide it. Runs that did not train (``compare.run_rule``) are left out and listed. A
 claim whose arms fall short of the evidence standard (``evidence_standard``: seeds, a plateau
-record, tuning) is not established, with its numbers shown and the shortfall named.
+record, tuning) is not established, with its numbers shown and the shortfall named. A claim
+whose comparison or arm has no run that trained yet is *not measured*, and the others are
+measured; with none measurable the command stops with one line naming the comparison to run.
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ COMMIT = re.compile(r"^- commit: (\S+)(.*)$", re.MULTILINE)
 Value = str | Callable[[Row], float]  # a column name, or a number read off a run's row
 
 
+class NotMeasured(LookupError):
+    """A claim's comparison, or an arm it reads, has no run that trained (yet): the claim's row
+    says so, and the other claims are measured."""
+
+
 class Results:
     """The rows and per-image outcomes of the comparisons in one results folder; the runs that
     did not train are left out (``left_out``) by the run rule."""
@@ -87,9 +94,9 @@ class Results:
         if experiment not in self._rows:
             path = self.root / experiment / RESULTS_CSV
             if not path.is_file():
-                raise FileNotFoundError(
+                raise NotMeasured(
                     f"{path} is missing: run python recipes/compare.py --experiment {experiment} "
-                    f"--seeds 5 --out {path.parent}"
+                    f"--seeds {PUBLISHED_SEEDS} --out {path.parent}"
                 )
             rows = read_rows(path)
             self._outcomes[experiment] = outcomes_of_rows(path.parent, rows)
@@ -106,7 +113,7 @@ class Results:
             if r["variant"] == variant and r["setting"] == setting
         }
         if not found:
-            raise ValueError(f"{experiment} has no trained run of {variant} ({setting})")
+            raise NotMeasured(f"{experiment} has no trained run of {_name((variant, setting))}")
         return found
 
     def per_image(self, experiment: str, rows: Sequence[Row], column: str) -> np.ndarray | None:
@@ -559,8 +566,17 @@ def findings_markdown(results: Results, provenance_block: str = "") -> str:
         "| claim | paper | the paper reports | we measure (95% interval) | here |",
         "|---|---|---|---|---|",
     ]
+    missing: list[NotMeasured] = []
     for finding in FINDINGS:
-        evidence = finding.measure(results)
+        try:
+            evidence = finding.measure(results)
+        except NotMeasured as reason:
+            missing.append(reason)
+            lines.append(
+                f"| {finding.claim} | {finding.paper} | {finding.paper_reports} | nothing yet | "
+                f"not measured: {reason} |"
+            )
+            continue
         measured = "; ".join(f"{e.measured} ({e.method}: {e.verdict})" for e in evidence)
         verdicts = overall([e.verdict for e in evidence])
         if short := results.below_standard(arm for e in evidence for arm in e.arms):
@@ -569,6 +585,8 @@ def findings_markdown(results: Results, provenance_block: str = "") -> str:
             f"| {finding.claim} | {finding.paper} | {finding.paper_reports} | {measured} | "
             f"{verdicts} |"
         )
+    if len(missing) == len(FINDINGS):
+        raise missing[0]
     left_out = [(e, row, why) for e in results.loaded() for row, why in results.left_out[e]]
     lines += ["", *left_out_lines(left_out), README_BLOCK[1], ""]
     sources = ", ".join(f"{e} at {results.commit(e)}" for e in results.loaded())
@@ -596,7 +614,7 @@ def findings_command(argv: list[str]) -> int:
     try:
         results = Results(args.results)
         body = findings_markdown(results)
-    except (FileNotFoundError, ValueError) as err:
+    except (NotMeasured, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     command = shlex.join(["python", "recipes/findings.py", *argv])
