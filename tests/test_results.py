@@ -105,6 +105,31 @@ def test_paired_comparisons_count_shared_images_once_and_holm(runs) -> None:
     assert tied.equivalent == 0.0  # identical outcomes: equal within the margin
 
 
+def test_a_small_established_difference_is_marked_both_different_and_equal() -> None:
+    """One point of accuracy on 5,000 shared images, the same in both seeds: established
+    (t about 7) and inside the ±2-point margin (TOST), so the cell carries both marks."""
+    images = 5000
+    right = np.zeros(images, bool)
+    right[:4500] = True
+    more = right.copy()
+    more[4500:4550] = True  # 50 more images right: +1 point
+    rows, outcomes = [], {}
+    for seed in (0, 1):
+        for variant, acc in (("baseline", right), ("slightly-better", more)):
+            name = f"{variant}-seed{seed}"
+            rows.append({"variant": variant, "setting": "default", "seed": seed, "run": name,
+                         "acc": acc.mean(), "wall_s": 1.0})  # fmt: skip
+            outcomes[name] = {"index": np.arange(images), "acc": acc, "images_sha256": SHA}
+    (found,) = paired_comparisons(rows, ["acc"], outcomes)
+    se = math.sqrt(0.01 * 0.99 / images * images / (images - 1))
+    assert found.estimate.se == pytest.approx(se)
+    assert found.adjusted < 1e-9 and found.equivalent < 1e-9
+    md = markdown("x", "a test", "setup", "cmd", rows, ["acc"], outcomes)
+    line = next(line for line in md.splitlines() if line.startswith("| slightly-better | +"))
+    assert line.endswith("| +1.0 [+0.7, +1.3] (p<0.001)*= |")
+    assert "*= both, a difference smaller than the margin" in md
+
+
 def test_markdown_has_interval_table_paired_table_intervals_and_provenance(runs) -> None:
     rows, outcomes = runs
     origin = markdown_block(provenance("python recipes/compare.py --experiment x", 12.0, 60.0))

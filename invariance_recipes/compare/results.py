@@ -406,7 +406,8 @@ def paired_markdown(
     swept = any(p.setting != "default" for p in found)
     cells: dict[tuple[str, str], dict[str, str]] = {}
     for p in found:
-        mark = "*" if p.adjusted <= ALPHA else "=" if p.equivalent <= ALPHA else ""
+        # a difference can be both established and within the margin: small but real
+        mark = "*" * (p.adjusted <= ALPHA) + "=" * (p.equivalent <= ALPHA)
         interval = _interval_cell((p.estimate, True), signed=True)
         cells.setdefault((p.variant, p.setting), {})[p.column] = (
             f"{interval} (p{_p(p.adjusted)}){mark}"
@@ -419,8 +420,8 @@ def paired_markdown(
         f"{'/'.join(map(str, seeds))} seeds and the test images) with its 95% interval counting "
         f"seeds and images, and its two-sided p, Holm-corrected over all {len(found)} tests of "
         f"this table; * a difference established at {ALPHA}; = equal within ±{margin} points "
-        f"(two one-sided tests, TOST, Holm-corrected likewise); no mark: neither established "
-        f"(not established is not equal).",
+        f"(two one-sided tests, TOST, Holm-corrected likewise); *= both, a difference smaller "
+        f"than the margin; no mark: neither established (not established is not equal).",
         "",
         "| "
         + " | ".join(["variant", *(["setting"] if swept else []), *map(header, tested)])
