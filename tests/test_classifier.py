@@ -142,6 +142,21 @@ def test_consistency_is_measured_every_n_epochs_and_on_the_last(
     assert logged.epochs == measured
 
 
+def test_skipping_the_consistency_pass_leaves_the_training_unchanged() -> None:
+    """What lets the comparisons measure it every 5th epoch only: its offsets are keyed, so
+    the draws of the training (shuffle, augmentation, dropout) do not depend on it."""
+    weights = []
+    for every in (1, 5):
+        seed_everything(0)
+        model = small_model(consistency_every_n_epochs=every, head="mlp")  # with dropout
+        train, val = loaders()
+        shuffled = DataLoader(train.dataset, batch_size=BATCH, shuffle=True)  # torch's RNG
+        trainer(3).fit(model, shuffled, val)
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_checkpoint_rng_state_makes_the_next_draws_repeat() -> None:
     """What ``--resume`` relies on: the saved states give the same draws after a restore."""
     model = small_model()
