@@ -295,7 +295,12 @@ class InvarianceClassifier(L.LightningModule):
         # Applied when training restarts, after the sanity check has consumed randomness.
         self._pending_rng_state = checkpoint.get("rng_states")
 
-    def on_train_epoch_start(self) -> None:
+    def on_train_start(self) -> None:
+        """Restore a resumed run's RNG states before its first step. Not at the epoch's start:
+        Lightning skips ``on_train_epoch_start`` when it restarts mid-epoch, so the states
+        would wait for the next epoch and the draws in between (Gumbel noise, dropout) would
+        differ from the uninterrupted run's. Nothing draws between here and the first step:
+        the loaders have their own generators and the augmentation is keyed."""
         if self._pending_rng_state is not None:
             restore_rng_states(self._pending_rng_state)
             self._pending_rng_state = None

@@ -167,7 +167,7 @@ def test_checkpoint_rng_state_makes_the_next_draws_repeat() -> None:
     seed_everything(99)  # the resumed process starts from other states
     resumed = small_model()
     resumed.on_load_checkpoint(checkpoint)
-    resumed.on_train_epoch_start()  # where a resumed run applies them
+    resumed.on_train_start()  # where a resumed run applies them
     again = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
     assert torch.equal(first[0], again[0])
     assert np.array_equal(first[1], again[1])

@@ -213,6 +213,31 @@ def test_mid_epoch_sigterm_with_workers_resumes_bit_for_bit(workdir: Path) -> No
         assert torch.equal(final[1][key], value), key
 
 
+def test_mid_epoch_resume_is_exact_where_training_draws_from_torchs_rng(workdir: Path) -> None:
+    """LPS draws Gumbel noise from torch's global RNG in every training step (as dropout
+    does). Lightning skips ``on_train_epoch_start`` when it restarts mid-epoch, so a run
+    stopped by SIGTERM mid-epoch must restore its RNG states elsewhere to end with the
+    uninterrupted run's weights (it ended with other weights when it restored them there)."""
+    variant = "lps-circular"
+    args = [*QUICK, "--max_epochs", "3", "--logger", "none", "--variant", variant]
+    full = run_recipe("train.py", *args, "--run_name", f"{variant}-full", cwd=workdir)
+    assert full.returncode == 0, full.stderr[-3000:]
+    cut = [*args, "--run_name", f"{variant}-cut"]
+    assert _stopped_once_training(workdir, cut, signal.SIGTERM) == 143
+    resumed = run_recipe("train.py", *cut, "--resume", cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "(mid-epoch, step 1): exact" in resumed.stdout
+    final = [
+        torch.load(workdir / f"runs/{variant}-{name}/checkpoints/last.ckpt", weights_only=True)
+        for name in ("full", "cut")
+    ]
+    assert final[0]["global_step"] == final[1]["global_step"] == 6
+    weights = [f["state_dict"] for f in final]
+    assert weights[0].keys() == weights[1].keys()
+    for key, value in weights[0].items():
+        assert torch.equal(weights[1][key], value), key
+
+
 BAD_INPUT = [
     (["--variant", "nope"], "--variant: invalid choice: 'nope'"),
     (["--config", "nope.yaml"], "key \"variant\": 'nope' not among choices"),
