@@ -235,6 +235,12 @@ def test_a_claim_below_the_evidence_standard_is_not_established(results: Path) -
     assert "unseen-position: 3 seeds an arm" in table[4]
 
 
+def rows_by_claim(text: str) -> dict[str, str]:
+    """The findings table's rows, keyed by their claim."""
+    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    return {row.split(" | ")[0].removeprefix("| "): row for row in table}
+
+
 def test_one_arm_short_of_seeds_holds_back_only_the_claims_that_read_it(
     results: Path, tmp_path: Path
 ) -> None:
@@ -248,9 +254,7 @@ def test_one_arm_short_of_seeds_holds_back_only_the_claims_that_read_it(
             row["plateaued"] = 0.0
     write_rows(path, rows)
     (copy / "unseen-position" / TUNING_JSON).unlink()
-    text = findings_markdown(Results(copy))
-    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
-    by_claim = {row.split(" | ")[0].removeprefix("| "): row for row in table}
+    by_claim = rows_by_claim(findings_markdown(Results(copy)))
     below = "| not established: below the standard (small-shift: 4 seeds an arm, 5 needed) |"
     assert by_claim["anti-aliasing raises consistency, and accuracy with it"].endswith(below)
     assert by_claim[
@@ -277,8 +281,7 @@ def test_a_claim_without_its_runs_is_not_measured_and_the_others_are(
     assert findings_command(["--results", str(copy)]) == 0
     capsys.readouterr()
     text = (copy / FINDINGS_DIR / RESULTS_MD).read_text()
-    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
-    by_claim = {row.split(" | ")[0].removeprefix("| "): row for row in table}
+    by_claim = rows_by_claim(text)
     no_blurpool = "| nothing yet | not measured: small-shift has no trained run of blurpool |"
     assert by_claim["anti-aliasing raises consistency, and accuracy with it"].endswith(no_blurpool)
     assert by_claim[
