@@ -53,13 +53,28 @@ def slurm() -> None:
     assert up.returncode == 0, f"the SLURM cluster did not start: {up.stdout}{up.stderr}"
 
 
-def job_env() -> dict[str, str]:
-    """The submitting shell's environment, with this Python first on PATH for `python`."""
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return recipe_env(PATH=path)
+def job_env(first: Path | None = None) -> dict[str, str]:
+    """The submitting shell's environment, with this Python first on PATH for `python` (and
+    ``first`` before it)."""
+    folders = [*([str(first)] if first else []), str(Path(sys.executable).parent)]
+    return recipe_env(PATH=os.pathsep.join([*folders, os.environ.get("PATH", "")]))
 
 
-def sbatch(tmp_path: Path, name: str, *options: str) -> subprocess.CompletedProcess[str]:
+def slow_scontrol(folder: Path) -> Path:
+    """A folder whose ``scontrol`` is the real one, then a 3-second pause before it returns:
+    a requeue's SIGTERM then always reaches the job before ``scontrol requeue`` returns, as it
+    does on a loaded machine."""
+    folder.mkdir()
+    wrapper = folder / "scontrol"
+    real = shutil.which("scontrol")
+    wrapper.write_text(f'#!/bin/sh\n"{real}" "$@"\nstatus=$?\nsleep 3\nexit $status\n')
+    wrapper.chmod(0o755)
+    return folder
+
+
+def sbatch(
+    tmp_path: Path, name: str, *options: str, path_first: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Submit the template as README "Scaling out" shows, on CPU with two tasks."""
     return subprocess.run(
         [
@@ -83,7 +98,7 @@ def sbatch(tmp_path: Path, name: str, *options: str) -> subprocess.CompletedProc
             name,
         ],
         cwd=ROOT,
-        env=job_env(),
+        env=job_env(path_first),
         capture_output=True,
         text=True,
         timeout=900 if "--wait" in options else 60,
@@ -139,7 +154,10 @@ def test_sbatch_two_tasks_then_a_preempted_job_requeues_into_the_same_run(
     assert_matches_single_process(only_run_folder(tmp_path / "runs", "whole"))
     expected = read_test_metrics(tmp_path / "runs" / "whole")
 
-    submitted = sbatch(tmp_path, "preempted")
+    # the requeue's SIGTERM reaches the stopped run while it writes its record and says
+    # what happened: it must still say that it requeued the job (it said "stopped while
+    # starting; nothing to resume" when the signal came first)
+    submitted = sbatch(tmp_path, "preempted", path_first=slow_scontrol(tmp_path / "bin"))
     assert submitted.returncode == 0, submitted.stderr
     job = submitted.stdout.strip().split(";")[0]
     last = tmp_path / "runs" / "preempted" / "checkpoints" / "last.ckpt"
@@ -182,6 +200,7 @@ def test_sbatch_two_tasks_then_a_preempted_job_requeues_into_the_same_run(
     # the stop saved, then rank 0 requeued the job (Lightning's own handler never ran)
     assert f"requeued SLURM job {job}: it runs again with --resume" in log, log[-4000:]
     assert "Handling auto-requeue signal" not in log
+    assert "while starting" not in log, log[-4000:]
     assert not list(run_dir.glob("hpc_ckpt_*.ckpt"))
     for key in expected:
         assert got[key] == expected[key], key

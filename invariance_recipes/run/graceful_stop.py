@@ -57,6 +57,16 @@ class GracefulStop(L.Callback):
             signal.signal(signum, handler)
         self._previous = {}
 
+    def ignore_sigterm(self) -> None:
+        """Ignore SIGTERM from now on, also after :meth:`uninstall` (the caller's handler comes
+        back when the process has said what happened): for a stopped run whose state is saved
+        and whose SLURM job is requeued, since SLURM signals the job's processes while they
+        still write their record. Handled, the signal cut that short and left "stopped while
+        starting; nothing to resume" in the job's log instead of the requeue."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self._previous.pop(signal.SIGTERM, None)
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT and self._fitting and not self.stop_after_epoch:
             self.stop_after_epoch = True

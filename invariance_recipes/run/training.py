@@ -91,8 +91,10 @@ def train(args: Sequence[str] | None = None) -> tuple[Path, dict[str, float]]:
     except (Interrupted, SIGTERMException) as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGTERM
         message = _stopped_message(signum, stage, stop.saved, trainer)
-        if signum == signal.SIGUSR1 and under_slurm_batch_job() and trainer.is_global_zero:
-            message += "; " + requeue_job()  # the time limit is near: run again, resumed
+        if signum == signal.SIGUSR1 and under_slurm_batch_job():
+            stop.ignore_sigterm()  # every rank: the requeue signals them all
+            if trainer.is_global_zero:
+                message += "; " + requeue_job()  # the time limit is near: run again, resumed
         stopped = StoppedEarly(message, signum)
         _record(cli, "stopped", str(stopped), stopped.exit_code, signum == signal.SIGTERM)
         if stop.saved is None and stage == "fit" and cli.created_run_dir:
