@@ -420,12 +420,12 @@ def test_outcomes_pair_up_and_reproduce_the_table(comparison) -> None:
     [("unseen-position", ["baseline", "global-pooling"]), ("augmentation-sweep", ["baseline"])],
 )
 def test_quick_mode_produces_every_column(name: str, variants: list[str], tmp_path: Path) -> None:
-    """The smallest run of the other experiments still fills every column of the table."""
+    """The smallest run of the other experiments still fills every column of the table, and
+    succeeds though its runs are too short to learn (``--quick`` warns on a collapse)."""
     out = tmp_path / "results"
     argv = [
         "--experiment", name, "--quick", "--variants", *variants, "--logger", "none",
         "--out", str(out), "--", "--data.max_samples", "40", "--trainer.max_epochs", "1",
-        "--on_collapse", "warn",
     ]  # fmt: skip
     assert compare_command(argv) == 0
     experiment = get_experiment(name)
