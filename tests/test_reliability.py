@@ -423,6 +423,8 @@ def test_compare_lists_a_collapsed_run_as_failed(tmp_path: Path) -> None:
         "1",
         "--model.lr",
         "1.0",
+        "--on_collapse",  # --quick warns; options after -- win
+        "fail",
         cwd=tmp_path,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
