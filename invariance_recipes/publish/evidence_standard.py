@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from invariance_recipes.compare.results import Row
+from invariance_recipes.compare.run_rule import parse_flag
 from invariance_recipes.compare.tuning import untuned_arms
 
 #: The fewest seeds of an arm a published claim rests on (runs left out by the run rule do not
@@ -28,7 +29,7 @@ def arm_shortfalls(
     lacking: dict[str, int] = {}
     if len(rows) < PUBLISHED_SEEDS:
         lacking["seeds"] = len(rows)
-    if any(str(row.get("plateaued", "")).strip() == "" for row in rows):
+    if any(parse_flag(row.get("plateaued", "")) == "" for row in rows):
         lacking["plateau record"] = 1
     if tuning is None or untuned_arms(tuning, [(variant, setting)]):
         lacking["tuning"] = 1

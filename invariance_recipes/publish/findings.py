@@ -136,11 +136,13 @@ class Results:
         """Why the (experiment, variant, setting) arms fall short of the evidence standard, per
         experiment ("" when they meet it)."""
         lacking: dict[str, list[dict[str, int]]] = {}
+        tunings: dict[str, dict | None] = {}
         for experiment, variant, setting in sorted(set(arms)):
             rows = list(self.by_seed(experiment, variant, setting).values())
-            tuning = read_tuning(self.root / experiment)
+            if experiment not in tunings:
+                tunings[experiment] = read_tuning(self.root / experiment)
             lacking.setdefault(experiment, []).append(
-                arm_shortfalls(rows, tuning, variant, setting)
+                arm_shortfalls(rows, tunings[experiment], variant, setting)
             )
         return "; ".join(filter(None, (describe_shortfalls(e, a) for e, a in lacking.items())))
 
