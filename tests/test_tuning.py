@@ -9,9 +9,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
+from invariance_recipes.compare.adoption import adopt_trial, options_of, without_bookkeeping
 from invariance_recipes.compare.comparison import (
     STARTING_DIR,
     common_args,
@@ -39,6 +42,8 @@ from invariance_recipes.compare.tuning import (
     tuning_markdown,
 )
 from invariance_recipes.lightning_modules.callbacks import CURVE_CSV, TESTED, read_curve
+from invariance_recipes.measure.outcomes import OUTCOMES_NPZ, load_outcomes
+from recipe_runs import read_test_metrics
 
 
 def test_every_experiment_tunes_the_same_learning_rates_and_no_batch_size() -> None:
@@ -166,7 +171,7 @@ def test_merge_refuses_runs_from_mixed_code_unless_allowed(tmp_path: Path, capsy
 
 @pytest.mark.slow
 def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
-    tmp_path: Path,
+    tmp_path: Path, capsys
 ) -> None:
     out = tmp_path / "results"
     argv = [
@@ -200,6 +205,9 @@ def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
     assert arm["choice"] == {"lr": max(best, key=lambda lr: (best[lr], -lr))}
     assert [r["values"]["lr"] for r in arm["trials"]] == [0.001, 0.003, 0.01]
 
+    kept = tmp_path / "kept"  # the same tuning with its checkpoints, for the adoption below
+    shutil.copytree(out, kept)
+
     # published, the tuning keeps its records but not its weights; continued from a clone, it
     # reuses every finished trial instead of training it again
     runs = out / "tuning" / "runs"
@@ -219,6 +227,34 @@ def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
     assert f"| lr {arm['choice']['lr']:g} |" in md
     # tuning after runs exist would mix untuned runs with tuned ones
     assert compare_command([*argv[:-3], "--tune", *argv[-3:]]) == 2
+
+    # With the trial's checkpoints at hand, the seed-0 run adopts the chosen trial's training
+    # instead of training it again, and ends exactly as the run trained above.
+    at = argv.index("--out") + 1
+    assert compare_command([*argv[:at], str(kept), *argv[at + 1 :]]) == 0
+    adopted = kept / "runs" / run_dir.name
+    trial = (
+        kept
+        / "tuning"
+        / "runs"
+        / next(r["run"] for r in arm["trials"] if r["values"] == arm["choice"])
+    )
+    assert f"trained already by the tuning run {trial.name}" in capsys.readouterr().out
+    assert (adopted / CURVE_CSV).read_text() == (trial / CURVE_CSV).read_text()
+    assert (adopted / STARTED_JSON).read_text() == (trial / STARTED_JSON).read_text()
+    assert yaml.safe_load((adopted / "config.yaml").read_text())["run_name"] == run_dir.name
+    tested = json.loads((adopted / TESTED).read_text())["checkpoint"]
+    assert (adopted / tested).is_file() and not tested.startswith("/")  # its own copy
+    assert not (trial / TESTED).exists()  # the trial stays an untested tuning run
+    for checkpoint in (adopted / "checkpoints").glob("*.ckpt"):  # none points at the trial's
+        states = torch.load(checkpoint, weights_only=True)["callbacks"].values()
+        folders = {state["dirpath"] for state in states if "dirpath" in state}
+        assert folders == {str((adopted / "checkpoints").resolve())}, checkpoint.name
+    assert read_test_metrics(adopted) == read_test_metrics(run_dir)
+    ours, theirs = (load_outcomes(d / OUTCOMES_NPZ) for d in (adopted, run_dir))
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert np.array_equal(ours[key], theirs[key]), key
 
 
 @pytest.mark.slow
@@ -357,3 +393,22 @@ def test_git_keeps_the_records_of_published_runs_and_not_their_weights() -> None
         check=False,
     )
     assert found.stdout.split() == dropped
+
+
+@pytest.mark.parametrize(
+    "changed", [["--model.lr", "0.01"], ["--trainer.max_steps", "7"], ["--variant", "blurpool"]]
+)
+def test_a_run_adopts_no_trial_that_trained_other_options(tmp_path: Path, changed) -> None:
+    """The trial's saved options, bookkeeping aside, must equal the run's: a comparison
+    continued with another option (after ``--``) trains its seed-0 run itself."""
+    common = ["--variant", "baseline", "--model.lr", "0.003", "--trainer.max_steps", "6"]
+    trial_dir = tmp_path / "tuning" / "trial"
+    (trial_dir / "checkpoints").mkdir(parents=True)
+    (trial_dir / "checkpoints" / "last.ckpt").write_bytes(b"never read")
+    trained = [*common, "--trainer.limit_test_batches", "0", "--run_name", "trial"]
+    (trial_dir / "config.yaml").write_text(yaml.safe_dump(options_of(trained)))
+    runs_dir = tmp_path / "runs"
+    run = [*common, "--runs_dir", str(runs_dir), "--run_name", "seed0"]
+    assert without_bookkeeping(options_of(run)) == without_bookkeeping(options_of(trained))
+    assert not adopt_trial([*run, *changed], "seed0", trial_dir, runs_dir)
+    assert not runs_dir.exists()

@@ -39,6 +39,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from invariance_recipes.common.atomic_write import atomic_write_json, atomic_write_text
 from invariance_recipes.common.file_lock import file_lock
+from invariance_recipes.compare.adoption import adopt_trial
 from invariance_recipes.compare.convergence import (
     LEARNING_CURVES_PNG,
     convergence_markdown,
@@ -86,6 +87,7 @@ from invariance_recipes.compare.tuning import (
     TUNING_JSON,
     TUNING_SEED,
     arm_of,
+    chosen_trial,
     read_tuning,
     trial_record,
     trials,
@@ -155,6 +157,7 @@ class Run:
     seed: int
     name: str
     args: tuple[str, ...]
+    trial: str | None = None  # the tuning run that trained the same options, if any
 
 
 def check_extra(extra: list[str]) -> None:
@@ -249,24 +252,31 @@ def plan(
     for setting, setting_args in experiment.settings().items():
         for variant in variants:
             tuned = tuned_args(tuning, variant, setting)
+            trial = chosen_trial(tuning, variant, setting)
             for seed in range(seeds):
                 parts = [label, variant, *([] if setting == "default" else [setting])]
                 name = "-".join([*parts, f"seed{seed}"])
                 args = ("--variant", variant, "--seed_everything", str(seed), "--run_name", name)
-                runs.append(
-                    Run(variant, setting, seed, name, (*tuned, *common, *setting_args, *args))
-                )
+                options = (*tuned, *common, *setting_args, *args)
+                same = trial if seed == TUNING_SEED else None
+                runs.append(Run(variant, setting, seed, name, options, same))
     return runs
 
 
-def train_or_reuse(args: tuple[str, ...], name: str, runs_dir: Path) -> tuple[Path, dict]:
-    """Train a run, resume it, or reuse its finished training; returns its folder and test
-    metrics. The folder records the code the run started from (``started.json``): measured
-    before a fresh start and kept under the run's name until its folder exists, so a run
-    resumed after a crash or a preemption keeps the commit it started from."""
+def train_or_reuse(
+    args: tuple[str, ...], name: str, runs_dir: Path, trial_dir: Path | None = None
+) -> tuple[Path, dict]:
+    """Train a run, resume it, or reuse its finished training (its own, or the tuning run's
+    in ``trial_dir`` when that trained the same options: :mod:`.adoption`); returns its
+    folder and test metrics. The folder records the code the run started from
+    (``started.json``): measured before a fresh start and kept under the run's name until its
+    folder exists, so a run resumed after a crash or a preemption keeps the commit it started
+    from."""
     done = finished_run(runs_dir, name)
     if done is not None and (metrics := finished_metrics(done)) is not None:
         return done, metrics
+    if trial_dir is not None and adopt_trial(args, name, trial_dir, runs_dir):
+        print(f"{name}: trained already by the tuning run {trial_dir.name}; testing it", flush=True)
     try:  # the latest folder of this run name that holds a checkpoint, if any
         run_dir: Path | None = resolve_run_dir(runs_dir, name, resume=True)
     except UsageError:
@@ -288,7 +298,9 @@ def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
     """Train a run (or resume it, or reuse its finished training) and measure it once: the
     table's columns, the per-image outcomes for the paired tests, and whether it trained."""
     start = time.monotonic()
-    run_dir, metrics = train_or_reuse(run.args, run.name, runs_dir)
+    tuning_runs = runs_dir.parent / TUNING_DIR / "runs"
+    trial_dir = finished_run(tuning_runs, run.trial) if run.trial else None
+    run_dir, metrics = train_or_reuse(run.args, run.name, runs_dir, trial_dir)
     trained = time.monotonic()
     # training and test over every attempt (a resumed run began in another invocation), as
     # the run recorded them; runs trained before they did count this invocation's

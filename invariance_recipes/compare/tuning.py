@@ -137,6 +137,13 @@ def tuned_args(tuning: Mapping[str, Any] | None, variant: str, setting: str) -> 
     return [a for key, value in (chosen or {}).items() for a in (f"--model.{key}", str(value))]
 
 
+def chosen_trial(tuning: Mapping[str, Any] | None, variant: str, setting: str) -> str | None:
+    """The name of the tuning run that trained the arm's choice (with :data:`TUNING_SEED`)."""
+    entry = (tuning or {"arms": {}})["arms"].get(arm_of(variant, setting)) or {}
+    chosen = [t for t in entry.get("trials", ()) if t["values"] == entry.get("choice")]
+    return chosen[0].get("run") if chosen else None
+
+
 def tuning_markdown(tuning: Mapping[str, Any] | None, arms: Sequence[tuple[str, str]]) -> list[str]:
     """The section of ``results.md`` that says how each arm was tuned (lines)."""
     lines = ["## Tuning", ""]
