@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from invariance_recipes.compare.adoption import adopt_trial, options_of, without_bookkeeping
+from invariance_recipes.compare.adoption import adopt, options_of, without_bookkeeping
 from invariance_recipes.compare.comparison import (
     STARTING_DIR,
     common_args,
@@ -239,7 +239,7 @@ def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
         / "runs"
         / next(r["run"] for r in arm["trials"] if r["values"] == arm["choice"])
     )
-    assert f"trained already by the tuning run {trial.name}" in capsys.readouterr().out
+    assert f"trained already as {trial} (same options and seed)" in capsys.readouterr().out
     assert (adopted / CURVE_CSV).read_text() == (trial / CURVE_CSV).read_text()
     assert (adopted / STARTED_JSON).read_text() == (trial / STARTED_JSON).read_text()
     assert yaml.safe_load((adopted / "config.yaml").read_text())["run_name"] == run_dir.name
@@ -255,6 +255,18 @@ def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
     assert ours.keys() == theirs.keys()
     for key in ours:
         assert np.array_equal(ours[key], theirs[key]), key
+
+    # Another comparison with --reuse-runs adopts the tuning runs from there, and its seed-0
+    # run then adopts its own chosen trial: nothing is trained, the numbers are the same.
+    third = tmp_path / "third"
+    reuse = ["--reuse-runs", str(kept)]
+    tune_third = [*argv[:at], str(third), *argv[at + 1 : -3], "--tune", *reuse, *argv[-3:]]
+    assert compare_command(tune_third) == 0
+    assert capsys.readouterr().out.count("(same options and seed); testing it") == 3
+    assert json.loads((third / TUNING_JSON).read_text())["arms"] == tuning["arms"]
+    assert compare_command([*argv[:at], str(third), *argv[at + 1 :]]) == 0
+    assert "(same options and seed); testing it" in capsys.readouterr().out
+    assert read_test_metrics(third / "runs" / run_dir.name) == read_test_metrics(run_dir)
 
 
 @pytest.mark.slow
@@ -405,10 +417,20 @@ def test_a_run_adopts_no_trial_that_trained_other_options(tmp_path: Path, change
     trial_dir = tmp_path / "tuning" / "trial"
     (trial_dir / "checkpoints").mkdir(parents=True)
     (trial_dir / "checkpoints" / "last.ckpt").write_bytes(b"never read")
+    (trial_dir / "test_metrics.json").write_text("{}")  # training finished
     trained = [*common, "--trainer.limit_test_batches", "0", "--run_name", "trial"]
     (trial_dir / "config.yaml").write_text(yaml.safe_dump(options_of(trained)))
     runs_dir = tmp_path / "runs"
     run = [*common, "--runs_dir", str(runs_dir), "--run_name", "seed0"]
     assert without_bookkeeping(options_of(run)) == without_bookkeeping(options_of(trained))
-    assert not adopt_trial([*run, *changed], "seed0", trial_dir, runs_dir)
+    assert adopt([*run, *changed], "seed0", [trial_dir], runs_dir) is None
     assert not runs_dir.exists()
+
+
+def test_reuse_runs_names_a_missing_folder(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "elsewhere"
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(["--experiment", "receptive-field", "--reuse-runs", str(missing)])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.endswith(f"error: --reuse-runs {missing}: no such folder; pass a comparison's --out")

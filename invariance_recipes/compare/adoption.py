@@ -1,14 +1,17 @@
-"""A comparison run that its tuning has trained already is adopted, not trained again.
+"""A comparison run that was trained already is adopted, not trained again.
 
-``--tune`` trains every arm once per grid point with seed 0, the seed of the arm's first
-comparison run, so the trial of the chosen point trained exactly what that run would train.
-When the trial still holds its checkpoints and its saved options equal the run's (the run's
-name and folder aside), the run takes over the trial's training: the trial's folder is copied
-under the run's name, the checkpoints are told where they now are, and the run is resumed
-from there, which only tests its best checkpoint. On this CPU that gives the run trained
-again bit for bit (tested) and saves one training run per arm, an eighth of a tuned 5-seed
-comparison. The run keeps the trial's record of its code (``started.json``) and its training
-seconds; its W&B run starts at the test (the training curve is the trial's W&B run's).
+Two cases train the same thing twice. ``--tune`` trains every arm once per grid point with
+seed 0, the seed of the arm's first comparison run, so the trial of the chosen point trained
+exactly what that run would train. And two experiments may share a configuration (the
+receptive-field experiment's three-stage network is the unseen-position baseline); with
+``--reuse-runs`` a comparison looks for its runs and tuning runs in the other's folder.
+
+A finished run with checkpoints whose saved options equal the run's (the run's name, folder
+and reporting aside, seed included) is adopted: its folder is copied under the run's name, the
+checkpoints are told where they now are, and the run is resumed from there, which only tests
+its best checkpoint. On this CPU that gives the run trained again bit for bit (tested). The
+run keeps the adopted run's record of its code (``started.json``) and its training seconds;
+its W&B run starts at the test (the training curve is in the adopted run's W&B run).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import torch
 import yaml
 
+from invariance_recipes.compare.tuning import TUNING_DIR
 from invariance_recipes.lightning_modules.callbacks import TESTED
 from invariance_recipes.run.checkpoints import LAST
 from invariance_recipes.run.cli import TrainCLI
@@ -44,22 +48,45 @@ NOT_ADOPTED = (TEST_METRICS, TESTED, STATUS, WANDB_ID_FILE, "wandb")
 CHECKPOINT_PATHS = ("best_model_path", "kth_best_model_path", "last_model_path")
 
 
-def adopt_trial(args: Sequence[str], name: str, trial_dir: Path, runs_dir: Path) -> bool:
-    """Give run ``name`` (training options ``args``) the training of the tuning run in
-    ``trial_dir``, if that run trained the same options and kept its checkpoints; returns
-    whether it did. The run must have no folder yet."""
-    if versions(runs_dir, name) or not (trial_dir / CHECKPOINTS / LAST).is_file():
-        return False
-    if without_bookkeeping(saved_options(trial_dir)) != without_bookkeeping(options_of(args)):
-        return False
+def adopt(
+    args: Sequence[str], name: str, candidates: Sequence[Path], runs_dir: Path
+) -> Path | None:
+    """Give run ``name`` (training options ``args``, under ``runs_dir``) the training of the
+    first of the ``candidates`` (run folders) that finished training the same options and kept
+    its checkpoints; returns the folder adopted, or ``None``. The run must have no folder."""
+    found = [c for c in candidates if adoptable(c)]
+    if versions(runs_dir, name) or not found:
+        return None
+    wanted = without_bookkeeping(options_of(args))
+    source = next((c for c in found if without_bookkeeping(saved_options(c)) == wanted), None)
+    if source is None:
+        return None
     staging = runs_dir / f".adopting-{name}"
     shutil.rmtree(staging, ignore_errors=True)  # a copy an earlier attempt left half done
-    shutil.copytree(trial_dir, staging, ignore=shutil.ignore_patterns(*NOT_ADOPTED))
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns(*NOT_ADOPTED))
     run_dir = runs_dir / name
     for checkpoint in (staging / CHECKPOINTS).glob("*.ckpt"):
         relocate_checkpoint(checkpoint, run_dir / CHECKPOINTS)
     staging.rename(run_dir)  # whole or not at all: a resume never sees half a copy
-    return True
+    return source
+
+
+def adoptable(run_dir: Path) -> bool:
+    """Whether ``run_dir`` finished training (it wrote its test record, empty for a tuning
+    run) and still holds the checkpoint to resume from."""
+    return (run_dir / TEST_METRICS).is_file() and (run_dir / CHECKPOINTS / LAST).is_file()
+
+
+def run_folders(results: Sequence[Path]) -> list[Path]:
+    """The run folders of results folders: the comparison's runs and the tuning's."""
+    parents = [folder / sub for folder in results for sub in ("runs", f"{TUNING_DIR}/runs")]
+    return [
+        run_dir
+        for parent in parents
+        if parent.is_dir()
+        for run_dir in sorted(parent.iterdir())
+        if run_dir.is_dir() and not run_dir.name.startswith(".")
+    ]
 
 
 def options_of(args: Sequence[str]) -> dict[str, Any]:

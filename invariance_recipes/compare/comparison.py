@@ -39,7 +39,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from invariance_recipes.common.atomic_write import atomic_write_json, atomic_write_text
 from invariance_recipes.common.file_lock import file_lock
-from invariance_recipes.compare.adoption import adopt_trial
+from invariance_recipes.compare.adoption import adopt, run_folders
 from invariance_recipes.compare.convergence import (
     LEARNING_CURVES_PNG,
     convergence_markdown,
@@ -264,19 +264,19 @@ def plan(
 
 
 def train_or_reuse(
-    args: tuple[str, ...], name: str, runs_dir: Path, trial_dir: Path | None = None
+    args: tuple[str, ...], name: str, runs_dir: Path, candidates: Sequence[Path] = ()
 ) -> tuple[Path, dict]:
-    """Train a run, resume it, or reuse its finished training (its own, or the tuning run's
-    in ``trial_dir`` when that trained the same options: :mod:`.adoption`); returns its
-    folder and test metrics. The folder records the code the run started from
+    """Train a run, resume it, or reuse its finished training (its own, or that of the first
+    of the ``candidates`` run folders that trained the same options: :mod:`.adoption`);
+    returns its folder and test metrics. The folder records the code the run started from
     (``started.json``): measured before a fresh start and kept under the run's name until its
     folder exists, so a run resumed after a crash or a preemption keeps the commit it started
     from."""
     done = finished_run(runs_dir, name)
     if done is not None and (metrics := finished_metrics(done)) is not None:
         return done, metrics
-    if trial_dir is not None and adopt_trial(args, name, trial_dir, runs_dir):
-        print(f"{name}: trained already by the tuning run {trial_dir.name}; testing it", flush=True)
+    if (source := adopt(args, name, candidates, runs_dir)) is not None:
+        print(f"{name}: trained already as {source} (same options and seed); testing it")
     try:  # the latest folder of this run name that holds a checkpoint, if any
         run_dir: Path | None = resolve_run_dir(runs_dir, name, resume=True)
     except UsageError:
@@ -294,13 +294,14 @@ def train_or_reuse(
     return run_dir, metrics
 
 
-def execute(run: Run, experiment: Experiment, runs_dir: Path) -> Row:
-    """Train a run (or resume it, or reuse its finished training) and measure it once: the
-    table's columns, the per-image outcomes for the paired tests, and whether it trained."""
+def execute(run: Run, experiment: Experiment, runs_dir: Path, reuse: Sequence[Path] = ()) -> Row:
+    """Train a run (or resume it, or reuse its finished training, or adopt the same run's
+    from its tuning or from the ``reuse`` results folders) and measure it once: the table's
+    columns, the per-image outcomes for the paired tests, and whether it trained."""
     start = time.monotonic()
-    tuning_runs = runs_dir.parent / TUNING_DIR / "runs"
-    trial_dir = finished_run(tuning_runs, run.trial) if run.trial else None
-    run_dir, metrics = train_or_reuse(run.args, run.name, runs_dir, trial_dir)
+    trial = finished_run(runs_dir.parent / TUNING_DIR / "runs", run.trial) if run.trial else None
+    candidates = [*([trial] if trial else []), *run_folders(reuse)]
+    run_dir, metrics = train_or_reuse(run.args, run.name, runs_dir, candidates)
     trained = time.monotonic()
     # training and test over every attempt (a resumed run began in another invocation), as
     # the run recorded them; runs trained before they did count this invocation's
@@ -490,7 +491,7 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
     start = time.monotonic()
     common = common_args(args, experiment, extra, out)
     if args.tune:
-        return tune(experiment, label, variants, common, out, shard)
+        return tune(experiment, label, variants, common, out, shard, args.reuse_runs)
     tuning = read_tuning(out)
     arms = [(variant, setting) for setting in experiment.settings() for variant in variants]
     if tuning is not None and (untuned := untuned_arms(tuning, arms)):
@@ -502,7 +503,7 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
     runs = plan(experiment, label, variants, args.seeds, common, tuning)
     names = [run.name for run in runs]
     if shard is not None:
-        return run_shard(shard, runs, experiment, out, options)
+        return run_shard(shard, runs, experiment, out, options, args.reuse_runs)
     absorb_shards(out, options, names, merge=args.merge)
     if args.merge:
         rows, stopped = read_rows(out / RESULTS_CSV), 0
@@ -516,7 +517,7 @@ def compare(args: argparse.Namespace, extra: list[str]) -> int:
                 "or pass --allow-mixed-code to merge anyway (results.md will say so)"
             )
     else:
-        rows, failures, stopped = run_all(runs, experiment, out)
+        rows, failures, stopped = run_all(runs, experiment, out, reuse=args.reuse_runs)
     if rows:
         rows = [row | experiment.derived(row) for row in rows]
         command = command_of(args, experiment, extra, rows)
@@ -594,10 +595,12 @@ def tune(
     common: list[str],
     out: Path,
     shard: Shard | None = None,
+    reuse: Sequence[Path] = (),
 ) -> int:
     """Train every arm once per grid point (seed 0, no test; with ``shard``, its slice only)
     and record the choices by validation accuracy in ``tuning.json``, rebuilt after each run
-    from every finished tuning run, so shards share it; returns the exit code."""
+    from every finished tuning run, so shards share it; returns the exit code. A trial that
+    a run in the ``reuse`` results folders trained already is adopted from there."""
     arms = [(variant, setting) for setting in experiment.settings() for variant in variants]
     names = {arm_of(*arm) for arm in arms}
     rows = read_rows(out / RESULTS_CSV)
@@ -613,6 +616,7 @@ def tune(
     runs_dir = out / TUNING_DIR / "runs"
     settings = experiment.settings()
     mine = select(found, shard) if shard is not None else found
+    candidates = run_folders(reuse)
     failures = []
     for i, trial in enumerate(mine, 1):
         print(f"[{i}/{len(mine)}] tuning {trial.name}", flush=True)
@@ -632,7 +636,7 @@ def tune(
             trial.name,
         )
         try:
-            train_or_reuse(args, trial.name, runs_dir)
+            train_or_reuse(args, trial.name, runs_dir, candidates)
         except StoppedEarly:
             print("tuning stopped; rerun the same command to resume it", file=sys.stderr)
             return 130
@@ -680,13 +684,18 @@ def finished_run(runs_dir: Path, name: str) -> Path | None:
 
 
 def run_shard(
-    shard: Shard, runs: list[Run], experiment: Experiment, out: Path, options: dict[str, object]
+    shard: Shard,
+    runs: list[Run],
+    experiment: Experiment,
+    out: Path,
+    options: dict[str, object],
+    reuse: Sequence[Path] = (),
 ) -> int:
     """Train one shard's runs into its own CSV; its manifest marks it finished for the merge."""
     mine = select(runs, shard)
     print(f"shard {shard.label}: {len(mine)} of {len(runs)} runs", flush=True)
     shard.csv(out).parent.mkdir(parents=True, exist_ok=True)
-    _, failures, stopped = run_all(mine, experiment, out, shard.csv(out))
+    _, failures, stopped = run_all(mine, experiment, out, shard.csv(out), reuse)
     if stopped:
         return stopped
     write_manifest(out, shard, options, [run.name for run in runs])
@@ -725,7 +734,11 @@ def absorb_shards(out: Path, options: dict[str, object], names: list[str], merge
 
 
 def run_all(
-    runs: list[Run], experiment: Experiment, out: Path, csv_path: Path | None = None
+    runs: list[Run],
+    experiment: Experiment,
+    out: Path,
+    csv_path: Path | None = None,
+    reuse: Sequence[Path] = (),
 ) -> tuple[list[Row], list[str], int]:
     """Execute the runs not in ``csv_path`` (``results.csv``) yet, adding each row to it.
 
@@ -766,7 +779,7 @@ def run_all(
                 if any(r["run"] == run.name and measured_intact(r, out) for r in rows):
                     print(f"{where}: finished by another process, skipped", flush=True)
                     continue
-                row = execute(run, experiment, runs_dir)
+                row = execute(run, experiment, runs_dir, reuse)
                 rows = add_row(csv_path, row)
         except StoppedEarly as stop:
             print(f"{where}: stopped; rerun the same command to resume it", file=sys.stderr)
@@ -879,6 +892,16 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         "the choice by validation accuracy in tuning.json, which the comparison then reads",
     )
     parser.add_argument(
+        "--reuse-runs",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="results folders of other comparisons: a run or tuning run of this one that a "
+        "finished run there trained already (same options and seed, checkpoints kept) is "
+        "adopted from there and only tested",
+    )
+    parser.add_argument(
         "--allow-mixed-code",
         action="store_true",
         help="let --merge fold runs from different commits or a dirty tree (results.md says so)",
@@ -888,6 +911,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     args.dataset = args.dataset or EXPERIMENTS[args.experiment].dataset
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: pass at least 1")
+    for folder in args.reuse_runs:
+        if not folder.is_dir():
+            parser.error(f"--reuse-runs {folder}: no such folder; pass a comparison's --out")
     if args.tune and args.merge:
         parser.error("--tune trains the tuning runs; --merge trains nothing: pass one of them")
     return args, extra
