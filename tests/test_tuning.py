@@ -264,6 +264,9 @@ def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
     assert compare_command(tune_third) == 0
     assert capsys.readouterr().out.count("(same options and seed); testing it") == 3
     assert json.loads((third / TUNING_JSON).read_text())["arms"] == tuning["arms"]
+    # the chosen trial may adopt kept's tested seed-0 run: nothing of that run's test comes along
+    trials_there = third / "tuning" / "runs"
+    assert not [*trials_there.glob(f"*/{OUTCOMES_NPZ}"), *trials_there.glob("*/shift_*")]
     assert compare_command([*argv[:at], str(third), *argv[at + 1 :]]) == 0
     assert "(same options and seed); testing it" in capsys.readouterr().out
     assert read_test_metrics(third / "runs" / run_dir.name) == read_test_metrics(run_dir)

@@ -29,6 +29,7 @@ import yaml
 
 from invariance_recipes.compare.tuning import TUNING_DIR
 from invariance_recipes.lightning_modules.callbacks import TESTED
+from invariance_recipes.measure.outcomes import OUTCOMES_NPZ
 from invariance_recipes.run.checkpoints import LAST
 from invariance_recipes.run.cli import TrainCLI
 from invariance_recipes.run.loggers import WANDB_ID_FILE
@@ -41,9 +42,12 @@ BOOKKEEPING = (
     "run_name", "runs_dir", "resume", "ckpt_path", "logger", "project", "experiment",
     "log_model", "on_collapse", "trainer.limit_test_batches", "trainer.enable_progress_bar",
 )  # fmt: skip
-#: What a trial's folder holds that belongs to that run alone: its (skipped) test's outputs,
-#: how it ended, its W&B run.
-NOT_ADOPTED = (TEST_METRICS, TESTED, STATUS, WANDB_ID_FILE, "wandb")
+#: What a run's folder holds that belongs to that run alone: its test's outputs (a tuning
+#: run's test is skipped; a comparison run's is done again), its measured outcomes, how it
+#: ended, its W&B run.
+NOT_ADOPTED = (
+    TEST_METRICS, TESTED, "shift_*", OUTCOMES_NPZ, STATUS, WANDB_ID_FILE, "wandb",
+)  # fmt: skip
 #: The path fields of a ModelCheckpoint's state (``best_k_models`` is keyed by paths too).
 CHECKPOINT_PATHS = ("best_model_path", "kth_best_model_path", "last_model_path")
 
