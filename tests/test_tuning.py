@@ -14,7 +14,12 @@ import pytest
 import torch
 import yaml
 
-from invariance_recipes.compare.adoption import adopt, options_of, without_bookkeeping
+from invariance_recipes.compare.adoption import (
+    ADOPTED_JSON,
+    adopt,
+    options_of,
+    without_bookkeeping,
+)
 from invariance_recipes.compare.comparison import (
     STARTING_DIR,
     common_args,
@@ -240,6 +245,7 @@ def test_tune_selects_on_validation_and_the_comparison_trains_with_the_choice(
         / next(r["run"] for r in arm["trials"] if r["values"] == arm["choice"])
     )
     assert f"trained already as {trial} (same options and seed)" in capsys.readouterr().out
+    assert json.loads((adopted / ADOPTED_JSON).read_text()) == {"from": str(trial)}
     assert (adopted / CURVE_CSV).read_text() == (trial / CURVE_CSV).read_text()
     assert (adopted / STARTED_JSON).read_text() == (trial / STARTED_JSON).read_text()
     assert yaml.safe_load((adopted / "config.yaml").read_text())["run_name"] == run_dir.name

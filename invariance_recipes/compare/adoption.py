@@ -10,8 +10,9 @@ A finished run with checkpoints whose saved options equal the run's (the run's n
 and reporting aside, seed included) is adopted: its folder is copied under the run's name, the
 checkpoints are told where they now are, and the run is resumed from there, which only tests
 its best checkpoint. On this CPU that gives the run trained again bit for bit (tested). The
-run keeps the adopted run's record of its code (``started.json``) and its training seconds;
-its W&B run starts at the test (the training curve is in the adopted run's W&B run).
+run keeps the adopted run's record of its code (``started.json``) and its training seconds,
+and names the folder it adopted (``adopted.json``); its W&B run starts at the test (the
+training curve is in the adopted run's W&B run).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 import yaml
 
+from invariance_recipes.common.atomic_write import atomic_write_json
 from invariance_recipes.compare.tuning import TUNING_DIR
 from invariance_recipes.lightning_modules.callbacks import TESTED
 from invariance_recipes.measure.outcomes import OUTCOMES_NPZ
@@ -42,11 +44,13 @@ BOOKKEEPING = (
     "run_name", "runs_dir", "resume", "ckpt_path", "logger", "project", "experiment",
     "log_model", "on_collapse", "trainer.limit_test_batches", "trainer.enable_progress_bar",
 )  # fmt: skip
+#: In an adopted run's folder: the run folder whose training it took over.
+ADOPTED_JSON = "adopted.json"
 #: What a run's folder holds that belongs to that run alone: its test's outputs (a tuning
 #: run's test is skipped; a comparison run's is done again), its measured outcomes, how it
 #: ended, its W&B run.
 NOT_ADOPTED = (
-    TEST_METRICS, TESTED, "shift_*", OUTCOMES_NPZ, STATUS, WANDB_ID_FILE, "wandb",
+    TEST_METRICS, TESTED, "shift_*", OUTCOMES_NPZ, STATUS, WANDB_ID_FILE, "wandb", ADOPTED_JSON,
 )  # fmt: skip
 #: The path fields of a ModelCheckpoint's state (``best_k_models`` is keyed by paths too).
 CHECKPOINT_PATHS = ("best_model_path", "kth_best_model_path", "last_model_path")
@@ -68,6 +72,7 @@ def adopt(
     staging = runs_dir / f".adopting-{name}"
     shutil.rmtree(staging, ignore_errors=True)  # a copy an earlier attempt left half done
     shutil.copytree(source, staging, ignore=shutil.ignore_patterns(*NOT_ADOPTED))
+    atomic_write_json(staging / ADOPTED_JSON, {"from": str(source)})
     run_dir = runs_dir / name
     for checkpoint in (staging / CHECKPOINTS).glob("*.ckpt"):
         relocate_checkpoint(checkpoint, run_dir / CHECKPOINTS)
