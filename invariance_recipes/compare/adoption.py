@@ -29,7 +29,7 @@ import torch
 import yaml
 
 from invariance_recipes.common.atomic_write import atomic_write_json
-from invariance_recipes.compare.tuning import TUNING_DIR
+from invariance_recipes.compare.tuning import tuning_runs
 from invariance_recipes.lightning_modules.callbacks import TESTED
 from invariance_recipes.measure.outcomes import OUTCOMES_NPZ
 from invariance_recipes.run.checkpoints import LAST
@@ -88,7 +88,7 @@ def adoptable(run_dir: Path) -> bool:
 
 def run_folders(results: Sequence[Path]) -> list[Path]:
     """The run folders of results folders: the comparison's runs and the tuning's."""
-    parents = [folder / sub for folder in results for sub in ("runs", f"{TUNING_DIR}/runs")]
+    parents = [path for folder in results for path in (folder / "runs", tuning_runs(folder))]
     return [
         run_dir
         for parent in parents
@@ -141,6 +141,6 @@ def relocate_checkpoint(path: Path, folder: Path) -> None:
             if state.get(field):
                 state[field] = str(folder / Path(state[field]).name)
         state["best_k_models"] = {
-            str(folder / Path(path).name): score for path, score in state["best_k_models"].items()
+            str(folder / Path(old).name): score for old, score in state["best_k_models"].items()
         }
     torch.save(checkpoint, path)

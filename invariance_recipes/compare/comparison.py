@@ -83,7 +83,6 @@ from invariance_recipes.compare.sharding import (
     write_manifest,
 )
 from invariance_recipes.compare.tuning import (
-    TUNING_DIR,
     TUNING_JSON,
     TUNING_SEED,
     arm_of,
@@ -94,6 +93,7 @@ from invariance_recipes.compare.tuning import (
     tuned_args,
     tuning_document,
     tuning_markdown,
+    tuning_runs,
     untuned_arms,
 )
 from invariance_recipes.datamodules import DATASETS
@@ -299,7 +299,7 @@ def execute(run: Run, experiment: Experiment, runs_dir: Path, reuse: Sequence[Pa
     from its tuning or from the ``reuse`` results folders) and measure it once: the table's
     columns, the per-image outcomes for the paired tests, and whether it trained."""
     start = time.monotonic()
-    trial = finished_run(runs_dir.parent / TUNING_DIR / "runs", run.trial) if run.trial else None
+    trial = finished_run(tuning_runs(runs_dir.parent), run.trial) if run.trial else None
     candidates = [*([trial] if trial else []), *run_folders(reuse)]
     run_dir, metrics = train_or_reuse(run.args, run.name, runs_dir, candidates)
     trained = time.monotonic()
@@ -613,7 +613,7 @@ def tune(
         )
     grid = experiment.tuning_grid
     found = trials(label, grid, arms)
-    runs_dir = out / TUNING_DIR / "runs"
+    runs_dir = tuning_runs(out)
     settings = experiment.settings()
     mine = select(found, shard) if shard is not None else found
     candidates = run_folders(reuse)
@@ -663,7 +663,7 @@ def record_tuning(out: Path, experiment: Experiment, label: str, variants: list[
     wanted = {*variants, *(arm.split("/")[0] for arm in listed["arms"])}
     arms = [(v, s) for s in experiment.settings() for v in VARIANTS if v in wanted]
     found = trials(label, experiment.tuning_grid, arms)
-    runs_dir = out / TUNING_DIR / "runs"
+    runs_dir = tuning_runs(out)
     records: dict[str, list[dict]] = {arm_of(v, s): [] for v, s in arms}
     for trial in found:
         if (done := finished_run(runs_dir, trial.name)) is not None:

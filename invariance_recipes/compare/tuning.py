@@ -38,6 +38,11 @@ class Trial:
         return [arg for key, value in self.values.items() for arg in (f"--model.{key}", str(value))]
 
 
+def tuning_runs(out: Path) -> Path:
+    """The folder of a results folder's tuning runs."""
+    return out / TUNING_DIR / "runs"
+
+
 def arm_of(variant: str, setting: str) -> str:
     """The name of an arm: the variant, and the setting in a sweep."""
     return variant if setting == "default" else f"{variant}/{setting}"
