@@ -30,7 +30,10 @@ from invariance_recipes.lightning_modules.layers.blur_paths import (
     PATHS,
     choose_path,
 )
-from invariance_recipes.lightning_modules.layers.same_max_pool import takes_shift_path
+from invariance_recipes.lightning_modules.layers.same_max_pool import (
+    takes_channels_last_kernel,
+    takes_shift_path,
+)
 
 NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "zero": "constant", "circular": "wrap"}
 SIZES = [(9, 12), (8, 7), (1, 1), (2, 3), (3, 2)]  # odd, even, and smaller than the padding
@@ -309,6 +312,49 @@ def test_same_max_pool_inference_path_equals_the_autograd_path(
     torch.testing.assert_close(inference, layer(trained).detach(), rtol=0, atol=0, equal_nan=True)
     expected = blur(x.clone().requires_grad_(True)).detach()
     torch.testing.assert_close(blurred, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("circular", [False, True])
+@pytest.mark.parametrize("kernel_size", [2, 3])
+def test_same_max_pool_training_path_runs_channels_last_with_the_same_numbers(
+    kernel_size: int, circular: bool, layout: torch.memory_format
+) -> None:
+    """Under autograd a contiguous map is pooled in channels-last memory and handed back
+    contiguous: the same maxima as numpy's sliding windows and, tie-free, the gradient each
+    window's maximum receives, counted by hand; the layout after the layer is the one the
+    contiguous kernel gives, so the layers that follow run as before."""
+    x = torch.randn(3, 5, 8, 7, dtype=torch.float64).contiguous(memory_format=layout)
+    layer = SameMaxPool2d(kernel_size, circular)
+    padded = layer.pad(x)
+    if layout == torch.contiguous_format:  # the case the conversion is for
+        assert takes_channels_last_kernel(padded)
+    trained = x.clone().requires_grad_(True)
+    out = layer(trained)
+    grad = torch.randn(out.shape, dtype=torch.float64)
+    out.backward(grad)
+
+    before, after = (kernel_size - 1) // 2, kernel_size // 2
+    pad = ((0, 0), (0, 0), (before, after), (before, after))
+    source = x.numpy()
+    padded_np = np.pad(source, pad, mode="wrap" if circular else "edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded_np, (kernel_size,) * 2, (2, 3))
+    np.testing.assert_array_equal(out.detach().numpy(), windows.max(axis=(-2, -1)))
+    expected = np.zeros_like(source)  # each output's gradient goes to its window's maximum
+    height, width = source.shape[-2:]
+    for n, c, i, j in np.ndindex(*out.shape):
+        window = windows[n, c, i, j]
+        di, dj = np.unravel_index(window.argmax(), window.shape)
+        row, col = (i + di - before) % height, (j + dj - before) % width
+        if not circular:
+            row, col = (
+                min(max(i + di - before, 0), height - 1),
+                min(max(j + dj - before, 0), width - 1),
+            )
+        expected[n, c, row, col] += grad[n, c, i, j].item()
+    np.testing.assert_allclose(trained.grad.numpy(), expected, rtol=1e-12, atol=1e-12)
+    plain = F.max_pool2d(layer.pad(x), kernel_size, stride=1)
+    assert out.is_contiguous(memory_format=layout) == plain.is_contiguous(memory_format=layout)
 
 
 @pytest.mark.parametrize("pad_type", PAD_TYPES)
