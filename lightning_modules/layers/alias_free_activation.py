@@ -12,8 +12,8 @@ from invariance_recipes.common.checks import check_choice, check_positive
 from invariance_recipes.lightning_modules.layers.checks import check_stride
 from invariance_recipes.lightning_modules.layers.ideal_lowpass import (
     ideal_downsample,
-    ideal_downsample_square,
     ideal_upsample,
+    ideal_upsampled_square,
     without_nyquist,
 )
 
@@ -53,8 +53,9 @@ class AliasFreeActivation(nn.Module):
     the affine part is downsampled on its own. The same function (equal to 1e-15 in float64,
     tested) at fewer multiply-adds than the pair.
 
-    Cost: an ideal upsampling to a 4x larger map and an ideal downsampling back, dense
-    matrix products along each axis (see :class:`IdealLowPassDownsample2d`):
+    Cost: the square runs on the smallest grid that folds none of its band into the output's
+    (1.25-1.5x each side, not 2x; see :func:`ideal_upsampled_square`), reached and left by
+    dense matrix products along each axis (see :class:`IdealLowPassDownsample2d`):
     ``O(C H W (H + W))`` multiply-adds against ``O(C H W)`` for a ReLU, many times its time
     (the benchmark recipe measures it).
 
@@ -106,15 +107,14 @@ class AliasFreeActivation(nn.Module):
                 f"AliasFreeActivation(channels={self.channels}) got an input of shape "
                 f"{tuple(x.shape)}: pass a [batch, {self.channels}, height, width] tensor"
             )
-        coarse = 2 * self.stride  # from the 2x grid straight to the output grid
-        if self.nonlinearity == "relu":
-            return ideal_downsample(self.activate(ideal_upsample(x, 2)), coarse)
+        if self.nonlinearity == "relu":  # from the 2x grid straight to the output grid
+            return ideal_downsample(self.activate(ideal_upsample(x, 2)), 2 * self.stride)
         # D(U(a + b x + c x^2)) = a + b D(U(x)) + c D(U(x)^2) (D and U linear, D(U(1)) = 1),
         # and D(U(x)) is x without its Nyquist rows and columns (which a further ideal
-        # downsampling removes anyway): only the square runs on the 2x grid, and the affine
-        # part costs a pass over the input map.
+        # downsampling removes anyway): only the square needs a finer grid (the smallest that
+        # aliases nothing into the output band), and the affine part costs a pass over x.
         a, b, c = (coef.view(1, -1, 1, 1).to(x.dtype) for coef in self.coefficients.unbind(1))
-        squared = ideal_downsample_square(ideal_upsample(x, 2), coarse)
+        squared = ideal_upsampled_square(x, self.stride)
         linear = without_nyquist(x) if self.stride == 1 else ideal_downsample(x, self.stride)
         return torch.addcmul(a + b * linear, c, squared)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -53,13 +52,58 @@ def _interpolation_matrix(
     return full.view(size, size, factor)[:, :, 1:].reshape(size, size * (factor - 1))
 
 
+def _square_grid(size: int, stride: int) -> tuple[int, int]:
+    """``(fine, out)``: the side of the grid :func:`ideal_upsampled_square` squares on, and
+    the output's side."""
+    out = math.ceil(size / stride)
+    return size + math.ceil(out / 2), out
+
+
+def _band_limited(samples: int, positions: Tensor, band: float, nyquist: bool) -> Tensor:
+    """``[samples, len(positions)]`` float64: the periodic interpolant of ``samples`` values with
+    only the frequencies ``|k| < band`` (with ``nyquist``, also ``k = band`` split evenly
+    between ``+-band``), evaluated at ``positions`` (in sample spacings)."""
+    lag = positions[None, :] - torch.arange(samples, dtype=torch.float64)[:, None]
+    total = torch.ones_like(lag)
+    for k in range(1, math.ceil(band)):
+        total += 2 * torch.cos(2 * math.pi * k * lag / samples)
+    if nyquist:
+        total += torch.cos(2 * math.pi * band * lag / samples)
+    return total / samples
+
+
+def _square_upsample_matrix(
+    size: int, stride: int, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    """``[size, fine]``: :func:`ideal_upsample` along one axis onto the squaring grid."""
+    with torch.inference_mode(False):
+        fine, _ = _square_grid(size, stride)
+        positions = torch.arange(fine, dtype=torch.float64) * size / fine
+        return _band_limited(size, positions, size / 2, size % 2 == 0).to(device, dtype)
+
+
+def _square_downsample_matrix(
+    size: int, stride: int, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    """``[fine, out]``: the ideal low-pass below the output's Nyquist, sampled at the output's
+    pixels, along one axis of the squaring grid."""
+    with torch.inference_mode(False):
+        fine, out = _square_grid(size, stride)
+        positions = torch.arange(out, dtype=torch.float64) * stride * fine / size
+        return _band_limited(fine, positions, out / 2, False).to(device, dtype)
+
+
 downsample_matrix = lru_cache(maxsize=256)(_downsample_matrix)
 upsample_matrix = lru_cache(maxsize=256)(_upsample_matrix)
 interpolation_matrix = lru_cache(maxsize=256)(_interpolation_matrix)
+square_upsample_matrix = lru_cache(maxsize=256)(_square_upsample_matrix)
+square_downsample_matrix = lru_cache(maxsize=256)(_square_downsample_matrix)
 _UNCACHED = {
     downsample_matrix: _downsample_matrix,
     upsample_matrix: _upsample_matrix,
     interpolation_matrix: _interpolation_matrix,
+    square_upsample_matrix: _square_upsample_matrix,
+    square_downsample_matrix: _square_downsample_matrix,
 }
 
 
@@ -129,47 +173,27 @@ def ideal_upsample(x: Tensor, factor: int = 2) -> Tensor:
     return _interleave(fine, fine @ _matrix(interpolation_matrix, h, factor, x), factor)
 
 
-def ideal_downsample_square(x: Tensor, stride: int = 2) -> Tensor:
-    """``ideal_downsample(x.square(), stride)``, with a gradient that takes one pass over ``x``.
+def ideal_upsampled_square(x: Tensor, stride: int = 1) -> Tensor:
+    """``ideal_downsample(ideal_upsample(x, 2).square(), 2 * stride)``, squared on the smallest
+    grid that gives the same function.
 
-    Autograd's gradient of the square (``2 x``, then times the incoming gradient) makes three
-    passes over ``x`` and allocates a map of its size for each; here the factor 2 goes onto the
-    incoming gradient, which is ``stride**2`` times smaller, and the downsampling's adjoint is
-    multiplied by ``x`` in place. The alias-free activation squares on its 2x grid, where
-    this was a fifth of the training step. Values and gradients are those of the plain
-    expression (tested); without a gradient to compute, or when compiling (the compiler
-    fuses the square itself), it is the plain expression.
+    The interpolation holds the frequencies ``|k| <= n / 2`` of an ``n``-pixel side, so its
+    square holds ``|k| <= n``; on a grid of ``f`` points the part above ``f / 2`` folds back to
+    ``|k| >= f - n``. The output keeps only ``|k| < m / 2`` (``m = ceil(n / stride)``), so any
+    ``f >= n + m / 2`` folds nothing into it: ``f = n + ceil(m / 2)`` instead of ``2 n``, 1.25
+    to 1.5 times the side where the 2x grid doubles it, and a square on 0.39-0.56 of its
+    pixels. Each axis is one dense product with the interpolant evaluated on that grid, and
+    one with the low-pass evaluated at the output's pixels (built from their Fourier sums in
+    float64). The same values as the expression above (to 1e-13 in float64, tested) and its
+    autograd gradients. Measured forward and backward, 1 thread, stride 2: 128x32x32x32
+    0.19-0.44x the time of the 2x grid, 128x64x16x16 0.38-0.56x, 128x128x8x8 0.77-0.86x.
     """
-    if torch.is_grad_enabled() and x.requires_grad and not torch.compiler.is_compiling():
-        return _DownsampledSquare.apply(x, stride)
-    return ideal_downsample(x.square(), stride)
-
-
-class _DownsampledSquare(torch.autograd.Function):
-    # forward and backward are plain torch operations, so torch.func's transforms apply
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor, stride: int) -> Tensor:
-        return ideal_downsample(x.square(), stride)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Tensor, int], output: Tensor) -> None:
-        ctx.save_for_backward(inputs[0])
-        ctx.stride = inputs[1]
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (x,) = ctx.saved_tensors
-        h, w = x.shape[-2:]
-        rows = _matrix(downsample_matrix, h, ctx.stride, x)
-        cols = _matrix(downsample_matrix, w, ctx.stride, x)
-        # the adjoint rows @ g @ cols^T, ending with the product that leaves it in x's layout
-        spread = (2 * grad).mT.contiguous() @ rows.mT
-        spread = spread.mT.contiguous() @ cols.mT
-        if torch.is_grad_enabled():  # a second derivative needs the product out of place
-            return spread * x, None
-        return spread.mul_(x), None
+    h, w = x.shape[-2:]
+    fine = _matrix(square_upsample_matrix, h, stride, x).mT @ (
+        x @ _matrix(square_upsample_matrix, w, stride, x)
+    )
+    down_rows = _matrix(square_downsample_matrix, h, stride, x)
+    return down_rows.mT @ (fine.square() @ _matrix(square_downsample_matrix, w, stride, x))
 
 
 def _interleave(samples: Tensor, between: Tensor, factor: int) -> Tensor:
