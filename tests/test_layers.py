@@ -31,7 +31,7 @@ from invariance_recipes.lightning_modules.layers.blur_paths import (
     choose_path,
 )
 from invariance_recipes.lightning_modules.layers.same_max_pool import (
-    takes_channels_last_kernel,
+    dense_max_pool,
     takes_shift_path,
 )
 
@@ -317,18 +317,15 @@ def test_same_max_pool_inference_path_equals_the_autograd_path(
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("circular", [False, True])
 @pytest.mark.parametrize("kernel_size", [2, 3])
-def test_same_max_pool_training_path_runs_channels_last_with_the_same_numbers(
+def test_same_max_pool_training_path_has_the_numbers_of_the_plain_pool(
     kernel_size: int, circular: bool, layout: torch.memory_format
 ) -> None:
-    """Under autograd a contiguous map is pooled in channels-last memory and handed back
-    contiguous: the same maxima as numpy's sliding windows and, tie-free, the gradient each
-    window's maximum receives, counted by hand; the layout after the layer is the one the
-    contiguous kernel gives, so the layers that follow run as before."""
+    """Under autograd the dense max runs its forward in channels-last memory and PyTorch's
+    backward on the contiguous map: the maxima of numpy's sliding windows, the gradient each
+    window's maximum receives counted by hand, and bit for bit the output, layout and
+    gradient of the plain ``max_pool2d`` on the padded map."""
     x = torch.randn(3, 5, 8, 7, dtype=torch.float64).contiguous(memory_format=layout)
     layer = SameMaxPool2d(kernel_size, circular)
-    padded = layer.pad(x)
-    if layout == torch.contiguous_format:  # the case the conversion is for
-        assert takes_channels_last_kernel(padded)
     trained = x.clone().requires_grad_(True)
     out = layer(trained)
     grad = torch.randn(out.shape, dtype=torch.float64)
@@ -345,16 +342,44 @@ def test_same_max_pool_training_path_runs_channels_last_with_the_same_numbers(
     for n, c, i, j in np.ndindex(*out.shape):
         window = windows[n, c, i, j]
         di, dj = np.unravel_index(window.argmax(), window.shape)
-        row, col = (i + di - before) % height, (j + dj - before) % width
-        if not circular:
-            row, col = (
-                min(max(i + di - before, 0), height - 1),
-                min(max(j + dj - before, 0), width - 1),
-            )
+        row, col = i + di - before, j + dj - before
+        if circular:
+            row, col = row % height, col % width
+        else:
+            row, col = min(max(row, 0), height - 1), min(max(col, 0), width - 1)
         expected[n, c, row, col] += grad[n, c, i, j].item()
     np.testing.assert_allclose(trained.grad.numpy(), expected, rtol=1e-12, atol=1e-12)
-    plain = F.max_pool2d(layer.pad(x), kernel_size, stride=1)
+
+    plain_input = x.clone().requires_grad_(True)
+    plain = F.max_pool2d(layer.pad(plain_input), kernel_size, stride=1)
+    plain.backward(grad)
+    assert torch.equal(out, plain) and torch.equal(trained.grad, plain_input.grad)
     assert out.is_contiguous(memory_format=layout) == plain.is_contiguous(memory_format=layout)
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_dense_max_pool_matches_the_plain_pool_and_its_second_derivative(padding: int) -> None:
+    """The fast training path of the dense max (MaxBlurPool2d's fused pool pads by one) against
+    ``max_pool2d``: values, gradients and the gradient of a gradient, bit for bit."""
+    x = torch.randn(2, 4, 9, 6, dtype=torch.float64)
+    ours, plain = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out = dense_max_pool(ours, 2, padding)
+    expected = F.max_pool2d(plain, 2, stride=1, padding=padding)
+    assert torch.equal(out, expected)
+    upstream = torch.randn_like(out, requires_grad=True)
+    (grad,) = torch.autograd.grad(out, ours, upstream, create_graph=True)
+    (expected_grad,) = torch.autograd.grad(expected, plain, upstream, create_graph=True)
+    assert torch.equal(grad, expected_grad)
+    probe = torch.randn_like(grad)
+    (second,) = torch.autograd.grad(grad, upstream, probe)
+    (expected_second,) = torch.autograd.grad(expected_grad, upstream, probe)
+    assert torch.equal(second, expected_second)
+    # under torch.func's transforms it is the plain pool (their tensors have no layouts)
+    per_sample = torch.func.vmap(torch.func.grad(lambda i: dense_max_pool(i, 2, padding).sum()))
+    plain_grads = torch.func.vmap(
+        torch.func.grad(lambda i: F.max_pool2d(i, 2, stride=1, padding=padding).sum())
+    )
+    assert torch.equal(per_sample(x), plain_grads(x))
 
 
 @pytest.mark.parametrize("pad_type", PAD_TYPES)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from invariance_recipes.lightning_modules.layers.blur_pool import BlurPool2d
 from invariance_recipes.lightning_modules.layers.same_max_pool import (
+    dense_max_pool,
     max_pool_first,
     takes_shift_path,
 )
@@ -68,7 +68,7 @@ class MaxBlurPool2d(nn.Module):
         # copy forward and backward), the convolution reads past them.
         blur.check_input(x)
         before, after = pool.padding[:2]
-        pooled = F.max_pool2d(x, pool.kernel_size, stride=1, padding=after)
+        pooled = dense_max_pool(x, pool.kernel_size, after)
         skip = after - before
         if blur.takes_dense_path(x):
             return blur.dense(pooled, skip=skip)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -59,12 +61,7 @@ class SameMaxPool2d(nn.Module):
             for dim in (-1, -2):
                 x = window_max(x, dim, before, after, self.circular)
             return x
-        padded = self.pad(x)
-        if not takes_channels_last_kernel(padded):
-            return F.max_pool2d(padded, self.kernel_size, stride=1)
-        last = padded.contiguous(memory_format=torch.channels_last)
-        # back to the layout the pool gives a contiguous map, so what follows runs as before
-        return F.max_pool2d(last, self.kernel_size, stride=1).contiguous()
+        return dense_max_pool(self.pad(x), self.kernel_size)
 
     def pad(self, x: Tensor) -> Tensor:
         """``x`` padded as the windows see it: wrapped, or edges replicated (a replicated
@@ -90,19 +87,58 @@ def takes_shift_path(x: Tensor) -> bool:
     return eager_cpu and x.is_floating_point() and not needs_grad
 
 
-def takes_channels_last_kernel(x: Tensor) -> bool:
-    """Whether a stride-1 ``max_pool2d`` under autograd runs on a channels-last copy of ``x``.
+def dense_max_pool(x: Tensor, kernel_size: int, padding: int = 0) -> Tensor:
+    """``F.max_pool2d(x, kernel_size, stride=1, padding=padding)``, faster under autograd.
 
-    PyTorch's CPU kernel for a stride-1 max-pool that keeps its indices is much slower on a
-    contiguous ``NCHW`` map than on the same map in channels-last memory; converting there and
-    back wins even with the two copies, and the output and gradients are identical (tested).
-    Measured, 2x2 windows, forward and backward: on 128x32x33x33, 128x64x17x17 and
-    128x128x9x9 maps (the small CNN's with LPS) 0.48-0.63x at 1 thread and 0.51-0.72x at 2;
-    on 16x128x57x57 0.79-0.88x and 0.79-1.04x. A stride-2 pool gains nothing, so only this
-    layer converts. Not under ``torch.compile``, which fuses its own kernel.
+    PyTorch's CPU forward of a stride-1 max-pool with indices is slow on a contiguous ``NCHW``
+    map and fast in channels-last memory, where its backward is the slow one. So the forward
+    runs on a channels-last copy and hands back the maxima and their indices (positions in
+    each plane, the same in either layout) contiguous, and the backward is PyTorch's own on
+    the contiguous map: the same values and gradients, bit for bit (tested). Measured, 2x2
+    windows, forward and backward, 1 thread: 0.25-0.38x the time on 128x32x32x32,
+    128x64x16x16 and 128x128x8x8 maps (the small CNN's with LPS), 0.58-0.85x on 64x64x32x32
+    and 0.63-0.82x on 16x128x56x56. Elsewhere (no gradient, an accelerator, a map already in
+    channels-last memory, under ``torch.compile`` or torch.func's transforms) it is the plain
+    call.
     """
+    needs_grad = torch.is_grad_enabled() and x.requires_grad
     eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
-    return eager_cpu and x.ndim == 4 and not x.is_contiguous(memory_format=torch.channels_last)
+    # torch.func's wrapped tensors cannot be asked about memory layouts
+    plain_tensor = not torch._C._functorch.is_functorch_wrapped_tensor(x)
+    if (
+        needs_grad
+        and eager_cpu
+        and plain_tensor
+        and not x.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return _ChannelsLastForwardMaxPool.apply(x, kernel_size, padding)[0]
+    return F.max_pool2d(x, kernel_size, stride=1, padding=padding)
+
+
+class _ChannelsLastForwardMaxPool(torch.autograd.Function):
+    @staticmethod
+    def forward(x: Tensor, kernel_size: int, padding: int) -> tuple[Tensor, Tensor]:
+        last = x.contiguous(memory_format=torch.channels_last)
+        out, indices = F.max_pool2d(last, kernel_size, 1, padding, return_indices=True)
+        return out.contiguous(), indices.contiguous()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor, int, int], output: tuple) -> None:
+        x, ctx.kernel_size, ctx.padding = inputs
+        ctx.save_for_backward(x, output[1])
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor, _: Tensor) -> tuple[Tensor, None, None]:
+        x, indices = ctx.saved_tensors
+        size, pad = [ctx.kernel_size] * 2, [ctx.padding] * 2
+        return (
+            torch.ops.aten.max_pool2d_with_indices_backward(
+                grad.contiguous(), x, size, [1, 1], pad, [1, 1], False, indices
+            ),
+            None,
+            None,
+        )
 
 
 def window_max(x: Tensor, dim: int, before: int, after: int, circular: bool) -> Tensor:
