@@ -102,13 +102,13 @@ def dense_max_pool(x: Tensor, kernel_size: int, padding: int = 0) -> Tensor:
     call.
     """
     needs_grad = torch.is_grad_enabled() and x.requires_grad
-    eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
+    # in this order: torch.compile cannot trace the query of torch.func's wrapping, and
     # torch.func's wrapped tensors cannot be asked about memory layouts
-    plain_tensor = not torch._C._functorch.is_functorch_wrapped_tensor(x)
     if (
         needs_grad
-        and eager_cpu
-        and plain_tensor
+        and x.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+        and not torch._C._functorch.is_functorch_wrapped_tensor(x)
         and not x.is_contiguous(memory_format=torch.channels_last)
     ):
         return _ChannelsLastForwardMaxPool.apply(x, kernel_size, padding)[0]
