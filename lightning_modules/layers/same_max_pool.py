@@ -83,8 +83,13 @@ def takes_shift_path(x: Tensor) -> bool:
     under ``torch.compile``, which cannot trace writes into views and fuses its own kernel.
     """
     needs_grad = torch.is_grad_enabled() and x.requires_grad
-    eager_cpu = x.device.type == "cpu" and not torch.compiler.is_compiling()
-    return eager_cpu and x.is_floating_point() and not needs_grad
+    return _eager_cpu(x) and x.is_floating_point() and not needs_grad
+
+
+def _eager_cpu(x: Tensor) -> bool:
+    """Whether ``x`` is on the CPU outside ``torch.compile``'s tracing (which fuses its own
+    kernels), where the eager fast paths of this module apply."""
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 def dense_max_pool(x: Tensor, kernel_size: int, padding: int = 0) -> Tensor:
@@ -106,8 +111,7 @@ def dense_max_pool(x: Tensor, kernel_size: int, padding: int = 0) -> Tensor:
     # torch.func's wrapped tensors cannot be asked about memory layouts
     if (
         needs_grad
-        and x.device.type == "cpu"
-        and not torch.compiler.is_compiling()
+        and _eager_cpu(x)
         and not torch._C._functorch.is_functorch_wrapped_tensor(x)
         and not x.is_contiguous(memory_format=torch.channels_last)
     ):
