@@ -10,6 +10,7 @@ import math
 import re
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from invariance_recipes.benchmarks.cli import parse_args, run
 from invariance_recipes.benchmarks.compiled import compile_row
 from invariance_recipes.benchmarks.micro_batch import micro_batch_row
 from invariance_recipes.benchmarks.rows import COLUMNS, QUICK
-from invariance_recipes.benchmarks.timing import Timings, alternate, interleaved
+from invariance_recipes.benchmarks.timing import Timings, alternate, balanced_order, interleaved
 from invariance_recipes.benchmarks.training import VARIANT, VARIANT_OPTIONS
 from invariance_recipes.lightning_modules.layers.blur_paths import choose_path
 from invariance_recipes.lightning_modules.variants import VARIANTS
@@ -285,20 +286,34 @@ def test_out_must_be_a_folder(tmp_path: Path) -> None:
         run(["--quick", "--out", str(file)])
 
 
-def test_alternate_rotates_the_order_every_round() -> None:
+def test_alternate_times_each_round_in_the_next_balanced_order() -> None:
     calls: list[str] = []
 
     def measure(name: str) -> float:
         calls.append(name)
         return float(len(calls))
 
-    timings = alternate({name: lambda name=name: measure(name) for name in "abc"}, rounds=4)
-    assert "".join(calls) == "abc" + "bca" + "cab" + "abc"
+    timings = alternate({name: lambda name=name: measure(name) for name in "abcd"}, rounds=5)
+    # Williams' rows for four (0 1 3 2, each shifted by the round), then their mirror images
+    assert "".join(calls) == "abdc" + "bcad" + "cdba" + "dacb" + "cdba"
     assert timings.seconds == {
-        "a": [1.0, 6.0, 8.0, 10.0],
-        "b": [2.0, 4.0, 9.0, 11.0],
-        "c": [3.0, 5.0, 7.0, 12.0],
+        "a": [1.0, 7.0, 12.0, 14.0, 20.0],
+        "b": [2.0, 5.0, 11.0, 16.0, 19.0],
+        "c": [4.0, 6.0, 9.0, 15.0, 17.0],
+        "d": [3.0, 8.0, 10.0, 13.0, 18.0],
     }
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 6, 7, 14])
+def test_balanced_order_puts_each_candidate_first_and_behind_each_other_equally_often(
+    count: int,
+) -> None:
+    orders = [balanced_order(count, r) for r in range(2 * count)]
+    assert all(sorted(order) == list(range(count)) for order in orders)
+    firsts = Counter(order[0] for order in orders)
+    assert firsts == {i: 2 for i in range(count)}
+    behind = Counter((a, b) for order in orders for a, b in itertools.pairwise(order))
+    assert behind == {(a, b): 2 for a in range(count) for b in range(count) if a != b}
 
 
 def test_ratio_is_the_median_and_quartiles_of_the_paired_per_round_ratios() -> None:
